@@ -1,0 +1,1 @@
+"""The app template. ``monument-ws run`` serves it; ``monument-ws new DIR`` copies it (without this file)."""

@@ -1,0 +1,30 @@
+"""Socket event handlers: ``handler(message, socket)``; the return value is the reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from monument_ws import Frame, MonumentWS, Socket
+
+
+def register(ws: MonumentWS) -> None:
+    @ws.handler("echo")
+    async def echo(message: Frame, socket: Socket) -> Any:
+        """Replies with the request's own data."""
+        return message.data
+
+    @ws.handler("countdown")
+    async def countdown(message: Frame, socket: Socket) -> AsyncIterator[int]:
+        """A streamed reply: yields data, data-1, … 1 (at most 10), one chunk at a time."""
+        start = min(int(message.data or 5), 10)
+        for n in range(start, 0, -1):
+            yield n
+            await asyncio.sleep(0.2)
+
+    @ws.handler("greet-me")
+    async def greet_me(message: Frame, socket: Socket) -> str:
+        """Calls the client back (``ask-name``) and greets it by the name it answers."""
+        name = await socket.call("ask-name", timeout=30)
+        return f"Hello, {name}!"

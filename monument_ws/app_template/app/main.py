@@ -1,0 +1,40 @@
+"""The application factory: ``monument-ws run app:create_app`` serves it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+import monument_ws
+from monument_ws import Config, events
+
+from . import auth, data, handlers
+
+STATIC = Path(__file__).parent / "static"
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+async def api(request: web.Request) -> web.Response:
+    """GET /api/<name>: asks the same provider that answers the socket's data:get:<name>."""
+    name = request.match_info["name"]
+    if name not in data.__all__:
+        raise web.HTTPNotFound(text=f"no data provider {name!r}")
+    return web.json_response(await events.ask(f"data:get:{name}"))
+
+
+def create_app(config: Config | None = None) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/", index)
+    app.router.add_get("/api/{name}", api)
+    ws = monument_ws.setup(app, config or Config(websocket=True))
+    # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
+    ws.namespaces.add(
+        "chat", publish="subscribers", presence=True, join_leave=True, history_size=50
+    )
+    ws.session_parser = auth.parse  # an example: signed token in a cookie or header
+    handlers.register(ws)
+    return app

@@ -1,0 +1,171 @@
+"""The broker abstract base class: what a process needs from the others.
+
+A broker gives every channel one ordered history: each publication gets an
+``offset`` (1, 2, 3 … per channel) within an ``epoch`` (a string that changes
+when the history is lost, e.g. a memory broker restart), is appended to the
+channel's bounded history and announced to every subscribed process in one
+atomic step. Processes receive publications through :attr:`Broker.on_publication`
+only once they have their offset, so every subscriber on every process sees
+one order.
+
+Besides channels it stores presence (channel → client → info, with expiry)
+and a registry of which process holds which client id, so a frame can be sent
+to one client anywhere.
+
+Frames are bytes: a publication's frame is encoded once, by the broker, and
+the same bytes are written to every local subscriber.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One message of a channel, with its place in the channel's history."""
+
+    channel: str
+    offset: int
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What a history read found: publications after the asked offset, and the channel's top."""
+
+    publications: list[Publication]
+    offset: int  # the channel's newest offset (0: nothing published yet)
+    epoch: str
+    complete: bool  # False when the asked position was already dropped from history
+
+
+class Broker(abc.ABC):
+    """Publish/subscribe with history, presence storage and a client registry."""
+
+    #: Called with each publication of a channel this process subscribed to, in offset order.
+    on_publication: Callable[[Publication], None]
+    #: Called with frames for every local socket (broadcast).
+    on_broadcast: Callable[[bytes], None]
+    #: Called with (client_id, frame) for a client this process registered.
+    on_client_frame: Callable[[str, bytes], None]
+    #: Called with (channel, frame) for ephemeral channel frames (join/leave): no offset, no history.
+    on_ephemeral: Callable[[str, bytes], None]
+    #: Called with a channel whose missed publications history could not supply after an
+    #: outage: its subscribers must resubscribe (and learn ``recovered: false``).
+    on_gap: Callable[[str], None]
+
+    def __init__(self) -> None:
+        self.on_publication = _ignore
+        self.on_broadcast = _ignore
+        self.on_client_frame = _ignore
+        self.on_ephemeral = _ignore
+        self.on_gap = _ignore
+
+    async def start(self) -> None:  # noqa: B027 - optional hook: nothing to connect by default
+        """Connect; called once before use (the plugin does it at app startup)."""
+
+    async def stop(self) -> None:  # noqa: B027 - optional hook
+        """Disconnect and release resources."""
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the broker can serve right now (readiness)."""
+        return True
+
+    # --- channels -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        *,
+        history_size: int,
+        history_ttl: float,
+    ) -> tuple[int, str]:
+        """Append to ``channel``'s history and announce it; return ``(offset, epoch)``.
+
+        ``history_size`` 0 keeps no history (the offset still counts up).
+        """
+
+    @abc.abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Start receiving ``channel``'s publications on this process."""
+
+    @abc.abstractmethod
+    async def unsubscribe(self, channel: str) -> None:
+        """Stop receiving ``channel`` (the last local subscriber left)."""
+
+    @abc.abstractmethod
+    async def history(self, channel: str, since: int, epoch: str | None) -> History:
+        """Publications of ``channel`` with offset > ``since``, oldest first.
+
+        ``complete`` is False when ``epoch`` is not the current epoch or
+        publications after ``since`` were already dropped.
+        """
+
+    @abc.abstractmethod
+    async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
+        """Send ``frame`` to the channel's subscribers everywhere, without offset or history."""
+
+    @abc.abstractmethod
+    async def broadcast(self, frame: bytes) -> None:
+        """Send ``frame`` to every socket on every process (at most once, not recoverable)."""
+
+    # --- presence -------------------------------------------------------
+
+    @abc.abstractmethod
+    async def presence_set(
+        self, channel: str, client_id: str, info: dict[str, Any], ttl: float
+    ) -> None:
+        """Store (or refresh) a member of ``channel``; it expires after ``ttl`` seconds."""
+
+    @abc.abstractmethod
+    async def presence_remove(self, channel: str, client_id: str) -> None:
+        """Remove a member of ``channel``."""
+
+    @abc.abstractmethod
+    async def presence_get(self, channel: str) -> dict[str, dict[str, Any]]:
+        """The live members of ``channel``: client id → info."""
+
+    @abc.abstractmethod
+    async def presence_replace(
+        self,
+        channel: str,
+        client_id: str,
+        expected: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        ttl: float,
+    ) -> bool:
+        """Atomically replace a member's info if it still equals ``expected``.
+
+        ``expected`` None: only if absent; ``new`` None: delete. Returns whether
+        it replaced -- so among processes racing on one transition exactly one wins.
+        """
+
+    @abc.abstractmethod
+    async def presence_count(self, channel: str) -> int:
+        """How many members ``channel`` has, in O(1) (expired ones may still count until swept)."""
+
+    # --- client registry --------------------------------------------------
+
+    @abc.abstractmethod
+    async def register_client(self, client_id: str) -> None:
+        """This process now holds a socket of ``client_id``."""
+
+    @abc.abstractmethod
+    async def unregister_client(self, client_id: str) -> None:
+        """This process holds no socket of ``client_id`` any more."""
+
+    @abc.abstractmethod
+    async def send_to_client(self, client_id: str, frame: bytes) -> bool:
+        """Deliver ``frame`` to ``client_id`` on whichever process holds it; False if none does."""
+
+
+def _ignore(*args: Any) -> None:
+    return None

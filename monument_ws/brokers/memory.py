@@ -1,0 +1,149 @@
+"""The embedded broker: one process, no dependencies; the default.
+
+Its epoch is random per start, so a client that recovers across a restart
+learns ``recovered: false``. History, presence and the client registry live
+in this process's memory, bounded by each namespace's history size and age.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from .. import protocol
+from .base import Broker, History, Publication
+
+
+class MemoryBroker(Broker):
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.epoch = secrets.token_hex(4)
+        self._clock = clock
+        # A channel's offset counter is kept for the broker's life so offsets never repeat in an epoch.
+        self._offsets: dict[str, int] = {}
+        self._history: dict[str, deque[tuple[Publication, float]]] = {}
+        self._subscribed: set[str] = set()
+        self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = {}
+        self._clients: dict[str, int] = {}
+
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        *,
+        history_size: int,
+        history_ttl: float,
+    ) -> tuple[int, str]:
+        offset = self._offsets.get(channel, 0) + 1
+        frame = protocol.channel_push(
+            channel, event, data, offset
+        )  # may raise TypeError: nothing changed yet
+        self._offsets[channel] = offset
+        publication = Publication(channel, offset, frame)
+        if history_size > 0:
+            history = self._history.setdefault(channel, deque())
+            history.append((publication, self._clock() + history_ttl))
+            while len(history) > history_size:
+                history.popleft()
+        if channel in self._subscribed:
+            self.on_publication(publication)
+        return offset, self.epoch
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def history(self, channel: str, since: int, epoch: str | None) -> History:
+        top = self._offsets.get(channel, 0)
+        if epoch != self.epoch or since > top:
+            return History([], top, self.epoch, complete=False)
+        now = self._clock()
+        history = self._history.get(channel)
+        if history is not None:
+            while history and history[0][1] < now:
+                history.popleft()
+            if not history:
+                del self._history[channel]
+                history = None
+        found = [p for p, _ in history or () if p.offset > since]
+        complete = since == top or (bool(found) and found[0].offset == since + 1)
+        return History(found, top, self.epoch, complete)
+
+    async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
+        if channel in self._subscribed:
+            self.on_ephemeral(channel, frame)
+
+    async def broadcast(self, frame: bytes) -> None:
+        self.on_broadcast(frame)
+
+    async def presence_set(
+        self, channel: str, client_id: str, info: dict[str, Any], ttl: float
+    ) -> None:
+        self._presence.setdefault(channel, {})[client_id] = (info, self._clock() + ttl)
+
+    async def presence_remove(self, channel: str, client_id: str) -> None:
+        members = self._presence.get(channel)
+        if members is not None:
+            members.pop(client_id, None)
+            if not members:
+                del self._presence[channel]
+
+    async def presence_get(self, channel: str) -> dict[str, dict[str, Any]]:
+        members = self._presence.get(channel, {})
+        now = self._clock()
+        for client_id in [c for c, (_, expires) in members.items() if expires < now]:
+            del members[client_id]
+        if not members:
+            self._presence.pop(channel, None)
+        return {client_id: info for client_id, (info, _) in members.items()}
+
+    async def presence_replace(
+        self,
+        channel: str,
+        client_id: str,
+        expected: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        ttl: float,
+    ) -> bool:
+        current = (await self.presence_get(channel)).get(client_id)
+        if current != expected:
+            return False
+        if new is None:
+            await self.presence_remove(channel, client_id)
+        else:
+            await self.presence_set(channel, client_id, new, ttl)
+        return True
+
+    async def presence_count(self, channel: str) -> int:
+        return len(self._presence.get(channel, ()))
+
+    async def register_client(self, client_id: str) -> None:
+        self._clients[client_id] = self._clients.get(client_id, 0) + 1
+
+    async def unregister_client(self, client_id: str) -> None:
+        count = self._clients.get(client_id, 0) - 1
+        if count > 0:
+            self._clients[client_id] = count
+        else:
+            self._clients.pop(client_id, None)
+
+    async def send_to_client(self, client_id: str, frame: bytes) -> bool:
+        if client_id not in self._clients:
+            return False
+        self.on_client_frame(client_id, frame)
+        return True
+
+    def stats(self) -> dict[str, int]:
+        """Sizes of the broker's tables (tests use it to prove nothing grows)."""
+        return {
+            "channels_subscribed": len(self._subscribed),
+            "histories": len(self._history),
+            "presence_channels": len(self._presence),
+            "clients": len(self._clients),
+        }

@@ -1,0 +1,290 @@
+"""The ``monument-ws`` command: run an app, scaffold a new one, add data providers.
+
+Every configuration key of :class:`~monument_ws.config.Config` is also a flag
+of ``run`` (``--data-timeout 5``), documented in ``monument-ws run -h``; flags
+override the environment (``MONUMENT_WS_*``), which overrides ``--config FILE``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import keyword
+import os
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+
+from . import config as config_module
+from ._version import __version__
+from .config import Config
+from .errors import ConfigError, MonumentWSError
+
+DEFAULT_APP = "monument_ws.app_template.app:create_app"
+#: What ``run`` changes from the schema's defaults: it serves sockets.
+RUN_DEFAULTS = {"websocket": True}
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _config_options(fn: Any) -> Any:
+    """Add one ``--flag`` per schema key, with the key's documentation as help."""
+    for info in reversed(config_module.schema()):
+        default = RUN_DEFAULTS.get(info.name, info.default)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        fn = click.option(
+            info.flag,
+            info.name,
+            default=None,
+            metavar="VALUE",
+            help=f"{info.doc} [default: {shown!r}; env: {info.env_var}]",
+        )(fn)
+    return fn
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="monument-ws")
+def cli() -> None:
+    """monument_ws: real-time WebSockets for aiohttp, bridged to the app's event bus."""
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes serving the same port (SO_REUSEPORT); needs a shared broker such as redis://.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="A .toml (with a [monument_ws] table) or .json file of settings.",
+)
+@_config_options
+def run(
+    app: str, host: str, port: int, workers: int, config_file: str | None, **flags: str | None
+) -> None:
+    """Serve MODULE:FACTORY (default: the demo app) in one process.
+
+    FACTORY is an aiohttp Application, or a function returning one; a function
+    with a ``config`` parameter receives the Config built from the file, the
+    environment and these flags (sockets on unless --websocket false).
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        cfg = Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=os.environ)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if workers == 1:
+        web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo)
+        return
+    if cfg.broker.startswith("memory"):
+        raise click.UsageError(
+            "--workers needs a shared broker: memory:// lives inside one process, so workers "
+            "would not see each other's channels, presence or clients; use --broker redis://..."
+        )
+    load_app(app, cfg)  # fail here, once, rather than in every worker
+    serve_workers(app, cfg, host, port, workers)
+
+
+def _worker(target: str, cfg: Config, host: str, port: int) -> None:
+    web.run_app(load_app(target, cfg), host=host, port=port, reuse_port=True, print=None)
+
+
+def serve_workers(target: str, cfg: Config, host: str, port: int, workers: int) -> None:
+    """Run ``workers`` processes on one port; SIGTERM/SIGINT stop them all gracefully."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_worker, args=(target, cfg, host, port)) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    click.echo(f"======== Running {workers} workers on http://{host}:{port} ========")
+
+    def stop(signum: int, frame: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for process in processes:
+        process.join()
+
+
+def load_app(target: str, cfg: Config) -> web.Application:
+    """Import ``module:factory`` (the current directory is importable) and build the app."""
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise click.UsageError(f"expected MODULE:FACTORY, e.g. app:create_app, got {target!r}")
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"cannot import {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise click.UsageError(f"{module_name!r} has no attribute {attr!r}")
+    if isinstance(factory, web.Application):
+        return factory
+    if "config" in inspect.signature(factory).parameters:
+        application = factory(config=cfg)
+    else:
+        application = factory()
+    if not isinstance(application, web.Application):
+        raise click.UsageError(
+            f"{target} returned {type(application).__name__}, not an aiohttp Application"
+        )
+    return application
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("channel")
+@click.argument("event")
+@click.argument("data", default="null")
+@click.option("--broker", help="The servers' broker URL (default: MONUMENT_WS_BROKER).")
+@click.option(
+    "--broker-prefix", help="The servers' key prefix (default: MONUMENT_WS_BROKER_PREFIX)."
+)
+def publish(
+    channel: str, event: str, data: str, broker: str | None, broker_prefix: str | None
+) -> None:
+    """Publish EVENT with DATA (JSON) to CHANNEL through the broker, without running a server."""
+    import asyncio
+    import json
+
+    from .publisher import Publisher
+
+    try:
+        payload = json.loads(data)
+    except ValueError as exc:
+        raise click.UsageError(f"DATA must be JSON: {exc}") from None
+    given = {"broker": broker, "broker_prefix": broker_prefix}
+    try:
+        cfg = Config.load({k: v for k, v in given.items() if v is not None}, env=os.environ)
+        publisher = Publisher(
+            **{
+                k: v
+                for k, v in cfg.as_dict().items()
+                if k in ("broker", "broker_prefix", "channels")
+            }
+        )
+    except (ConfigError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+    async def send() -> int:
+        async with publisher:
+            return await publisher.publish(channel, event, payload)
+
+    try:
+        offset = asyncio.run(send())
+    except MonumentWSError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"published to {channel} at offset {offset}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def new(directory: Path) -> None:
+    """Create a new app in DIRECTORY (created if missing; it must be empty)."""
+    if directory.exists() and any(directory.iterdir()):
+        raise click.ClickException(f"{directory} is not empty; choose a new or empty directory")
+    template = resources.files("monument_ws") / "app_template"
+    with resources.as_file(template) as source:
+        shutil.copytree(
+            source,
+            directory,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"),
+        )
+    (directory / "__init__.py").unlink()
+    click.echo(f"created {directory}")
+    click.echo(f"  cd {directory} && monument-ws run app:create_app   # serve it")
+    click.echo(f"  cd {directory} && python -m pytest                 # its tests")
+
+
+DATA_MODULE = '''"""{name}: answers ``data:get:{name}`` (HTTP and sockets) with ``data:set:{name}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monument_ws import events
+
+
+@events.on("data:get:{name}")
+async def provide(event: str, *, data: Any, **_: Any) -> Any:
+    # Replace with your query. ``data`` is what the socket request carried.
+    # Return the value, or emit "data:set:{name}" with request=request later.
+    return {{"name": "{name}", "items": []}}
+'''
+
+DATA_TEST = '''"""data:get:{name} answers over HTTP and over a socket with the same value."""
+
+from monument_ws.testing import Communicator
+
+from app import create_app
+
+
+async def test_{name}_over_http_and_socket():
+    """GET /api/{name} and data:get:{name} are answered by the same provider."""
+    async with Communicator(create_app()) as comm:
+        assert await comm.call("data:get:{name}") == await comm.get("/api/{name}")
+'''
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    help="The app made by `monument-ws new` (default: the current directory).",
+)
+def data(name: str, project: Path) -> None:
+    """Add a data provider NAME (data:get:NAME → data:set:NAME) with its test, wired in."""
+    if not name.isidentifier() or keyword.iskeyword(name) or not name.islower():
+        raise click.UsageError(f"{name!r} must be a lowercase Python identifier, e.g. weather")
+    package = project / "app" / "data"
+    registry = package / "__init__.py"
+    if not registry.is_file():
+        raise click.ClickException(
+            f"{project} is not an app made by `monument-ws new` (no app/data/)"
+        )
+    module = package / f"{name}.py"
+    if module.exists():
+        raise click.ClickException(f"{module} already exists")
+    text = registry.read_text()
+    match = re.search(r"^__all__ = \[(.*)\]$", text, re.MULTILINE)
+    if match is None:
+        raise click.ClickException(f"cannot find the __all__ list in {registry}")
+    names = [*re.findall(r'"(\w+)"', match.group(1)), name]
+    imports = "".join(f"from . import {n}\n" for n in names)
+    head = text[: text.index("from . import")]
+    registry.write_text(
+        f"{head}{imports}\n__all__ = [{', '.join(repr(n).replace(chr(39), chr(34)) for n in names)}]\n"
+    )
+    module.write_text(DATA_MODULE.format(name=name))
+    test = project / "tests" / f"test_{name}.py"
+    test.write_text(DATA_TEST.format(name=name))
+    click.echo(f"created {module} and {test}; data:get:{name} is served at GET /api/{name}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point; tests call ``main([...])`` directly."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="monument-ws")

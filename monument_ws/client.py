@@ -1,0 +1,755 @@
+"""The Python client: calls, tells, streams, server calls, and a connection that heals itself.
+
+::
+
+    from monument_ws.client import Client
+
+    async with Client("ws://127.0.0.1:8080/ws") as c:
+        print(await c.call("data:get:greeting"))
+        c.tell("chat", {"text": "hi"})                 # no reply expected
+        async for n in c.stream("countdown", 3):       # a streamed reply
+            print(n)
+        c.on("news", print)                            # pushes
+        c.perform("confirm", lambda data: True)        # answer server calls
+
+It imports only the protocol module, the error tree and aiohttp's client.
+
+**Reconnection.** When the connection drops the client reconnects by itself
+with exponential backoff and full jitter (``random() * min(backoff_max,
+backoff_initial * 2**attempt)``), presenting its ``resume`` secret so it keeps
+its ``client_id``. It obeys the close-code table of the protocol: after 1000,
+1008, 4401, 4403 and 4409 it does not reconnect; after 4029 it waits at least
+``long_delay`` seconds. Lifecycle events, observed with ``on()``, use the
+reserved ``ws:`` prefix so they never collide with application events:
+``ws:connect`` (first welcome), ``ws:reconnect``, ``ws:offline`` (dropped,
+will retry), ``ws:close`` (final, with ``code`` and ``reason``) and
+``ws:error`` (an error frame that answers no request).
+
+**Offline queue.** Every outgoing frame goes through one ordered queue of at
+most ``queue_limit`` frames. While disconnected, tells and calls wait there
+(calls within their own timeout) and are sent in order after reconnecting.
+When the queue is full, ``tell`` and ``call`` raise :class:`QueueFull` at
+once; nothing already queued is dropped. A call that was sent but not answered
+when the connection dropped fails with :class:`ConnectionLost`, unless it was
+made with ``retry=True``: then it is sent again after reconnecting (so the
+server may run it twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from . import protocol
+from .errors import (
+    ConnectionLost,
+    InternalError,
+    MonumentWSError,
+    NotFound,
+    QueueFull,
+    Timeout,
+    TooLarge,
+    from_error_frame,
+)
+from .protocol import CloseCode, Reconnect
+
+log = logging.getLogger("monument_ws.client")
+
+Listener = Callable[[Any], Any]
+_DEFAULT: Any = object()
+
+
+class _Call:
+    """A request with an id waiting for its answer (or, for a stream, its chunks)."""
+
+    __slots__ = ("chunks", "frame", "future", "retry", "sent")
+
+    def __init__(self, frame: bytes, retry: bool, stream: bool) -> None:
+        self.frame = frame
+        self.retry = retry
+        self.sent = False
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.chunks: asyncio.Queue[tuple[str, Any]] | None = asyncio.Queue() if stream else None
+
+    def fail(self, error: MonumentWSError) -> None:
+        if self.chunks is not None:
+            self.chunks.put_nowait(("error", error))
+        if not self.future.done():
+            self.future.set_exception(error)
+            self.future.exception()  # mark retrieved: the caller may be gone
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One channel publication as a subscriber receives it."""
+
+    channel: str
+    event: str
+    data: Any
+    offset: int
+
+
+class Subscription:
+    """A channel this client is subscribed to; survives reconnects.
+
+    ``offset`` is the newest publication received, ``epoch`` the history it
+    belongs to; after a reconnect the client resubscribes with ``since`` and
+    ``recovered`` tells whether every missed publication was replayed (False:
+    some were lost; reload the state from elsewhere). Publications at or below
+    ``offset`` are dropped as duplicates.
+    """
+
+    def __init__(
+        self, client: Client, channel: str, handler: Callable[[Message], Any], query: Any
+    ) -> None:
+        self.client = client
+        self.channel = channel
+        self.handler = handler
+        self.query = query
+        self.offset = 0
+        self.epoch: str | None = None
+        self.recovered: bool | None = None
+        self.active = True
+
+    async def unsubscribe(self) -> None:
+        await self.client.unsubscribe(self.channel)
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.channel} offset={self.offset} recovered={self.recovered}>"
+
+
+class Periodic:
+    """A running :meth:`Client.every`; ``cancel()`` stops it (closing the client does too)."""
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._task.done()
+
+
+class Client:
+    """A monument_ws connection that reconnects, resumes and queues by itself."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        reconnect: bool = True,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 30.0,
+        long_delay: float = 15.0,
+        queue_limit: int = 1000,
+        call_timeout: float = 60.0,
+        heartbeat: bool = True,
+        headers: dict[str, str] | None = None,
+        session: aiohttp.ClientSession | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        self.url = url
+        self.reconnect = reconnect
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.long_delay = long_delay
+        self.queue_limit = queue_limit
+        self.call_timeout = call_timeout
+        self.heartbeat = heartbeat
+        self.headers = headers or {}
+        self._session = session
+        self._own_session = session is None
+        self._sleep = sleep
+        self._random = random
+
+        self.client_id: str | None = None
+        self.resume: str | None = None
+        self.welcome: dict[str, Any] = {}
+        self.state = "idle"  # idle → connecting → open ⇄ reconnecting → closed
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._next_id = 1
+        self._calls: dict[int, _Call] = {}
+        self._outbox: deque[tuple[bytes, _Call | None]] = deque()
+        self._wake = asyncio.Event()  # set when the outbox gets a frame
+        self._listeners: dict[str, list[Listener]] = {}
+        self._performers: dict[str, Callable[[Any], Any]] = {}
+        self._raw: list[Callable[[dict[str, Any]], Any]] = []
+        self._subscriptions: dict[str, Subscription] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None
+        self._closing = False
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout: float = 30.0) -> None:
+        """Open the connection and wait for the server's welcome.
+
+        Raises :class:`ConnectionLost` if the first connection fails (after
+        retrying with backoff for up to ``timeout`` seconds when reconnect is on).
+        """
+        if self._runner is not None:
+            raise RuntimeError(
+                "Client.connect() was already called; create a new Client to reconnect"
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._first = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._first)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close for good (code 1000): no reconnect; waiting calls fail with ConnectionLost."""
+        self._closing = True
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        self._finish(CloseCode.NORMAL, "closed by the client")
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "open"
+
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the offline queue."""
+        return len(self._outbox)
+
+    # --- requests -----------------------------------------------------------
+
+    async def call(
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        timeout: float | None = _DEFAULT,
+        retry: bool = False,
+    ) -> Any:
+        """Send a request and return its reply's data.
+
+        Raises the typed error the server answered with (NotFound, Forbidden,
+        Timeout …, each with ``.code`` and ``remote = True``), :class:`Timeout`
+        when no answer comes within ``timeout`` (default ``call_timeout``;
+        None or 0: wait forever; the server is told to cancel), or
+        :class:`ConnectionLost` (see ``retry`` in the module documentation).
+        """
+        request_id, call = self._request(event, data, retry=retry, stream=False)
+        timeout = self.call_timeout if timeout is _DEFAULT else timeout
+        try:
+            async with asyncio.timeout(timeout or None):
+                return await call.future
+        except TimeoutError:
+            self._cancel_remote(request_id, call)
+            raise Timeout(f"no answer to {event!r} within {timeout:g} s") from None
+        finally:
+            self._forget(request_id, call)
+
+    def tell(self, event: str, data: Any = None) -> None:
+        """Send without expecting a reply (queued while offline). Raises QueueFull or TooLarge."""
+        self._enqueue(protocol.push(event, data), None)
+
+    async def stream(self, event: str, data: Any = None) -> AsyncIterator[Any]:
+        """Iterate over a streamed reply's chunks; leaving the loop early cancels it on the server.
+
+        A plain (non-streamed) reply is yielded as the only item.
+        """
+        request_id, call = self._request(event, data, retry=False, stream=True)
+        assert call.chunks is not None
+        finished = False
+        try:
+            while True:
+                kind, value = await call.chunks.get()
+                if kind == "chunk":
+                    yield value
+                elif kind == "end":
+                    finished = True
+                    return
+                elif kind == "reply":
+                    finished = True
+                    yield value
+                    return
+                else:
+                    finished = True
+                    raise value
+        finally:
+            if not finished:
+                self._cancel_remote(request_id, call)
+            self._forget(request_id, call)
+
+    # --- channels -----------------------------------------------------------
+
+    async def subscribe(
+        self, channel: str, handler: Callable[[Message], Any], *, query: Any = None
+    ) -> Subscription:
+        """Subscribe to ``channel``; ``handler(Message)`` gets each publication, in offset order.
+
+        After every reconnect the client resubscribes by itself with ``since``,
+        so missed publications are replayed (see :class:`Subscription`).
+        Raises the server's error (e.g. Forbidden) if the subscription is refused.
+        """
+        if channel in self._subscriptions:
+            raise ValueError(f"already subscribed to {channel!r}; unsubscribe first")
+        subscription = Subscription(self, channel, handler, query)
+        self._subscriptions[channel] = subscription
+        try:
+            await self._join(subscription)
+        except BaseException:
+            self._subscriptions.pop(channel, None)
+            raise
+        return subscription
+
+    async def unsubscribe(self, channel: str) -> None:
+        subscription = self._subscriptions.pop(channel, None)
+        if subscription is not None:
+            subscription.active = False
+            await self.call("ws:unsubscribe", {"channel": channel})
+
+    async def publish(self, channel: str, event: str, data: Any = None) -> int:
+        """Publish to ``channel`` (where its namespace lets clients); returns the offset."""
+        reply = await self.call("ws:publish", {"channel": channel, "event": event, "data": data})
+        return int(reply["offset"])
+
+    @property
+    def subscriptions(self) -> dict[str, Subscription]:
+        return dict(self._subscriptions)
+
+    async def _join(self, subscription: Subscription) -> None:
+        request: dict[str, Any] = {"channel": subscription.channel}
+        if subscription.query is not None:
+            request["query"] = subscription.query
+        if subscription.epoch is not None:
+            request["since"] = {"offset": subscription.offset, "epoch": subscription.epoch}
+        reply = await self.call("ws:subscribe", request)
+        subscription.epoch = reply["epoch"]
+        subscription.recovered = bool(reply["recovered"])
+        if not subscription.recovered:
+            subscription.offset = int(reply["offset"])
+
+    async def _rejoin(self, subscription: Subscription) -> None:
+        try:
+            await self._join(subscription)
+        except MonumentWSError as exc:
+            log.warning("resubscribing to %r failed: %s", subscription.channel, exc)
+            await self._emit(
+                "ws:error",
+                {"code": exc.code.value, "message": exc.message, "channel": subscription.channel},
+            )
+            return
+        await self._emit(
+            "ws:resubscribed",
+            {"channel": subscription.channel, "recovered": subscription.recovered},
+        )
+
+    def _publication(self, frame: dict[str, Any]) -> bool:
+        channel = frame.get("channel")
+        subscription = self._subscriptions.get(channel) if isinstance(channel, str) else None
+        offset = frame.get("offset")
+        if subscription is None or not isinstance(offset, int):
+            return False
+        if offset > subscription.offset:
+            subscription.offset = offset
+            message = Message(
+                subscription.channel, str(frame.get("event")), frame.get("data"), offset
+            )
+            self._spawn_or_run(subscription.handler, message)
+        return True
+
+    def _spawn_or_run(self, handler: Callable[[Message], Any], message: Message) -> None:
+        try:
+            result = handler(message)
+        except Exception:
+            log.exception("a subscription handler of %r failed", message.channel)
+            return
+        if inspect.isawaitable(result):
+            self._spawn(result)
+
+    def on(self, event: str, listener: Listener) -> Listener:
+        """Call ``listener(data)`` for every push of ``event`` (or lifecycle event ``ws:…``)."""
+        self._listeners.setdefault(event, []).append(listener)
+        return listener
+
+    def listen(self, listener: Callable[[dict[str, Any]], Any]) -> None:
+        """Call ``listener(frame)`` with every decoded frame from the server, before dispatch."""
+        self._raw.append(listener)
+
+    def off(self, event: str, listener: Listener) -> None:
+        listeners = self._listeners.get(event, [])
+        if listener in listeners:
+            listeners.remove(listener)
+
+    def perform(self, event: str, handler: Callable[[Any], Any]) -> None:
+        """Answer the server's calls of ``event`` with ``handler(data)`` (sync or async).
+
+        A MonumentWSError it raises is sent back with its code; any other
+        exception as ``internal``. Calls of events nobody performs get ``not_found``.
+        """
+        self._performers[event] = handler
+
+    def every(
+        self,
+        interval: float,
+        event: str,
+        data: Any = None,
+        *,
+        on_result: Callable[[Any], Any] | None = None,
+    ) -> Periodic:
+        """Tell ``event`` every ``interval`` seconds (smartersockets' setInterval).
+
+        ``data`` may be a function, called each time for the payload. With
+        ``on_result`` the request is a call and its reply is passed to it.
+        Stops when cancelled or when the client closes.
+        """
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                payload = data() if callable(data) else data
+                if on_result is None:
+                    self.tell(event, payload)
+                else:
+                    try:
+                        result: Any = await self.call(event, payload)
+                    except MonumentWSError as exc:
+                        result = exc
+                    await _maybe_await(on_result(result))
+
+        return Periodic(self._spawn(loop()))
+
+    # --- internals: outgoing ------------------------------------------------
+
+    def _request(self, event: str, data: Any, *, retry: bool, stream: bool) -> tuple[int, _Call]:
+        if self._closing or self.state == "closed":
+            raise ConnectionLost("the client is closed")
+        request_id = self._next_id
+        self._next_id += 1
+        call = _Call(
+            protocol.encode({"event": event, "id": request_id, "data": data}), retry, stream
+        )
+        self._enqueue(call.frame, call)
+        self._calls[request_id] = call
+        return request_id, call
+
+    def _forget(self, request_id: int, call: _Call) -> None:
+        if self._calls.get(request_id) is call:
+            del self._calls[request_id]
+        if not call.sent:
+            with contextlib.suppress(ValueError):
+                self._outbox.remove((call.frame, call))
+
+    def _cancel_remote(self, request_id: int, call: _Call) -> None:
+        if call.sent and self.connected:
+            with contextlib.suppress(MonumentWSError):
+                self._enqueue(protocol.push("ws:cancel", {"id": request_id}), None)
+
+    def _enqueue(self, frame: bytes, call: _Call | None) -> None:
+        limit = self.welcome.get("max_message_size")
+        if isinstance(limit, int) and len(frame) > limit:
+            raise TooLarge(f"the frame has {len(frame)} bytes; the server accepts {limit}")
+        if len(self._outbox) >= self.queue_limit:
+            raise QueueFull(f"{self.queue_limit} frames are already waiting to be sent")
+        self._outbox.append((frame, call))
+        self._wake.set()
+
+    async def _write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send queued frames in order while this connection lives."""
+        try:
+            while not ws.closed:
+                while self._outbox and not ws.closed:
+                    frame, call = self._outbox[0]
+                    await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
+                    self._outbox.popleft()  # only once written: a failed send stays queued
+                    if call is not None:
+                        call.sent = True
+                self._wake.clear()
+                await self._wake.wait()
+        except (aiohttp.ClientError, ConnectionError):
+            return  # the reader sees the close and reconnects
+
+    # --- internals: the connection loop -------------------------------------
+
+    def _target(self) -> str:
+        if not self.resume:
+            return self.url
+        parts = urlsplit(self.url)
+        query = "&".join(filter(None, [parts.query, urlencode({"resume": self.resume})]))
+        return urlunsplit(parts._replace(query=query))
+
+    async def _run(self) -> None:
+        attempt = 0
+        opened_once = False
+        while not self._closing:
+            self.state = "reconnecting" if opened_once else "connecting"
+            code: int | None = None
+            try:
+                assert self._session is not None
+                async with self._session.ws_connect(
+                    self._target(),
+                    protocols=(protocol.SUBPROTOCOL,),
+                    headers=self.headers,
+                    autoping=True,
+                ) as ws:
+                    self._ws = ws
+                    if await self._welcomed(ws, reconnected=opened_once):
+                        opened_once = True
+                        attempt = 0
+                        await self._serve(ws)
+                    code = ws.close_code
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.debug("connection attempt failed: %s", exc)
+                code = CloseCode.ABNORMAL
+            finally:
+                self._ws = None
+            if self._closing:
+                break
+            self._dropped()
+            policy = _policy(code)
+            if not self.reconnect or policy is Reconnect.NEVER:
+                self._finish(code, self.close_reason)
+                return
+            if not opened_once and self._first is not None and attempt >= 6:
+                self._finish(code, "could not connect")
+                return
+            await self._emit("ws:offline", {"code": code, "reason": self.close_reason})
+            delay = self._random() * min(self.backoff_max, self.backoff_initial * 2**attempt)
+            if policy is Reconnect.LONG_DELAY:
+                delay += self.long_delay
+            attempt += 1
+            await self._sleep(delay)
+
+    async def _welcomed(self, ws: aiohttp.ClientWebSocketResponse, *, reconnected: bool) -> bool:
+        msg = await ws.receive(timeout=30)
+        if msg.type is aiohttp.WSMsgType.CLOSE:  # refused at once, e.g. 4401 with the reason
+            self.close_reason = msg.extra if isinstance(msg.extra, str) else ""
+            return False
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return False
+        frame = orjson.loads(msg.data)
+        if not isinstance(frame, dict) or frame.get("event") != protocol.WELCOME_EVENT:
+            return False
+        self._show_raw(frame)
+        self.welcome = frame.get("data") or {}
+        self.client_id = self.welcome.get("client_id")
+        self.resume = self.welcome.get("resume")
+        self.state = "open"
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+        if reconnected:
+            for subscription in list(self._subscriptions.values()):
+                self._spawn(self._rejoin(subscription))
+        await self._emit("ws:reconnect" if reconnected else "ws:connect", self.welcome)
+        return True
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        writer = self._spawn(self._write(ws))
+        beat = self._spawn(self._heartbeats()) if self.heartbeat else None
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await self._on_frame(msg.data)
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    self.close_reason = msg.extra if isinstance(msg.extra, str) else ""
+                    await ws.close()
+                    return
+                elif msg.type in (
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                ):
+                    return
+        finally:
+            writer.cancel()
+            if beat is not None:
+                beat.cancel()
+
+    async def _heartbeats(self) -> None:
+        period = self.welcome.get("heartbeat")
+        if not isinstance(period, int | float) or period <= 0:
+            return
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(MonumentWSError):
+                self._enqueue(protocol.push("ws:heartbeat", None), None)
+
+    def _dropped(self) -> None:
+        """The connection is gone: sent calls fail or go back in the queue, in order."""
+        self.state = "reconnecting"
+        retried: list[tuple[bytes, _Call]] = []
+        for call in list(self._calls.values()):
+            if not call.sent:
+                continue
+            if call.retry:
+                call.sent = False
+                retried.append((call.frame, call))
+            else:
+                call.fail(ConnectionLost("the connection dropped before the answer came"))
+        self._outbox.extendleft(reversed(retried))
+
+    def _finish(self, code: int | None, reason: str) -> None:
+        if self.state == "closed":
+            return
+        self.state = "closed"
+        self.close_code = code
+        self.close_reason = reason
+        for call in list(self._calls.values()):
+            call.fail(ConnectionLost(f"the connection closed ({code}: {reason})"))
+        self._outbox.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(ConnectionLost(f"could not connect to {self.url}"))
+            self._first.exception()
+        if not self._closing:
+            self._spawn(self._emit("ws:close", {"code": code, "reason": reason}))
+
+    # --- internals: incoming ------------------------------------------------
+
+    async def _on_frame(self, text: str | bytes) -> None:
+        try:
+            frame = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            log.warning("the server sent a frame that is not JSON")
+            return
+        if not isinstance(frame, dict):
+            return
+        self._show_raw(frame)
+        event = frame.get("event")
+        request_id = frame.get("id")
+        if "call" in frame and event != protocol.ERROR_EVENT:
+            self._spawn(self._perform(frame))
+            return
+        call = self._calls.get(request_id) if isinstance(request_id, int) else None
+        if call is not None:
+            self._settle(call, frame)
+        elif "channel" in frame and "offset" in frame:
+            self._publication(frame)
+        elif event == "ws:knock":
+            channel = frame.get("channel")
+            with contextlib.suppress(MonumentWSError):
+                self._enqueue(protocol.push("ws:heartbeat", {"channels": [channel]}), None)
+        elif event == "ws:resubscribe":
+            data = frame.get("data")
+            channel = data.get("channel") if isinstance(data, dict) else None
+            subscription = self._subscriptions.get(channel) if isinstance(channel, str) else None
+            if subscription is not None:
+                # The server lost the history between us (e.g. a broker restart):
+                # offsets start again in a new epoch, so forget ours and rejoin fresh.
+                subscription.offset = 0
+                subscription.epoch = None
+                self._spawn(self._rejoin(subscription))
+        elif event == protocol.ERROR_EVENT:
+            await self._emit("ws:error", frame.get("error"))
+        elif isinstance(event, str):
+            await self._emit(event, frame.get("data"))
+
+    def _show_raw(self, frame: dict[str, Any]) -> None:
+        for listener in self._raw:
+            try:
+                listener(frame)
+            except Exception:
+                log.exception("a raw listener failed")
+
+    def _settle(self, call: _Call, frame: dict[str, Any]) -> None:
+        if frame.get("event") == protocol.ERROR_EVENT:
+            error = from_error_frame(frame.get("error"))
+            error.remote = True
+            call.fail(error)
+        elif call.chunks is not None:
+            if frame.get("more"):
+                call.chunks.put_nowait(("chunk", frame.get("data")))
+            elif frame.get("end"):
+                call.chunks.put_nowait(("end", None))
+            else:
+                call.chunks.put_nowait(("reply", frame.get("data")))
+        elif not call.future.done():
+            call.future.set_result(frame.get("data"))
+
+    async def _perform(self, frame: dict[str, Any]) -> None:
+        number, event = frame.get("call"), frame.get("event")
+        handler = self._performers.get(event) if isinstance(event, str) else None
+        try:
+            if handler is None:
+                raise NotFound(f"this client performs no {event!r}")
+            answer = protocol.encode(
+                {
+                    "event": protocol.RESULT_EVENT,
+                    "call": number,
+                    "data": await _maybe_await(handler(frame.get("data"))),
+                }
+            )
+        except MonumentWSError as exc:
+            answer = protocol.error(
+                exc.code, exc.message, call=number if isinstance(number, int) else None
+            )
+        except Exception:
+            log.exception("performing %r failed", event)
+            answer = protocol.error(
+                InternalError.code,
+                "internal error",
+                call=number if isinstance(number, int) else None,
+            )
+        with contextlib.suppress(MonumentWSError):
+            self._enqueue(answer, None)
+
+    async def _emit(self, event: str, data: Any) -> None:
+        # Listeners run in order, one at a time, before the next frame is read.
+        for listener in list(self._listeners.get(event, ())):
+            try:
+                await _maybe_await(listener(data))
+            except Exception:
+                log.exception("a listener of %r failed", event)
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _policy(code: int | None) -> Reconnect:
+    if code is None:
+        return Reconnect.BACKOFF
+    try:
+        return CloseCode(code).reconnect
+    except ValueError:
+        return Reconnect.BACKOFF

@@ -1,0 +1,495 @@
+"""One typed configuration schema, filled from code, a file, the environment and CLI flags.
+
+Every key is declared once in :class:`Config` with its type, default and
+documentation (``option(...)``). All sources go through the same parser, so
+``MONUMENT_WS_WEBSOCKET=false`` in the environment, ``--websocket false`` on the
+command line and ``{"webSocket": False}`` in code mean the same thing.
+
+Precedence (later wins): schema defaults < the caller's defaults < config file <
+environment < code/CLI.
+
+Booleans read from strings: ``false/0/off/no`` are false, ``true/1/on/yes``
+true (any case). The ``websocket`` key also takes ``"data"`` and
+``"passthrough"``; any other value counts as ``true`` with a warning, as
+design.md prescribes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import logging
+import os
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .channels import ChannelOptions, parse_namespaces
+from .errors import ConfigError
+
+log = logging.getLogger("monument_ws.config")
+
+WebSocketMode = bool | Literal["data", "passthrough"]
+
+ENV_PREFIX: Final = "MONUMENT_WS_"
+
+_FALSE: Final = frozenset({"false", "0", "off", "no"})
+_TRUE: Final = frozenset({"true", "1", "on", "yes"})
+
+
+def parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _FALSE:
+            return False
+        if lowered in _TRUE:
+            return True
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected a boolean (true/false/1/0/on/off/yes/no), got {value!r}")
+
+
+def parse_websocket(value: object) -> WebSocketMode:
+    """``false/true/"data"/"passthrough"``; anything else means true, with a warning."""
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("data", "passthrough"):
+            return "data" if lowered == "data" else "passthrough"
+    try:
+        return parse_bool(value)
+    except ValueError:
+        log.warning(
+            "websocket=%r is not one of false/true/'data'/'passthrough'; treating it as true",
+            value,
+        )
+        return True
+
+
+def parse_int(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip().replace("_", ""))
+        except ValueError:
+            pass
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def parse_float(value: object) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+def parse_str(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def parse_str_list(value: object) -> tuple[str, ...]:
+    """A list of strings, or one comma-separated string (as from the environment)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, Iterable) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def option(
+    default: Any,
+    doc: str,
+    parse: Callable[[object], Any],
+    *,
+    aliases: tuple[str, ...] = (),
+    minimum: float | None = None,
+) -> Any:
+    """Declare one configuration key: default, documentation, parser and accepted aliases."""
+    meta = {"doc": doc, "parse": parse, "aliases": aliases, "minimum": minimum}
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Every setting of monument_ws. Build it with :meth:`load`; instances are immutable."""
+
+    websocket: WebSocketMode = option(
+        False,
+        "Socket route: false (none), true (data events, handlers and passthrough), "
+        "'data' (data events and ws: commands only) or 'passthrough' (every event "
+        "goes to handlers and the bus, :get: included).",
+        parse_websocket,
+        aliases=("webSocket", "webSockets"),
+    )
+    path: str = option("/ws", "URL path of the WebSocket route.", parse_str)
+    socket_events: tuple[str, ...] = option(
+        ("*",),
+        "Glob patterns of the events a socket may trigger. Events under the reserved "
+        "prefixes ws:, route:, server:, error: and client. are always refused.",
+        parse_str_list,
+        aliases=("socketEvents",),
+    )
+    data_timeout: float = option(
+        30.0,
+        "Seconds a data event (x:get:y) waits for its x:set:y answer before a timeout error.",
+        parse_float,
+        aliases=("dataTimeout",),
+        minimum=0.0,
+    )
+    max_message_size: int = option(
+        1_048_576,
+        "Largest incoming frame in bytes (real size, not declared); larger closes with 1009.",
+        parse_int,
+        aliases=("maxMessageSize", "payloadLimit"),
+        minimum=1,
+    )
+    max_bad_frames: int = option(
+        10,
+        "Bad frames in a row after which the socket is closed with 1008.",
+        parse_int,
+        aliases=("maxBadFrames",),
+        minimum=1,
+    )
+    max_inflight: int = option(
+        64,
+        "Requests a socket may have running at once; more wait (see max_queued).",
+        parse_int,
+        aliases=("maxInflight",),
+        minimum=1,
+    )
+    max_queued: int = option(
+        1024,
+        "Requests a socket may have waiting for a free slot once max_inflight run; "
+        "more get a rate_limited error.",
+        parse_int,
+        aliases=("maxQueued",),
+        minimum=0,
+    )
+    call_timeout: float = option(
+        60.0,
+        "Default seconds socket.call() waits for the client's answer (0: forever).",
+        parse_float,
+        aliases=("callTimeout",),
+        minimum=0.0,
+    )
+    send_queue_limit: int = option(
+        1024,
+        "Frames waiting to be written to one socket; beyond it the socket is closed "
+        "with 4008 (slow consumer).",
+        parse_int,
+        aliases=("sendQueueLimit",),
+        minimum=1,
+    )
+    heartbeat: float = option(
+        25.0,
+        "Seconds between WebSocket pings from the server (0 disables); also told to "
+        "clients in ws:welcome as their heartbeat period.",
+        parse_float,
+        minimum=0.0,
+    )
+    presence_sync: float = option(
+        5.0,
+        "Seconds between presence sweeps (refresh local members, age silent ones).",
+        parse_float,
+        aliases=("presenceSync",),
+        minimum=0.01,
+    )
+    presence_disconnect: float = option(
+        60.0,
+        "Seconds of silence after which a member becomes disconnected.",
+        parse_float,
+        aliases=("presenceDisconnect",),
+        minimum=0.0,
+    )
+    presence_removal: float = option(
+        120.0,
+        "Seconds a disconnected member stays listed before it is removed.",
+        parse_float,
+        aliases=("presenceRemoval",),
+        minimum=0.0,
+    )
+    compression: bool = option(
+        False,
+        "permessage-deflate. Off by default: it defeats encode-once fan-out and costs "
+        "memory per socket.",
+        parse_bool,
+    )
+    secret: str = option(
+        "",
+        "Key that signs resume secrets. Empty: a random key per process, so a client "
+        "can only resume on the process that issued it. Set it (the same on every "
+        "process) when running several.",
+        parse_str,
+    )
+    resume_ttl: float = option(
+        86_400.0,
+        "Seconds a resume secret stays valid.",
+        parse_float,
+        aliases=("resumeTtl",),
+        minimum=0.0,
+    )
+    broker: str = option(
+        "memory://",
+        "Where channels, history, presence and the client registry live: memory:// "
+        "(one process) or redis://[:password@]host:6379/db (rediss:// for TLS) to join "
+        "many processes.",
+        parse_str,
+    )
+    broker_prefix: str = option(
+        "monument_ws",
+        "Prefix of every Redis key and pub/sub channel, so several apps share one Redis.",
+        parse_str,
+        aliases=("brokerPrefix",),
+    )
+    channels: tuple[tuple[str, ChannelOptions], ...] = option(
+        (),
+        "Channel namespaces: a mapping of glob pattern to options (history_size, "
+        "history_ttl, presence, join_leave, subscribe, publish), first match wins; e.g. "
+        '{"chat:*": {"publish": "subscribers"}}. Unmatched channels: anyone may '
+        "subscribe, nobody may publish from a socket, 100 messages of history for 300 s.",
+        parse_namespaces,
+    )
+    auth_timeout: float = option(
+        10.0,
+        "With require_auth: seconds a socket has to reach the 'authenticated' stage over "
+        "ws:auth before it is closed with 1008.",
+        parse_float,
+        aliases=("authTimeout",),
+        minimum=0.0,
+    )
+    require_auth: bool = option(
+        False,
+        "Staged auth: until a socket is authenticated over ws:auth, only ws:auth, ws:ping "
+        "and ws:heartbeat are accepted (others get unauthorized).",
+        parse_bool,
+        aliases=("requireAuth",),
+    )
+    rate_limit: float = option(
+        200.0,
+        "Frames per second a socket may send on average (token bucket); beyond it frames get "
+        "rate_limited, and a socket that keeps going for rate_burst more frames is closed with 4029.",
+        parse_float,
+        aliases=("rateLimit",),
+        minimum=0.0,
+    )
+    rate_burst: int = option(
+        400,
+        "Frames a socket may send at once above rate_limit (the bucket's size).",
+        parse_int,
+        aliases=("rateBurst",),
+        minimum=1,
+    )
+    upgrade_rate: float = option(
+        50.0,
+        "Socket upgrades per second per client address (burst: 5 seconds' worth, for NATs "
+        "after a deploy); beyond it HTTP 503 with Retry-After. 0 turns it off.",
+        parse_float,
+        aliases=("upgradeRate",),
+        minimum=0.0,
+    )
+    max_sockets_per_ip: int = option(
+        1024,
+        "Open sockets per client address; more get HTTP 503 at the upgrade.",
+        parse_int,
+        aliases=("maxSocketsPerIp",),
+        minimum=1,
+    )
+    max_sockets_per_user: int = option(
+        32,
+        "Open sockets per user (from the session parser); more are closed with 4029.",
+        parse_int,
+        aliases=("maxSocketsPerUser",),
+        minimum=1,
+    )
+    trusted_proxies: tuple[str, ...] = option(
+        (),
+        "Addresses or networks of reverse proxies whose X-Forwarded-For is believed for the "
+        "client address; from any other peer the header is ignored.",
+        parse_str_list,
+        aliases=("trustedProxies",),
+    )
+    max_subscriptions: int = option(
+        128,
+        "Channels one socket may be subscribed to; more get rate_limited.",
+        parse_int,
+        aliases=("maxSubscriptions",),
+        minimum=1,
+    )
+    send_queue_bytes: int = option(
+        4_194_304,
+        "Bytes waiting to be written to one socket (besides send_queue_limit frames); beyond "
+        "either the socket is closed with 4008 (slow consumer).",
+        parse_int,
+        aliases=("sendQueueBytes",),
+        minimum=1024,
+    )
+    allowed_origins: tuple[str, ...] = option(
+        (),
+        "Origins (scheme://host[:port]) allowed to open a socket besides the server's own "
+        "host. A browser upgrade from any other Origin is refused with HTTP 403.",
+        parse_str_list,
+        aliases=("allowedOrigins",),
+    )
+
+    def __post_init__(self) -> None:
+        # Direct construction (Config(websocket="off")) gets the same parsing as load().
+        for name, value in _normalise(self.as_dict(), "settings").items():
+            object.__setattr__(self, name, value)
+
+    # --- building ---------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        *sources: Mapping[str, Any] | None,
+        defaults: Mapping[str, Any] | None = None,
+        file: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        env_prefix: str = ENV_PREFIX,
+    ) -> Config:
+        """Build a config: ``defaults``, then ``file``, then ``env``, then each of ``sources``.
+
+        ``defaults`` replace the schema's defaults (e.g. a runner that serves
+        sockets defaults ``websocket`` to true); everything else overrides them.
+
+        Keys may be given by name (``data_timeout``) or alias (``dataTimeout``).
+        An unknown key or a value that does not parse raises :class:`ConfigError`
+        naming the key and the expected type.
+        """
+        values: dict[str, Any] = {}
+        if defaults:
+            values.update(_normalise(defaults, "defaults"))
+        if file is not None:
+            values.update(_normalise(_read_file(Path(file)), f"config file {file}"))
+        if env is not None:
+            values.update(_normalise(from_env(env, env_prefix), "environment"))
+        for source in sources:
+            if source:
+                values.update(_normalise(source, "settings"))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied (parsed and validated like any source)."""
+        return dataclasses.replace(self, **_normalise(changes, "settings"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class OptionInfo:
+    """What the schema says of one key (used by the CLI and the docs)."""
+
+    name: str
+    default: Any
+    doc: str
+    aliases: tuple[str, ...]
+
+    @property
+    def env_var(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def schema() -> list[OptionInfo]:
+    """Every configuration key, in declaration order."""
+    return [
+        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"])
+        for f in dataclasses.fields(Config)
+    ]
+
+
+def _lookup() -> dict[str, dataclasses.Field[Any]]:
+    table: dict[str, dataclasses.Field[Any]] = {}
+    for f in dataclasses.fields(Config):
+        table[f.name] = f
+        for alias in f.metadata["aliases"]:
+            table[alias] = f
+    return table
+
+
+_FIELDS: Final = _lookup()
+
+
+def _normalise(source: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in source.items():
+        f = _FIELDS.get(key)
+        if f is None:
+            hint = difflib.get_close_matches(key, list(_FIELDS), n=1)
+            remedy = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"unknown configuration key {key!r} in {where}{remedy}")
+        try:
+            value = f.metadata["parse"](raw)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"configuration key {key!r} in {where}: {exc}") from None
+        minimum = f.metadata["minimum"]
+        if minimum is not None and value < minimum:
+            raise ConfigError(
+                f"configuration key {key!r} in {where} must be at least {minimum}, got {value!r}"
+            )
+        out[f.name] = value
+    return out
+
+
+def from_env(env: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, str]:
+    """The settings found in ``env``: ``MONUMENT_WS_DATA_TIMEOUT=5`` → ``{"data_timeout": "5"}``."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    found: dict[str, str] = {}
+    for var, value in env.items():
+        if var.startswith(prefix):
+            key = var[len(prefix) :].lower()
+            if key in names:
+                found[key] = value
+    return found
+
+
+def _read_file(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data: object = tomllib.loads(text.decode()) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold an object of settings")
+    section = data.get("monument_ws", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"config file {path}: [monument_ws] must be a table")
+    return section
+
+
+def reference_markdown() -> str:
+    """The configuration reference table of docs/websockets.md, generated from the schema."""
+    rows = [
+        "| key | default | environment / flag | aliases | meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for info in schema():
+        default = list(info.default) if isinstance(info.default, tuple) else info.default
+        aliases = ", ".join(f"`{a}`" for a in info.aliases) or ""
+        rows.append(
+            f"| `{info.name}` | `{json.dumps(default)}` | `{info.env_var}` `{info.flag}` "
+            f"| {aliases} | {info.doc} |"
+        )
+    return "\n".join(rows) + "\n"

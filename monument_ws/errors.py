@@ -1,0 +1,134 @@
+"""The exception tree of monument_ws.
+
+Every error carries the protocol ``code`` of the error frame it becomes, so one
+table maps exceptions to error frames and back::
+
+    MonumentWSError                 internal
+    ├── BadFrame                    bad_frame   (also bad_json, missing_event)
+    ├── DuplicateId                 duplicate_id
+    ├── NotFound                    not_found
+    ├── Unauthorized                unauthorized
+    ├── Forbidden                   forbidden
+    ├── TooLarge                    too_large
+    ├── RateLimited                 rate_limited
+    │   └── QueueFull               rate_limited (the client's offline queue)
+    ├── Timeout                     timeout      (also a builtin TimeoutError)
+    ├── Unavailable                 unavailable
+    │   └── ConnectionLost          unavailable  (the socket closed first)
+    ├── Cancelled                   cancelled
+    └── InternalError               internal
+    ConfigError                     (not a protocol error: bad configuration)
+
+A handler may raise any of these to answer a request with that code; its
+message reaches the client. Any other exception becomes ``internal`` with a
+generic message, and the traceback goes only to the server log.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from .protocol import ErrorCode
+
+
+class MonumentWSError(Exception):
+    """Root of every monument_ws error. ``code`` is the protocol error code."""
+
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    #: True when the error came from the other side in an error frame.
+    remote: bool = False
+
+    def __init__(self, message: str = "", *, data: Any = None) -> None:
+        super().__init__(message or self.code.value.replace("_", " "))
+        self.data = data
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class BadFrame(MonumentWSError):
+    code = ErrorCode.BAD_FRAME
+
+
+class DuplicateId(MonumentWSError):
+    code = ErrorCode.DUPLICATE_ID
+
+
+class NotFound(MonumentWSError):
+    code = ErrorCode.NOT_FOUND
+
+
+class Unauthorized(MonumentWSError):
+    code = ErrorCode.UNAUTHORIZED
+
+
+class Forbidden(MonumentWSError):
+    code = ErrorCode.FORBIDDEN
+
+
+class TooLarge(MonumentWSError):
+    code = ErrorCode.TOO_LARGE
+
+
+class RateLimited(MonumentWSError):
+    code = ErrorCode.RATE_LIMITED
+
+
+class QueueFull(RateLimited):
+    """The client's offline queue is full; nothing already queued was dropped."""
+
+
+class Timeout(MonumentWSError, TimeoutError):
+    code = ErrorCode.TIMEOUT
+
+
+class Unavailable(MonumentWSError):
+    code = ErrorCode.UNAVAILABLE
+
+
+class ConnectionLost(Unavailable):
+    """The socket closed before the answer came."""
+
+
+class Cancelled(MonumentWSError):
+    code = ErrorCode.CANCELLED
+
+
+class InternalError(MonumentWSError):
+    code = ErrorCode.INTERNAL
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and the remedy."""
+
+
+_BY_CODE: dict[str, type[MonumentWSError]] = {
+    ErrorCode.BAD_JSON: BadFrame,
+    ErrorCode.BAD_FRAME: BadFrame,
+    ErrorCode.MISSING_EVENT: BadFrame,
+    ErrorCode.DUPLICATE_ID: DuplicateId,
+    ErrorCode.NOT_FOUND: NotFound,
+    ErrorCode.UNAUTHORIZED: Unauthorized,
+    ErrorCode.FORBIDDEN: Forbidden,
+    ErrorCode.TOO_LARGE: TooLarge,
+    ErrorCode.RATE_LIMITED: RateLimited,
+    ErrorCode.TIMEOUT: Timeout,
+    ErrorCode.UNAVAILABLE: Unavailable,
+    ErrorCode.CANCELLED: Cancelled,
+    ErrorCode.INTERNAL: InternalError,
+}
+
+
+def from_error_frame(error: Any) -> MonumentWSError:
+    """Rebuild the typed exception from an error frame's ``error`` object.
+
+    Unknown or malformed codes become :class:`InternalError`, so a client never
+    fails while reading a server's error.
+    """
+    if not isinstance(error, dict):
+        return InternalError("malformed error frame")
+    code = error.get("code")
+    message = error.get("message")
+    cls = _BY_CODE.get(code, InternalError) if isinstance(code, str) else InternalError
+    return cls(message if isinstance(message, str) else "")

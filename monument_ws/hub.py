@@ -1,0 +1,201 @@
+"""The sockets of this process: by client id, and by channel, with encode-once fan-out.
+
+Delivery guarantees (design.md):
+
+* A channel publication reaches each local subscriber **at most once live**,
+  as the same encoded bytes (encoded once by the broker, however many
+  subscribers there are), in the channel's offset order.
+* A subscriber that resubscribes with ``since`` gets what it missed from
+  history (**at least once** within the history window; duplicates are
+  recognisable by ``offset``) before its subscribe reply, and ``recovered``
+  says whether the gap was filled.
+* Broadcast and send-to-client are at most once and not recoverable.
+* A slow subscriber never slows the others: writes go to each socket's
+  bounded send queue; one that overflows is closed with 4008 (it can recover
+  from history after reconnecting).
+
+Recovery sequence, so a publication landing during a resubscribe is
+delivered exactly once: the socket is added to the channel live but with a
+buffer; history since its offset is read and sent; the subscribe reply is
+sent; then buffered publications newer than the last one sent are flushed and
+the buffer removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from . import protocol
+from .brokers.base import Broker, Publication
+from .connection import Socket
+from .protocol import CloseCode
+
+log = logging.getLogger("monument_ws")
+
+
+class Hub:
+    """Registry of live local sockets and their channel subscriptions."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self._by_client: dict[str, set[Socket]] = {}
+        self._count = 0
+        # channel -> socket -> None when live, or a buffer while it recovers
+        self._channels: dict[str, dict[Socket, list[Publication] | None]] = {}
+        self._subscriptions: dict[Socket, set[str]] = {}
+        broker.on_publication = self.deliver
+        broker.on_broadcast = self._broadcast_local
+        broker.on_client_frame = self._to_client_local
+        broker.on_ephemeral = self._ephemeral_local
+        broker.on_gap = self.resubscribe_all
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Socket]:
+        for sockets in list(self._by_client.values()):
+            yield from list(sockets)
+
+    # --- sockets ----------------------------------------------------------
+
+    async def add(self, socket: Socket) -> None:
+        sockets = self._by_client.setdefault(socket.client_id, set())
+        sockets.add(socket)
+        self._count += 1
+        if len(sockets) == 1:
+            await self.broker.register_client(socket.client_id)
+
+    async def remove(self, socket: Socket) -> list[str]:
+        """Forget ``socket`` and its subscriptions; returns the channels it left."""
+        left = sorted(self._subscriptions.get(socket, ()))
+        for channel in left:
+            await self.unsubscribe(socket, channel)
+        sockets = self._by_client.get(socket.client_id)
+        if sockets is None or socket not in sockets:
+            return left
+        sockets.discard(socket)
+        self._count -= 1
+        if not sockets:
+            del self._by_client[socket.client_id]
+            await self.broker.unregister_client(socket.client_id)
+        return left
+
+    def of_client(self, client_id: str) -> list[Socket]:
+        """The live sockets of ``client_id`` on this process (usually zero or one)."""
+        return list(self._by_client.get(client_id, ()))
+
+    async def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
+        """Close every socket with ``code`` (1001 on shutdown: clients reconnect with jitter)."""
+        sockets = list(self)
+        if sockets:
+            await asyncio.gather(*(s.close(code, reason) for s in sockets), return_exceptions=True)
+
+    # --- channels ---------------------------------------------------------
+
+    def channels(self) -> dict[str, int]:
+        """Channels with local subscribers, and how many."""
+        return {channel: len(subs) for channel, subs in self._channels.items()}
+
+    def subscribed(self, socket: Socket, channel: str) -> bool:
+        return channel in self._subscriptions.get(socket, ())
+
+    def subscriptions(self, socket: Socket) -> set[str]:
+        return set(self._subscriptions.get(socket, ()))
+
+    async def subscribe(
+        self, socket: Socket, channel: str, since: tuple[int, str] | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """Subscribe ``socket``; with ``since=(offset, epoch)`` push what it missed first.
+
+        Returns the subscribe reply ``{"channel", "offset", "epoch", "recovered"}``
+        and the offset to pass to :meth:`go_live` once the reply is queued. Until
+        then, live publications for ``socket`` are buffered.
+        """
+        subs = self._channels.get(channel)
+        if subs is None:
+            subs = self._channels[channel] = {}
+            await self.broker.subscribe(channel)
+        buffer: list[Publication] = []
+        subs[socket] = buffer
+        self._subscriptions.setdefault(socket, set()).add(channel)
+        try:
+            offset_asked, epoch_asked = since if since is not None else (0, None)
+            history = await self.broker.history(channel, offset_asked, epoch_asked)
+            recovered = since is not None and history.complete
+            last = history.offset
+            if recovered:
+                last = offset_asked
+                for publication in history.publications:
+                    socket.send_raw_nowait(publication.frame)
+                    last = publication.offset
+            reply = {
+                "channel": channel,
+                "offset": history.offset,
+                "epoch": history.epoch,
+                "recovered": recovered,
+            }
+            return reply, last
+        except BaseException:
+            await self.unsubscribe(socket, channel)
+            raise
+
+    def go_live(self, socket: Socket, channel: str, after: int) -> None:
+        """End ``socket``'s recovery on ``channel``: flush buffered publications newer than ``after``."""
+        subs = self._channels.get(channel)
+        if subs is None or socket not in subs:
+            return
+        buffer = subs[socket]
+        subs[socket] = None
+        for publication in buffer or ():
+            if publication.offset > after:
+                socket.send_raw_nowait(publication.frame)
+
+    async def unsubscribe(self, socket: Socket, channel: str) -> bool:
+        """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""
+        channels = self._subscriptions.get(socket)
+        if channels is None or channel not in channels:
+            return False
+        channels.discard(channel)
+        if not channels:
+            del self._subscriptions[socket]
+        subs = self._channels.get(channel)
+        if subs is not None:
+            subs.pop(socket, None)
+            if not subs:
+                del self._channels[channel]
+                await self.broker.unsubscribe(channel)
+        return True
+
+    def deliver(self, publication: Publication) -> None:
+        """Write one publication to every local subscriber of its channel (same bytes to each)."""
+        subs = self._channels.get(publication.channel)
+        if subs is None:
+            return
+        frame = publication.frame
+        wire = protocol.text_frame(frame)
+        for socket, buffer in subs.items():
+            if buffer is None:
+                socket.send_raw_nowait(frame, wire)
+            else:
+                buffer.append(publication)
+
+    def _ephemeral_local(self, channel: str, frame: bytes) -> None:
+        for socket in list(self._channels.get(channel, ())):
+            socket.send_raw_nowait(frame)
+
+    def _broadcast_local(self, frame: bytes) -> None:
+        for socket in list(self):
+            socket.send_raw_nowait(frame)
+
+    def _to_client_local(self, client_id: str, frame: bytes) -> None:
+        for socket in self.of_client(client_id):
+            socket.send_raw_nowait(frame)
+
+    def resubscribe_all(self, channel: str) -> None:
+        """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap)."""
+        frame = protocol.push("ws:resubscribe", {"channel": channel})
+        for socket in list(self._channels.get(channel, ())):
+            socket.send_raw_nowait(frame)

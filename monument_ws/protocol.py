@@ -1,0 +1,327 @@
+"""Wire protocol version 1: frames, error codes, close codes (Sans-I/O).
+
+This module is the contract between the server, the Python client and the
+browser client. It imports neither aiohttp nor redis: it turns text into
+:class:`Frame` objects (or an :class:`Invalid` verdict) and Python values into
+the bytes of a text frame. ``tests/vectors/frames.json`` holds the shared test
+vectors every implementation is checked against.
+
+Every frame is one JSON object in a WebSocket text frame::
+
+    {"event": "data:get:item", "id": 7, "data": {...}}
+
+* ``event`` -- required string, 1..256 characters; it routes the message.
+* ``id`` -- optional integer (0..2**53-1) or string (1..64 characters). With an
+  id the server answers exactly once; without one nothing is answered except
+  errors about the frame itself.
+* ``data`` -- optional payload. Other top-level keys are kept in
+  :attr:`Frame.raw` and reach the application untouched.
+
+:func:`decode` never raises on client input: it returns :class:`Invalid` with
+the error code to send back and, when the frame carried a valid one, its id.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+PROTOCOL_VERSION: Final = 1
+SUBPROTOCOL: Final = "monument.v1"
+
+MAX_EVENT_LENGTH: Final = 256
+MAX_STRING_ID_LENGTH: Final = 64
+MAX_INT_ID: Final = 2**53 - 1
+
+#: The prefix of protocol commands; an application event may not start with it.
+COMMAND_PREFIX: Final = "ws:"
+
+#: Error frames use this event so they never collide with an application event.
+ERROR_EVENT: Final = "ws:error"
+RESULT_EVENT: Final = "ws:result"
+WELCOME_EVENT: Final = "ws:welcome"
+
+RequestId = int | str
+
+
+class ErrorCode(enum.StrEnum):
+    """The ``code`` of an error frame."""
+
+    BAD_JSON = "bad_json"
+    BAD_FRAME = "bad_frame"
+    MISSING_EVENT = "missing_event"
+    DUPLICATE_ID = "duplicate_id"
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    TIMEOUT = "timeout"
+    UNAVAILABLE = "unavailable"
+    CANCELLED = "cancelled"
+    INTERNAL = "internal"
+
+
+#: Codes that describe the frame itself: they are sent even without an ``id``
+#: and count towards the bad-frame limit.
+FRAME_ERRORS: Final = frozenset({ErrorCode.BAD_JSON, ErrorCode.BAD_FRAME, ErrorCode.MISSING_EVENT})
+
+
+class Reconnect(enum.Enum):
+    """What a client does after the server closed with a given code."""
+
+    NEVER = "no"
+    JITTER = "yes, with jitter"
+    BACKOFF = "yes, with backoff and jitter"
+    DROP_MESSAGE = "yes, but the offending message is dropped from the offline queue"
+    RECOVER = "yes, and recover from history"
+    LONG_DELAY = "yes, after a longer delay"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes used by monument_ws, with their reconnect policy."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    ABNORMAL = 1006
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    SLOW_CONSUMER = 4008
+    RATE_LIMITED = 4029
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    KICKED = 4409
+
+    @property
+    def reconnect(self) -> Reconnect:
+        return _RECONNECT[self]
+
+    @property
+    def meaning(self) -> str:
+        return _MEANING[self]
+
+
+_RECONNECT: Final = {
+    CloseCode.NORMAL: Reconnect.NEVER,
+    CloseCode.GOING_AWAY: Reconnect.JITTER,
+    CloseCode.ABNORMAL: Reconnect.BACKOFF,
+    CloseCode.POLICY: Reconnect.NEVER,
+    CloseCode.TOO_BIG: Reconnect.DROP_MESSAGE,
+    CloseCode.INTERNAL: Reconnect.BACKOFF,
+    CloseCode.SLOW_CONSUMER: Reconnect.RECOVER,
+    CloseCode.RATE_LIMITED: Reconnect.LONG_DELAY,
+    CloseCode.UNAUTHORIZED: Reconnect.NEVER,
+    CloseCode.FORBIDDEN: Reconnect.NEVER,
+    CloseCode.KICKED: Reconnect.NEVER,
+}
+
+_MEANING: Final = {
+    CloseCode.NORMAL: "normal",
+    CloseCode.GOING_AWAY: "server shutting down / draining",
+    CloseCode.ABNORMAL: "connection lost",
+    CloseCode.POLICY: "policy: too many bad frames, auth time-out",
+    CloseCode.TOO_BIG: "message too big",
+    CloseCode.INTERNAL: "internal error",
+    CloseCode.SLOW_CONSUMER: "slow consumer: its send queue overflowed",
+    CloseCode.RATE_LIMITED: "rate limited",
+    CloseCode.UNAUTHORIZED: "unauthorized",
+    CloseCode.FORBIDDEN: "forbidden",
+    CloseCode.KICKED: "kicked by the server",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A ``ws:`` protocol command and whether the client must give it an ``id``."""
+
+    name: str
+    requires_id: bool
+
+
+#: Every command of protocol version 1.
+COMMANDS: Final = {
+    c.name: c
+    for c in (
+        Command("ws:subscribe", True),
+        Command("ws:unsubscribe", True),
+        Command("ws:publish", True),
+        Command("ws:presence", True),
+        Command("ws:heartbeat", False),
+        Command("ws:auth", True),
+        Command("ws:ping", True),
+        Command("ws:cancel", False),
+        Command("ws:result", False),
+        Command("ws:error", False),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A valid client frame. ``raw`` is the whole decoded object."""
+
+    event: str
+    id: RequestId | None
+    data: Any
+    raw: dict[str, Any]
+
+    @property
+    def has_data(self) -> bool:
+        return "data" in self.raw
+
+    @property
+    def is_command(self) -> bool:
+        return self.event.startswith(COMMAND_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a frame was refused: the error to send back (with the frame's id if it had a valid one)."""
+
+    code: ErrorCode
+    message: str
+    id: RequestId | None = None
+
+
+def check_id(value: object) -> str | None:
+    """Return why ``value`` is not a valid request id, or None when it is one."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return "'id' must be an integer or a string"
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_INT_ID:
+            return f"an integer 'id' must be between 0 and {MAX_INT_ID}"
+    elif not 1 <= len(value) <= MAX_STRING_ID_LENGTH:
+        return f"a string 'id' must have 1 to {MAX_STRING_ID_LENGTH} characters"
+    return None
+
+
+def decode(text: str | bytes) -> Frame | Invalid:
+    """Parse and validate one client text frame. Never raises on bad input."""
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return Invalid(ErrorCode.BAD_JSON, "the frame is not valid JSON")
+    if not isinstance(obj, dict):
+        return Invalid(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
+    request_id: RequestId | None = None
+    if "id" in obj:
+        problem = check_id(obj["id"])
+        if problem is not None:
+            return Invalid(ErrorCode.BAD_FRAME, problem)
+        request_id = obj["id"]
+    event = obj.get("event")
+    if event is None:
+        return Invalid(ErrorCode.MISSING_EVENT, "the frame has no 'event'", request_id)
+    if not isinstance(event, str):
+        return Invalid(ErrorCode.BAD_FRAME, "'event' must be a string", request_id)
+    if not 1 <= len(event) <= MAX_EVENT_LENGTH:
+        return Invalid(
+            ErrorCode.BAD_FRAME,
+            f"'event' must have 1 to {MAX_EVENT_LENGTH} characters",
+            request_id,
+        )
+    if event.startswith(COMMAND_PREFIX):
+        command = COMMANDS.get(event)
+        if command is None:
+            return Invalid(ErrorCode.NOT_FOUND, f"unknown command {event!r}", request_id)
+        if command.requires_id and request_id is None:
+            return Invalid(ErrorCode.BAD_FRAME, f"the command {event!r} requires an 'id'")
+    return Frame(event, request_id, obj.get("data"), obj)
+
+
+# --- encoding ---------------------------------------------------------------
+#
+# Encoders return bytes (UTF-8 JSON) so the same buffer can be written to many
+# sockets as a text frame without re-encoding.
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    """Encode any server frame. Raises TypeError for values JSON cannot hold."""
+    return orjson.dumps(obj)
+
+
+def reply(event: str, request_id: RequestId | None, data: Any) -> bytes:
+    """A final reply (``id`` omitted when None)."""
+    if request_id is None:
+        return orjson.dumps({"event": event, "data": data})
+    return orjson.dumps({"event": event, "id": request_id, "data": data})
+
+
+def chunk(event: str, request_id: RequestId, data: Any) -> bytes:
+    """One chunk of a streamed reply."""
+    return orjson.dumps({"event": event, "id": request_id, "data": data, "more": True})
+
+
+def end(event: str, request_id: RequestId) -> bytes:
+    """The end of a streamed reply."""
+    return orjson.dumps({"event": event, "id": request_id, "end": True})
+
+
+def push(event: str, data: Any, **extra: Any) -> bytes:
+    """A push that answers nothing; ``extra`` adds keys such as ``channel`` and ``offset``."""
+    return orjson.dumps({"event": event, "data": data, **extra})
+
+
+def error(
+    code: ErrorCode | str,
+    message: str,
+    request_id: RequestId | None = None,
+    *,
+    call: int | None = None,
+) -> bytes:
+    """An error frame, answering a request (``id``) or a server call (``call``)."""
+    frame: dict[str, Any] = {"event": ERROR_EVENT}
+    if request_id is not None:
+        frame["id"] = request_id
+    if call is not None:
+        frame["call"] = call
+    frame["error"] = {"code": str(code), "message": message}
+    return orjson.dumps(frame)
+
+
+def set_event_for(event: str) -> str | None:
+    """The ``:set:`` event answering a data event, or None if ``event`` is not one.
+
+    Only the first ``:get:`` is replaced (``a:get:b:get:c`` → ``a:set:b:get:c``),
+    as monument did.
+    """
+    if ":get:" not in event:
+        return None
+    return event.replace(":get:", ":set:", 1)
+
+
+def channel_push(channel: str, event: str, data: Any, offset: int) -> bytes:
+    """A channel publication: encoded once, the same bytes go to every subscriber."""
+    return orjson.dumps({"event": event, "channel": channel, "data": data, "offset": offset})
+
+
+#: Channel names: 1..200 of these characters. A namespace is the part before
+#: the first ``:`` (``chat:lobby`` is in namespace ``chat``).
+#: A leading ``$`` marks the server's reserved channels (``$user:…``, ``$session:…``).
+CHANNEL_NAME: Final = re.compile(r"\$?[A-Za-z0-9_\-.:@/=+#]{1,200}")
+
+
+def check_channel(name: object) -> str | None:
+    """Return why ``name`` is not a valid channel name, or None when it is one."""
+    if not isinstance(name, str) or CHANNEL_NAME.fullmatch(name) is None:
+        return "a channel name has 1 to 200 characters of A-Z a-z 0-9 _ - . : @ / = + #"
+    return None
+
+
+def text_frame(payload: bytes) -> bytes:
+    """The whole RFC 6455 frame (FIN, text opcode, unmasked) carrying ``payload``.
+
+    A server's frames are never masked, so the same bytes can be written to
+    every subscriber's transport: fan-out frames and encodes a message once.
+    """
+    length = len(payload)
+    if length < 126:
+        return bytes((0x81, length)) + payload
+    if length < 65536:
+        return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload

@@ -1,0 +1,114 @@
+"""Which path an incoming application event takes (design.md, "How an incoming event is routed").
+
+The :class:`Router` holds the handlers registered for events and decides, for
+a valid frame, one :class:`Route`:
+
+* ``DATA`` -- ``x:get:y`` with data handling on: asked on the bus, answered by ``x:set:y``;
+* ``HANDLER`` -- a handler registered for the event runs; its value is the reply;
+* ``PASSTHROUGH`` -- emitted on the bus with ``message=`` and ``socket=``;
+* ``FORBIDDEN`` -- under a reserved prefix or outside the ``socket_events`` allow-list;
+* ``UNHANDLED`` -- nothing takes it (``not_found`` with an id, dropped without).
+* ``COMMAND`` -- a ``ws:`` command offered by a layer above (channels, presence).
+
+The decision depends only on the mode, the allow-list, the handler table and
+whether the bus has receivers; running the route is the connection's job.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .config import WebSocketMode
+from .protocol import set_event_for
+from .signals import RESERVED_PREFIXES
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+
+#: ``handler(message, socket)``: a coroutine function (its return value is the
+#: reply) or an async generator function (each yield is one chunk of a stream).
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+class Route(enum.Enum):
+    DATA = "data"
+    HANDLER = "handler"
+    PASSTHROUGH = "passthrough"
+    COMMAND = "command"
+    FORBIDDEN = "forbidden"
+    UNHANDLED = "unhandled"
+
+
+def compile_patterns(patterns: Iterable[str]) -> re.Pattern[str]:
+    """One regular expression matching any of the glob ``patterns``."""
+    parts = [fnmatch.translate(p) for p in patterns] or ["(?!)"]
+    return re.compile("|".join(f"(?:{p})" for p in parts))
+
+
+class Router:
+    """Event → handler table plus the routing decision."""
+
+    def __init__(
+        self,
+        mode: WebSocketMode = True,
+        socket_events: Iterable[str] = ("*",),
+    ) -> None:
+        self.mode = mode
+        self._allowed = compile_patterns(socket_events)
+        self._handlers: dict[str, Handler] = {}
+
+    # --- handlers ---------------------------------------------------------
+
+    def handler(self, event: str) -> Callable[[H], H]:
+        """Decorator: ``@router.handler("echo")`` registers a handler for ``event``."""
+
+        def register(fn: H) -> H:
+            self.add(event, fn)
+            return fn
+
+        return register
+
+    def add(self, event: str, fn: Handler) -> None:
+        if event.startswith(RESERVED_PREFIXES):
+            raise ValueError(
+                f"cannot register a handler for {event!r}: the prefixes "
+                f"{', '.join(RESERVED_PREFIXES)} are reserved"
+            )
+        if event in self._handlers and self._handlers[event] is not fn:
+            raise ValueError(
+                f"a handler for {event!r} is already registered "
+                f"({self._handlers[event].__qualname__}); remove it first"
+            )
+        self._handlers[event] = fn
+
+    def remove(self, event: str) -> None:
+        self._handlers.pop(event, None)
+
+    def get(self, event: str) -> Handler | None:
+        return self._handlers.get(event)
+
+    # --- routing ----------------------------------------------------------
+
+    def allowed(self, event: str) -> bool:
+        """Whether a socket may trigger ``event`` at all."""
+        return (
+            not event.startswith(RESERVED_PREFIXES) and self._allowed.fullmatch(event) is not None
+        )
+
+    def route(self, event: str, bus: EventBus) -> Route:
+        if not self.allowed(event):
+            return Route.FORBIDDEN
+        if self.mode in (True, "data") and set_event_for(event):
+            return Route.DATA
+        if self.mode == "data":
+            return Route.UNHANDLED
+        if event in self._handlers:
+            return Route.HANDLER
+        if bus.has_receivers(event):
+            return Route.PASSTHROUGH
+        return Route.UNHANDLED

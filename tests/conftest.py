@@ -1,0 +1,175 @@
+"""Shared fixtures: a real aiohttp server on an ephemeral port and a raw WebSocket peer.
+
+The peer speaks the wire protocol by hand (aiohttp's client WebSocket, no
+monument_ws client code), so these tests check the server the way any
+third-party client would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+import monument_ws
+from monument_ws import EventBus, MonumentWS
+
+#: Generous: a deadline for something that should happen, never a speed claim.
+DEADLINE = 10.0
+
+
+class Peer:
+    """A raw protocol client over one real WebSocket."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, welcome: dict[str, Any]) -> None:
+        self.ws = ws
+        self.welcome = welcome
+
+    @property
+    def client_id(self) -> str:
+        return str(self.welcome["data"]["client_id"])
+
+    async def send(self, frame: dict[str, Any] | str | bytes) -> None:
+        if isinstance(frame, bytes):
+            await self.ws.send_bytes(frame)
+        elif isinstance(frame, str):
+            await self.ws.send_str(frame)
+        else:
+            await self.ws.send_str(json.dumps(frame))
+
+    async def recv(self) -> dict[str, Any]:
+        msg = await self.ws.receive(timeout=DEADLINE)
+        assert msg.type is aiohttp.WSMsgType.TEXT, f"expected a text frame, got {msg!r}"
+        frame = json.loads(msg.data)
+        assert isinstance(frame, dict)
+        return frame
+
+    async def request(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """Send a frame with an id and return the frame that answers it (skipping others)."""
+        await self.send(frame)
+        while True:
+            got = await self.recv()
+            if got.get("id") == frame["id"]:
+                return got
+
+    async def closed(self) -> int | None:
+        """Wait for the server to close the socket; return the close code."""
+        while True:
+            msg = await self.ws.receive(timeout=DEADLINE)
+            if msg.type in (
+                aiohttp.WSMsgType.CLOSE,
+                aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.CLOSING,
+            ):
+                return self.ws.close_code
+            if msg.type is aiohttp.WSMsgType.ERROR:
+                return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+Connect = Callable[..., Awaitable[Peer]]
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    """A fresh per-application bus, so tests never share receivers."""
+    return EventBus("test")
+
+
+@pytest.fixture
+def make_server(
+    aiohttp_client: Any, bus: EventBus
+) -> Callable[..., Awaitable[tuple[TestClient[Any, Any], MonumentWS]]]:
+    """Start a real server with monument_ws set up with ``settings``."""
+
+    async def make(
+        app: web.Application | None = None, **settings: Any
+    ) -> tuple[TestClient[Any, Any], MonumentWS]:
+        app = app or web.Application()
+        settings.setdefault("websocket", True)
+        # Tests open many sockets from 127.0.0.1; the address limits have their own tests.
+        settings.setdefault("upgrade_rate", 0)
+        settings.setdefault("max_sockets_per_ip", 1_000_000)
+        plugin = monument_ws.setup(app, bus=bus, **settings)
+        client = await aiohttp_client(app)
+        return client, plugin
+
+    return make
+
+
+async def welcomed(ws: aiohttp.ClientWebSocketResponse) -> Peer:
+    """Read the ``ws:welcome`` of a freshly opened socket and wrap it."""
+    msg = await ws.receive(timeout=DEADLINE)
+    welcome = json.loads(msg.data)
+    assert welcome["event"] == "ws:welcome", welcome
+    return Peer(ws, welcome)
+
+
+@pytest.fixture
+def connect() -> Connect:
+    """Open a raw socket to a test client's server and read its ``ws:welcome``.
+
+    The test client's connection pool holds 100 sockets; open more through
+    your own ``aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))``.
+    """
+
+    async def open_peer(client: TestClient[Any, Any], path: str = "/ws", **kwargs: Any) -> Peer:
+        kwargs.setdefault("protocols", ("monument.v1",))
+        return await welcomed(await client.ws_connect(path, **kwargs))
+
+    return open_peer
+
+
+async def eventually(predicate: Callable[[], bool], what: str = "condition") -> None:
+    """Poll ``predicate`` until true, failing after a generous deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+REDIS_URL = os.environ.get("MONUMENT_WS_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def redis_available() -> None:
+    """Skip (or, in CI, fail) when no Redis answers at REDIS_URL."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except (redis.RedisError, OSError) as exc:
+        message = (
+            f"Redis is not reachable at {REDIS_URL} ({exc}); start it with scripts/ensure-redis "
+            "or point MONUMENT_WS_TEST_REDIS at one to run the Redis tests"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A unique key prefix per test; its keys are deleted afterwards."""
+    import uuid
+
+    import redis
+
+    redis_available()
+    prefix = f"mwstest-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -1,0 +1,235 @@
+"""One conformance suite for every broker: memory and a real Redis pass the same assertions."""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from monument_ws.brokers import MemoryBroker
+from monument_ws.brokers.base import Broker, Publication
+from tests.conftest import REDIS_URL, eventually
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    """Collects what a broker delivers to its process."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.publications: list[Publication] = []
+        self.broadcasts: list[bytes] = []
+        self.to_clients: list[tuple[str, bytes]] = []
+        self.ephemeral: list[tuple[str, bytes]] = []
+        broker.on_publication = self.publications.append
+        broker.on_broadcast = self.broadcasts.append
+        broker.on_client_frame = lambda client_id, frame: self.to_clients.append((client_id, frame))
+        broker.on_ephemeral = lambda channel, frame: self.ephemeral.append((channel, frame))
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_broker(request, redis_prefix_or_none) -> AsyncIterator[Any]:
+    """A factory of started brokers of one kind sharing one store (two 'processes' for Redis)."""
+    clock = Clock()
+    started: list[Broker] = []
+    shared_memory = MemoryBroker(clock=clock)
+
+    async def make() -> Broker:
+        if request.param == "memory":
+            broker: Broker = shared_memory
+        else:
+            from monument_ws.brokers.redis import RedisBroker
+
+            broker = RedisBroker(REDIS_URL, prefix=redis_prefix_or_none, clock=clock)
+        if broker not in started:
+            await broker.start()
+            started.append(broker)
+        return broker
+
+    make.clock = clock  # type: ignore[attr-defined]
+    make.kind = request.param  # type: ignore[attr-defined]
+    yield make
+    for broker in started:
+        await broker.stop()
+
+
+@pytest.fixture
+def redis_prefix_or_none(request) -> Any:
+    if request.node.callspec.params.get("make_broker") == "redis":
+        return request.getfixturevalue("redis_prefix")
+    return None
+
+
+async def publish(
+    broker: Broker, channel: str, data: Any, size: int = 100, ttl: float = 300
+) -> int:
+    offset, _ = await broker.publish(channel, "e", data, history_size=size, history_ttl=ttl)
+    return offset
+
+
+async def test_offsets_count_up_per_channel_within_one_epoch(make_broker):
+    """Each channel's offsets are 1, 2, 3 … and share the broker's epoch."""
+    broker = await make_broker()
+    a1 = await broker.publish("a", "e", 1, history_size=10, history_ttl=60)
+    a2 = await broker.publish("a", "e", 2, history_size=10, history_ttl=60)
+    b1 = await broker.publish("b", "e", 1, history_size=10, history_ttl=60)
+    assert (a1[0], a2[0], b1[0]) == (1, 2, 1)
+    assert a1[1] == a2[1]
+
+
+async def test_subscribed_channels_are_delivered_in_order_with_encoded_frames(make_broker):
+    """A subscriber gets each publication once, in offset order, as the final frame bytes."""
+    broker = await make_broker()
+    recorder = Recorder(broker)
+    await broker.subscribe("news")
+    for i in range(20):
+        await publish(broker, "news", {"i": i})
+    await publish(broker, "other", "not subscribed")
+    await eventually(lambda: len(recorder.publications) == 20, "20 publications")
+    assert [p.offset for p in recorder.publications] == list(range(1, 21))
+    import orjson
+
+    assert orjson.loads(recorder.publications[3].frame) == {
+        "event": "e",
+        "channel": "news",
+        "data": {"i": 3},
+        "offset": 4,
+    }
+    await broker.unsubscribe("news")
+    await publish(broker, "news", "after")
+    await asyncio.sleep(0.05)  # give a wrongly delivered message the chance to arrive
+    assert len(recorder.publications) == 20
+
+
+async def test_history_since_an_offset(make_broker):
+    """history returns publications after `since`, complete when nothing is missing."""
+    broker = await make_broker()
+    for i in range(10):
+        _, epoch = await broker.publish("h", "e", i, history_size=100, history_ttl=300)
+    found = await broker.history("h", 4, epoch)
+    assert [p.offset for p in found.publications] == [5, 6, 7, 8, 9, 10]
+    assert (found.offset, found.epoch, found.complete) == (10, epoch, True)
+    assert (await broker.history("h", 10, epoch)).complete is True
+    assert (await broker.history("h", 10, epoch)).publications == []
+
+
+async def test_history_is_bounded_by_size(make_broker):
+    """Beyond history_size the oldest are gone, and asking for them is not complete."""
+    broker = await make_broker()
+    for i in range(10):
+        _, epoch = await broker.publish("s", "e", i, history_size=3, history_ttl=300)
+    found = await broker.history("s", 0, epoch)
+    assert found.complete is False
+    assert (await broker.history("s", 7, epoch)).complete is True
+    assert [p.offset for p in (await broker.history("s", 7, epoch)).publications] == [8, 9, 10]
+
+
+async def test_history_is_bounded_by_age(make_broker):
+    """Publications older than history_ttl (on the injected clock) are no longer replayed."""
+    broker = await make_broker()
+    _, epoch = await broker.publish("t", "e", "old", history_size=10, history_ttl=60)
+    make_broker.clock.now += 61
+    await broker.publish("t", "e", "new", history_size=10, history_ttl=60)
+    found = await broker.history("t", 0, epoch)
+    assert found.complete is False
+    assert [p.offset for p in found.publications] == [2]
+    assert (await broker.history("t", 1, epoch)).complete is True
+
+
+async def test_wrong_epoch_or_future_offset_is_not_complete(make_broker):
+    """Another epoch, or an offset beyond the top, cannot be recovered."""
+    broker = await make_broker()
+    _, epoch = await broker.publish("w", "e", 1, history_size=10, history_ttl=60)
+    assert (await broker.history("w", 0, "not-the-epoch")).complete is False
+    assert (await broker.history("w", 5, epoch)).complete is False
+
+
+async def test_empty_channel_has_a_stable_epoch(make_broker):
+    """A channel never published to reports offset 0 and the epoch later publishes use."""
+    broker = await make_broker()
+    empty = await broker.history("fresh", 0, None)
+    assert (empty.offset, empty.complete) == (0, False)
+    _, epoch = await broker.publish("fresh", "e", 1, history_size=10, history_ttl=60)
+    assert epoch == empty.epoch
+    assert (await broker.history("fresh", 0, epoch)).complete is True
+
+
+async def test_history_off_still_counts_offsets(make_broker):
+    """history_size 0 keeps nothing but offsets keep counting."""
+    broker = await make_broker()
+    await publish(broker, "off", 1, size=0)
+    offset = await publish(broker, "off", 2, size=0)
+    assert offset == 2
+    found = await broker.history("off", 0, (await broker.history("off", 2, None)).epoch)
+    assert found.complete is False
+
+
+async def test_non_json_data_raises_before_anything_changes(make_broker):
+    """Data JSON cannot hold raises TypeError and consumes no offset."""
+    broker = await make_broker()
+    with pytest.raises(TypeError):
+        await publish(broker, "bad", object())
+    assert await publish(broker, "bad", 1) == 1
+
+
+async def test_ephemeral_and_broadcast(make_broker):
+    """Ephemeral frames reach subscribers without offset; broadcasts reach every process."""
+    broker = await make_broker()
+    recorder = Recorder(broker)
+    await broker.subscribe("room")
+    await broker.publish_ephemeral("room", b'{"event":"ws:join"}')
+    await broker.publish_ephemeral("elsewhere", b'{"event":"ws:join"}')
+    await broker.broadcast(b'{"event":"notice"}')
+    await eventually(lambda: bool(recorder.ephemeral and recorder.broadcasts), "both frames")
+    assert recorder.ephemeral == [("room", b'{"event":"ws:join"}')]
+    assert recorder.broadcasts == [b'{"event":"notice"}']
+    assert recorder.publications == []
+
+
+async def test_presence_set_get_remove_and_expiry(make_broker):
+    """Presence members are stored with info, removed, and expire on the injected clock."""
+    broker = await make_broker()
+    await broker.presence_set("p", "alice", {"label": "A"}, ttl=30)
+    await broker.presence_set("p", "bob", {"label": "B"}, ttl=10)
+    assert await broker.presence_get("p") == {"alice": {"label": "A"}, "bob": {"label": "B"}}
+    await broker.presence_remove("p", "alice")
+    assert await broker.presence_get("p") == {"bob": {"label": "B"}}
+    make_broker.clock.now += 11
+    assert await broker.presence_get("p") == {}
+
+
+async def test_client_registry_routes_frames(make_broker):
+    """send_to_client reaches a registered client (on another process for Redis), and not after."""
+    holder = await make_broker()
+    sender = await make_broker()
+    recorder = Recorder(holder)
+    assert await sender.send_to_client("c1", b"x") is False
+    await holder.register_client("c1")
+    assert await sender.send_to_client("c1", b'{"event":"dm"}') is True
+    await eventually(lambda: bool(recorder.to_clients), "the frame")
+    assert recorder.to_clients == [("c1", b'{"event":"dm"}')]
+    await holder.unregister_client("c1")
+    assert await sender.send_to_client("c1", b"x") is False
+
+
+async def test_two_processes_see_one_order(make_broker):
+    """Concurrent publishers: every subscribing process sees the same offsets in the same order."""
+    one, two = await make_broker(), await make_broker()
+    seen_one = Recorder(one)
+    seen_two = Recorder(two) if two is not one else seen_one
+    await one.subscribe("race")
+    if two is not one:
+        await two.subscribe("race")
+    await asyncio.gather(*(publish(one if i % 2 else two, "race", i) for i in range(100)))
+    await eventually(lambda: len(seen_one.publications) == 100, "all on one")
+    assert [p.offset for p in seen_one.publications] == list(range(1, 101))
+    if two is not one:
+        await eventually(lambda: len(seen_two.publications) == 100, "all on two")
+        assert [p.frame for p in seen_two.publications] == [p.frame for p in seen_one.publications]

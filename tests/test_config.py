@@ -1,0 +1,117 @@
+import json
+import logging
+
+import pytest
+
+from monument_ws.config import Config, schema
+from monument_ws.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (False, False),
+        (True, True),
+        ("data", "data"),
+        ("passthrough", "passthrough"),
+        ("DATA", "data"),
+        ("false", False),
+        ("0", False),
+        ("off", False),
+        ("no", False),
+        ("true", True),
+        ("1", True),
+        ("on", True),
+        ("yes", True),
+    ],
+)
+def test_websocket_values_parse_as_design_says(raw, expected):
+    """false/true/"data"/"passthrough", and boolean strings, mean what design.md says."""
+    assert Config.load({"websocket": raw}).websocket == expected
+
+
+def test_unknown_websocket_value_means_true_with_a_warning(caplog):
+    """Any other value counts as true, and says so in the log."""
+    with caplog.at_level(logging.WARNING, "monument_ws.config"):
+        assert Config.load({"webSocket": "sockets please"}).websocket is True
+    assert "treating it as true" in caplog.text
+
+
+def test_default_is_off():
+    """No key at all means no socket (monument attached one anyway: not copied)."""
+    assert Config().websocket is False
+    assert Config.load().websocket is False
+
+
+@pytest.mark.parametrize("value", ["false", "0"])
+def test_environment_false_strings_mean_false(value):
+    """MONUMENT_WS_WEBSOCKET=false in the environment turns sockets off."""
+    cfg = Config.load({"websocket": True}, env={"MONUMENT_WS_WEBSOCKET": value})
+    # code wins over the environment, so check the environment alone too
+    assert cfg.websocket is True
+    assert Config.load(env={"MONUMENT_WS_WEBSOCKET": value}).websocket is False
+
+
+def test_aliases_and_precedence(tmp_path):
+    """File < environment < code; camelCase aliases fill the same keys."""
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps({"webSockets": "data", "dataTimeout": 3, "path": "/file"}))
+    cfg = Config.load(
+        {"path": "/code"},
+        file=path,
+        env={"MONUMENT_WS_DATA_TIMEOUT": "7", "UNRELATED": "x"},
+    )
+    assert (cfg.websocket, cfg.data_timeout, cfg.path) == ("data", 7.0, "/code")
+
+
+def test_toml_file_with_a_section(tmp_path):
+    """A pyproject-style TOML file with a [monument_ws] table is read."""
+    path = tmp_path / "ws.toml"
+    path.write_text('[monument_ws]\nwebsocket = "passthrough"\nsocket_events = ["chat:*"]\n')
+    cfg = Config.load(file=path)
+    assert cfg.websocket == "passthrough"
+    assert cfg.socket_events == ("chat:*",)
+
+
+def test_list_from_environment_is_comma_separated():
+    """Lists come from the environment as comma-separated strings."""
+    cfg = Config.load(env={"MONUMENT_WS_SOCKET_EVENTS": "chat:*, data:get:*"})
+    assert cfg.socket_events == ("chat:*", "data:get:*")
+
+
+def test_unknown_key_names_the_nearest_key():
+    """A typo fails loudly with the remedy."""
+    with pytest.raises(ConfigError, match="did you mean 'data_timeout'"):
+        Config.load({"data_timeuot": 3})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("data_timeout", "soon", "expected a number"),
+        ("max_bad_frames", 0, "at least 1"),
+        ("compression", "maybe", "expected a boolean"),
+        ("max_inflight", True, "expected an integer"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, message):
+    """A value that does not parse names the key and what was expected."""
+    with pytest.raises(ConfigError, match=message) as info:
+        Config.load({key: value})
+    assert key in str(info.value)
+
+
+def test_direct_construction_is_parsed_too():
+    """Config(...) in code goes through the same parsers as every other source."""
+    assert Config(websocket="off").websocket is False  # type: ignore[arg-type]
+    assert Config(data_timeout="2.5").data_timeout == 2.5  # type: ignore[arg-type]
+
+
+def test_schema_documents_every_key():
+    """Every key has a documentation line, an env variable and a CLI flag."""
+    infos = schema()
+    assert {i.name for i in infos} == set(Config().as_dict())
+    for info in infos:
+        assert info.doc.strip()
+        assert info.env_var == "MONUMENT_WS_" + info.name.upper()
+        assert info.flag.startswith("--")

@@ -1,0 +1,457 @@
+"""Authentication, authorization, limits and hostile input, over real sockets."""
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import socket as pysocket
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import monument_ws
+from monument_ws import Unauthorized, signals
+from monument_ws.auth import AuthStep, Session, channel_of_session, channel_of_user
+from monument_ws.client import Client
+from tests.conftest import DEADLINE, REDIS_URL, Connect, Peer, eventually, welcomed
+
+
+def token_parser() -> Any:
+    async def parse(request: web.Request) -> Session:
+        token = request.query.get("token") or request.headers.get("X-Token")
+        if token is None:
+            raise Unauthorized("no token")
+        if not token.startswith("user-"):
+            raise Unauthorized("bad token")
+        return Session(user=token[5:], id=f"session-of-{token}", claims={"token": token})
+
+    return parse
+
+
+async def test_refused_session_closes_4401_with_reason_and_client_gives_up(make_server):
+    """A refused session is closed with 4401 and its reason; the Python client does not retry."""
+    client, ws = await make_server()
+    ws.session_parser = token_parser()
+    raw = await client.ws_connect("/ws")
+    msg = await raw.receive(timeout=DEADLINE)
+    assert msg.type is aiohttp.WSMsgType.CLOSE
+    assert (raw.close_code, msg.extra) == (4401, "no token")
+    sleeps: list[float] = []
+
+    async def record(delay: float) -> None:
+        sleeps.append(delay)
+
+    c = Client(str(client.make_url("/ws")), sleep=record)
+    with pytest.raises(monument_ws.ConnectionLost):
+        await c.connect()
+    assert (c.state, c.close_code, c.close_reason) == ("closed", 4401, "no token")
+    assert sleeps == []
+    assert ws.stats.refused["session"] == 2
+
+
+async def test_accepted_session_sets_user_and_reserved_channels(make_server, connect: Connect):
+    """An accepted socket knows its user, is authenticated and joined its user/session channels."""
+    client, ws = await make_server()
+    ws.session_parser = token_parser()
+    peer = await connect(client, params={"token": "user-ada"})
+    data = peer.welcome["data"]
+    assert data["stage"] == "authenticated"
+    assert data["channels"]["user"]["channel"] == channel_of_user("ada")
+    assert data["channels"]["session"]["channel"] == channel_of_session("session-of-user-ada")
+    assert "session-of" not in data["channels"]["session"]["channel"]  # hashed, never the raw id
+    await ws.publish_to_user("ada", "dm", "hi Ada")
+    assert (await peer.recv())["data"] == "hi Ada"
+
+
+async def test_other_sockets_cannot_subscribe_to_reserved_channels(make_server, connect: Connect):
+    """Another user's (or a made-up) user or session channel is forbidden; publishing there too."""
+    client, ws = await make_server()
+    ws.session_parser = token_parser()
+    bob = await connect(client, params={"token": "user-bob"})
+    for i, channel in enumerate(
+        [channel_of_user("ada"), channel_of_session("session-of-user-ada"), "$anything"]
+    ):
+        answer = await bob.request({"event": "ws:subscribe", "id": i, "data": {"channel": channel}})
+        assert answer["error"]["code"] == "forbidden", channel
+    own = await bob.request(
+        {"event": "ws:subscribe", "id": "own", "data": {"channel": channel_of_user("bob")}}
+    )
+    assert own["event"] == "ws:subscribe"
+    publish = {"channel": channel_of_user("bob"), "event": "x", "data": 1}
+    answer = await bob.request({"event": "ws:publish", "id": "p", "data": publish})
+    assert answer["error"]["code"] == "forbidden"
+
+
+async def test_user_channel_reaches_a_users_sockets_on_two_processes(aiohttp_client, redis_prefix):
+    """Two processes sharing Redis: a publish to a user reaches that user's socket on each."""
+    from monument_ws.brokers.redis import RedisBroker
+
+    clients, plugins = [], []
+    for _ in range(2):
+        app = web.Application()
+        plugin = monument_ws.setup(
+            app,
+            websocket=True,
+            bus=monument_ws.EventBus(),
+            broker=RedisBroker(REDIS_URL, prefix=redis_prefix),
+            upgrade_rate=0,
+        )
+        plugin.session_parser = token_parser()
+        clients.append(await aiohttp_client(app))
+        plugins.append(plugin)
+    a = await welcomed(await clients[0].ws_connect("/ws", params={"token": "user-ada"}))
+    b = await welcomed(await clients[1].ws_connect("/ws", params={"token": "user-ada"}))
+    other = await welcomed(await clients[1].ws_connect("/ws", params={"token": "user-bob"}))
+    await plugins[0].publish_to_user("ada", "dm", "both of you")
+    assert (await a.recv())["data"] == "both of you"
+    assert (await b.recv())["data"] == "both of you"
+    assert (await other.request({"event": "ws:ping", "id": 1}))["event"] == "ws:ping"
+
+
+def expiring_app(make_server: Any, clock: Any) -> Any:
+    async def start() -> Any:
+        client, ws = await make_server(clock=clock)
+
+        async def parse(request: web.Request) -> Session:
+            return Session(user="ada", expires_at=clock() + 0.3)
+
+        async def authenticate(socket: Any, stage: str, data: Any) -> AuthStep:
+            if stage == "refresh" and data.get("token") == "fresh":
+                return AuthStep(
+                    "authenticated", {"ok": True}, Session(user="ada", expires_at=clock() + 3600)
+                )
+            raise Unauthorized("wrong token")
+
+        ws.session_parser = parse
+        ws.authenticator = authenticate
+        return client, ws
+
+    return start
+
+
+async def test_expired_credentials_close_with_4401(make_server, connect: Connect):
+    """Credentials that expire without a refresh close the socket with 4401."""
+    import time
+
+    client, ws = await expiring_app(make_server, time.time)()
+    peer = await connect(client)
+    assert await peer.closed() == 4401
+    assert ws.stats.refused["expired"] == 1
+
+
+async def test_refreshing_in_time_keeps_the_socket(make_server, connect: Connect):
+    """A ws:auth refresh before expiry moves the expiry; the socket outlives the first one."""
+    import time
+
+    client, ws = await expiring_app(make_server, time.time)()
+    peer = await connect(client)
+    wrong = await peer.request(
+        {"event": "ws:auth", "id": 1, "data": {"stage": "refresh", "token": "x"}}
+    )
+    assert wrong["error"]["code"] == "unauthorized"
+    answer = await peer.request(
+        {"event": "ws:auth", "id": 2, "data": {"stage": "refresh", "token": "fresh"}}
+    )
+    assert answer["data"] == {"stage": "authenticated", "data": {"ok": True}}
+    await asyncio.sleep(0.6)  # let the first expiry pass
+    assert (await peer.request({"event": "ws:ping", "id": 3}))["event"] == "ws:ping"
+    assert ws.stats.refused["expired"] == 0
+
+
+def staged_server(make_server: Any, **settings: Any) -> Any:
+    async def start() -> Any:
+        client, ws = await make_server(require_auth=True, **settings)
+
+        async def authenticate(socket: Any, stage: str, data: Any) -> AuthStep:
+            if stage == "init":
+                socket.state["nonce"] = "n-123"
+                return AuthStep("challenge", {"nonce": "n-123"})
+            if stage == "answer" and data.get("answer") == "sesame:" + socket.state.get(
+                "nonce", ""
+            ):
+                return AuthStep(
+                    "authenticated", {"welcome": data["user"]}, Session(user=data["user"])
+                )
+            raise Unauthorized("that is not the answer")
+
+        ws.authenticator = authenticate
+        ws.handler("echo")(lambda message, socket: message.data)
+        return client, ws
+
+    return start
+
+
+async def test_staged_auth_happy_path(make_server, connect: Connect):
+    """init → challenge → authenticated; before that only ws:auth/ping pass."""
+    client, ws = await staged_server(make_server)()
+    peer = await connect(client)
+    assert peer.welcome["data"]["stage"] == "anonymous"
+    early = await peer.request({"event": "echo", "id": 1, "data": 1})
+    assert early["error"]["code"] == "unauthorized"
+    assert (await peer.request({"event": "ws:ping", "id": 2}))["event"] == "ws:ping"
+    challenge = await peer.request({"event": "ws:auth", "id": 3, "data": {"stage": "init"}})
+    assert challenge["data"] == {"stage": "challenge", "data": {"nonce": "n-123"}}
+    done = await peer.request(
+        {
+            "event": "ws:auth",
+            "id": 4,
+            "data": {"stage": "answer", "answer": "sesame:n-123", "user": "ada"},
+        }
+    )
+    assert done["data"]["stage"] == "authenticated"
+    assert (await peer.request({"event": "echo", "id": 5, "data": "now"}))["data"] == "now"
+    await ws.publish_to_user("ada", "dm", "joined after auth")
+    assert (await peer.recv())["data"] == "joined after auth"
+
+
+async def test_staged_auth_wrong_answer(make_server, connect: Connect):
+    """A wrong answer gets unauthorized and the socket stays unauthenticated."""
+    client, ws = await staged_server(make_server)()
+    peer = await connect(client)
+    await peer.request({"event": "ws:auth", "id": 1, "data": {"stage": "init"}})
+    wrong = await peer.request(
+        {"event": "ws:auth", "id": 2, "data": {"stage": "answer", "answer": "guess"}}
+    )
+    assert wrong["error"] == {"code": "unauthorized", "message": "that is not the answer"}
+    assert (await peer.request({"event": "echo", "id": 3}))["error"]["code"] == "unauthorized"
+    assert ws.stats.refused["auth"] == 1
+
+
+async def test_staged_auth_timeout_closes_1008(make_server, connect: Connect):
+    """A socket that does not authenticate within auth_timeout is closed with 1008."""
+    client, ws = await staged_server(make_server, auth_timeout=0.2)()
+    peer = await connect(client)
+    assert await peer.closed() == 1008
+    assert ws.stats.refused["auth_timeout"] == 1
+
+
+async def test_authenticated_namespace(make_server, connect: Connect):
+    """A namespace with authenticated=True refuses anonymous subscribers with unauthorized."""
+    client, _ws = await make_server(channels={"members:*": {"authenticated": True}})
+    peer = await connect(client)
+    answer = await peer.request(
+        {"event": "ws:subscribe", "id": 1, "data": {"channel": "members:1"}}
+    )
+    assert answer["error"]["code"] == "unauthorized"
+
+
+async def test_too_big_frame_closes_1009_and_others_are_served(make_server, connect: Connect):
+    """A 2 MB frame against a 1 MB limit closes that socket with 1009; others keep working."""
+    client, ws = await make_server(max_message_size=1_048_576)
+    ws.handler("echo")(lambda message, socket: message.data)
+    bystander, sender = await connect(client), await connect(client)
+    await sender.send(json.dumps({"event": "echo", "id": 1, "data": "x" * 2_000_000}))
+    assert await sender.closed() == 1009
+    assert (await bystander.request({"event": "echo", "id": 2, "data": "ok"}))["data"] == "ok"
+
+
+async def test_frame_flood_is_rate_limited_then_closed_4029(make_server, connect: Connect):
+    """10,000 frames at once: refused with rate_limited, then 4029; another client is fully served."""
+    client, ws = await make_server(rate_limit=100, rate_burst=200, send_queue_limit=100_000)
+    ws.handler("echo")(lambda message, socket: message.data)
+    flooder, calm = await connect(client), await connect(client)
+    for i in range(10_000):
+        if flooder.ws.closed:
+            break
+        await flooder.send({"event": "echo", "id": i, "data": i})
+    codes = set()
+    while True:
+        msg = await flooder.ws.receive(timeout=DEADLINE)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            break
+        frame = json.loads(msg.data)
+        if frame["event"] == "ws:error":
+            codes.add(frame["error"]["code"])
+    assert flooder.ws.close_code == 4029
+    assert codes == {"rate_limited"}
+    answers = [await calm.request({"event": "echo", "id": i, "data": i}) for i in range(100)]
+    assert [a["data"] for a in answers] == list(range(100))
+    assert ws.stats.refused["frame_rate"] > 200
+
+
+async def test_upgrade_flood_gets_503(make_server):
+    """More upgrades per second from one address than allowed get HTTP 503 with Retry-After."""
+    client, ws = await make_server(upgrade_rate=2)  # burst of 10
+    statuses = []
+    opened = []
+    for _ in range(30):
+        try:
+            opened.append(await client.ws_connect("/ws"))
+            statuses.append(101)
+        except aiohttp.WSServerHandshakeError as exc:
+            statuses.append(exc.status)
+    assert statuses.count(503) >= 15
+    assert ws.stats.refused["upgrade_rate"] == statuses.count(503)
+    response = await client.get("/ws", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                "Sec-WebSocket-Version": "13",
+                                                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode()})  # fmt: skip
+    assert response.status == 503
+    assert response.headers["Retry-After"] == "5"
+    for ws_ in opened:
+        await ws_.close()
+
+
+async def test_sockets_per_ip_and_per_user(make_server, connect: Connect):
+    """The per-address limit refuses with 503 at the upgrade; the per-user one closes with 4029."""
+    client, ws = await make_server(max_sockets_per_ip=3, max_sockets_per_user=2)
+    ws.session_parser = token_parser()
+    ada = [await connect(client, params={"token": "user-ada"}) for _ in range(2)]
+    third = await client.ws_connect("/ws", params={"token": "user-ada"})
+    assert (await third.receive(timeout=DEADLINE)).type is aiohttp.WSMsgType.CLOSE
+    assert third.close_code == 4029
+    await connect(client, params={"token": "user-bob"})
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await client.ws_connect("/ws", params={"token": "user-cyd"})
+    assert info.value.status == 503
+    assert ws.stats.refused["sockets_per_user"] == 1
+    assert ws.stats.refused["sockets_per_ip"] == 1
+    await ada[0].close()
+    await eventually(lambda: len(ws.hub) == 2, "a slot freed")
+    await connect(client, params={"token": "user-cyd"})
+
+
+def test_client_ip_trusts_forwarded_for_only_from_proxies():
+    """X-Forwarded-For counts only when the peer is a trusted proxy; the nearest untrusted hop wins."""
+    from monument_ws.auth import client_ip
+
+    assert client_ip("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"
+    assert client_ip("10.0.0.2", "1.2.3.4", ("10.0.0.0/8",)) == "1.2.3.4"
+    assert client_ip("10.0.0.2", "6.6.6.6, 1.2.3.4, 10.0.0.7", ("10.0.0.0/8",)) == "1.2.3.4"
+    assert client_ip("203.0.113.9", "1.2.3.4", ("10.0.0.0/8",)) == "203.0.113.9"
+
+
+async def test_max_subscriptions_per_socket(make_server, connect: Connect):
+    """Beyond max_subscriptions a socket gets rate_limited for new channels."""
+    client, _ws = await make_server(max_subscriptions=3)
+    peer = await connect(client)
+    codes = []
+    for i in range(5):
+        answer = await peer.request(
+            {"event": "ws:subscribe", "id": i, "data": {"channel": f"c{i}"}}
+        )
+        codes.append(answer.get("error", {}).get("code"))
+    assert codes == [None, None, None, "rate_limited", "rate_limited"]
+
+
+async def test_a_client_that_never_reads_is_closed_4008_within_its_bound(make_server):
+    """A small-receive-buffer client that never reads: 4008, and the queue never passed its bound."""
+    client, ws = await make_server(send_queue_limit=500, send_queue_bytes=256 * 1024, heartbeat=0)
+    seen: list[Any] = []
+    ws.bus.on(signals.SOCKET_CONNECTED, lambda event, *, socket, **_: seen.append(socket))
+    raw = pysocket.socket()
+    raw.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, 4096)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (client.host, client.port))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    await eventually(lambda: len(seen) == 1, "the socket")
+    # subscribe with a hand-masked frame, then never read again
+    payload = json.dumps(
+        {"event": "ws:subscribe", "id": 1, "data": {"channel": "firehose"}}
+    ).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+    await writer.drain()
+    await eventually(lambda: ws.hub.channels() == {"firehose": 1}, "the subscription")
+    socket = seen[0]
+    for i in range(10_000):
+        await ws.publish("firehose", "item", {"i": i, "pad": "p" * 1000})
+        if socket.closed:
+            break
+    try:
+        await eventually(lambda: len(ws.hub) == 0, "the slow consumer dropped")
+        assert socket.closed
+        assert ws.stats.slow_consumers == 1
+        assert 0 < socket.queue_peak_frames <= 500
+        assert 0 < socket.queue_peak_bytes <= 256 * 1024
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+frames = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    st.fixed_dictionaries(
+        {
+            "event": st.one_of(
+                st.text(max_size=20),
+                st.sampled_from(
+                    [
+                        "ws:subscribe",
+                        "ws:publish",
+                        "ws:auth",
+                        "ws:cancel",
+                        "ws:presence",
+                        "ws:result",
+                        "echo",
+                        "data:get:x",
+                    ]
+                ),
+                json_values,
+            )
+        },
+        optional={
+            "id": st.one_of(st.integers(), st.text(max_size=70), json_values),
+            "data": json_values,
+            "call": json_values,
+        },
+    ).map(json.dumps),
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(batch=st.lists(frames, min_size=1, max_size=10))
+async def test_fuzzed_frames_never_crash_or_leak(fuzz_server, batch):
+    """Arbitrary frames to a live server: every answer is a valid frame, no traceback, still alive."""
+    peer: Peer = fuzz_server
+    for frame in batch:
+        await peer.send(frame)
+    answer = await peer.request({"event": "ws:ping", "id": "alive?"})
+    assert answer == {"event": "ws:ping", "id": "alive?", "data": {}}
+
+
+@pytest.fixture
+async def fuzz_server(make_server, connect: Connect, bus):
+    client, ws = await make_server(max_bad_frames=10_000, rate_limit=0)
+    ws.handler("echo")(lambda message, socket: message.data)
+    bus.on("data:get:x", lambda event, **_: {"x": 1})
+    peer = await connect(client)
+    original = peer.recv
+
+    async def checked_recv() -> dict[str, Any]:
+        frame = await original()
+        text = json.dumps(frame)
+        assert "Traceback" not in text
+        assert 'File "' not in text
+        assert isinstance(frame.get("event"), str)
+        if frame["event"] == "ws:error":
+            assert set(frame["error"]) == {"code", "message"}
+        return frame
+
+    peer.recv = checked_recv  # type: ignore[method-assign]
+    return peer
