@@ -49,7 +49,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
-import orjson
 
 from . import protocol
 from .errors import (
@@ -62,7 +61,7 @@ from .errors import (
     TooLarge,
     from_error_frame,
 )
-from .protocol import CloseCode, Reconnect
+from .protocol import CloseCode, Kind, Reconnect
 
 log = logging.getLogger("monument_ws.client")
 
@@ -557,11 +556,11 @@ class Client:
             return False
         if msg.type is not aiohttp.WSMsgType.TEXT:
             return False
-        frame = orjson.loads(msg.data)
-        if not isinstance(frame, dict) or frame.get("event") != protocol.WELCOME_EVENT:
+        parsed = protocol.parse_server(msg.data)
+        if parsed is None or parsed.kind is not Kind.WELCOME:
             return False
-        self._show_raw(frame)
-        self.welcome = frame.get("data") or {}
+        self._show_raw(parsed.raw)
+        self.welcome = parsed.data if isinstance(parsed.data, dict) else {}
         self.client_id = self.welcome.get("client_id")
         self.resume = self.welcome.get("resume")
         self.state = "open"
@@ -639,24 +638,29 @@ class Client:
     # --- internals: incoming ------------------------------------------------
 
     async def _on_frame(self, text: str | bytes) -> None:
-        try:
-            frame = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            log.warning("the server sent a frame that is not JSON")
+        parsed = protocol.parse_server(text)
+        if parsed is None:
+            log.warning("the server sent a frame that is not a JSON object with an event")
             return
-        if not isinstance(frame, dict):
-            return
+        frame, kind, event = parsed.raw, parsed.kind, parsed.event
         self._show_raw(frame)
-        event = frame.get("event")
-        request_id = frame.get("id")
-        if "call" in frame and event != protocol.ERROR_EVENT:
+        if kind is Kind.CALL:
             self._spawn(self._perform(frame))
             return
-        call = self._calls.get(request_id) if isinstance(request_id, int) else None
-        if call is not None:
-            self._settle(call, frame)
-        elif "channel" in frame and "offset" in frame:
+        if kind in _ANSWERS and parsed.id is not None:
+            call = self._calls.get(parsed.id) if isinstance(parsed.id, int) else None
+            if call is not None:
+                self._settle(call, parsed)
+                return
+            if kind is not Kind.ERROR:
+                # A late answer (the call timed out or was abandoned): it answers
+                # nothing now and must not reach listeners as if it were a push.
+                log.debug("dropped an answer to no waiting request: %r", frame.get("id"))
+                return
+        if kind is Kind.PUBLICATION:
             self._publication(frame)
+        elif kind is Kind.WELCOME:
+            return
         elif event == "ws:knock":
             channel = frame.get("channel")
             with contextlib.suppress(MonumentWSError):
@@ -671,10 +675,10 @@ class Client:
                 subscription.offset = 0
                 subscription.epoch = None
                 self._spawn(self._rejoin(subscription))
-        elif event == protocol.ERROR_EVENT:
+        elif kind is Kind.ERROR:
             await self._emit("ws:error", frame.get("error"))
-        elif isinstance(event, str):
-            await self._emit(event, frame.get("data"))
+        else:
+            await self._emit(event, parsed.data)
 
     def _show_raw(self, frame: dict[str, Any]) -> None:
         for listener in self._raw:
@@ -683,20 +687,20 @@ class Client:
             except Exception:
                 log.exception("a raw listener failed")
 
-    def _settle(self, call: _Call, frame: dict[str, Any]) -> None:
-        if frame.get("event") == protocol.ERROR_EVENT:
-            error = from_error_frame(frame.get("error"))
+    def _settle(self, call: _Call, frame: protocol.ServerFrame) -> None:
+        if frame.kind is Kind.ERROR:
+            error = from_error_frame(frame.raw.get("error"))
             error.remote = True
             call.fail(error)
         elif call.chunks is not None:
-            if frame.get("more"):
-                call.chunks.put_nowait(("chunk", frame.get("data")))
-            elif frame.get("end"):
+            if frame.kind is Kind.CHUNK:
+                call.chunks.put_nowait(("chunk", frame.data))
+            elif frame.kind is Kind.END:
                 call.chunks.put_nowait(("end", None))
             else:
-                call.chunks.put_nowait(("reply", frame.get("data")))
+                call.chunks.put_nowait(("reply", frame.data))
         elif not call.future.done():
-            call.future.set_result(frame.get("data"))
+            call.future.set_result(frame.data)
 
     async def _perform(self, frame: dict[str, Any]) -> None:
         number, event = frame.get("call"), frame.get("event")
@@ -738,6 +742,10 @@ class Client:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+#: Server frames that answer a request id.
+_ANSWERS = frozenset({Kind.REPLY, Kind.CHUNK, Kind.END, Kind.ERROR})
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -26,7 +26,7 @@ generic message, and the traceback goes only to the server log.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 from .protocol import ErrorCode
 
@@ -34,7 +34,9 @@ from .protocol import ErrorCode
 class MonumentWSError(Exception):
     """Root of every monument_ws error. ``code`` is the protocol error code."""
 
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL
+    #: The class's code; an error rebuilt from a frame carries the frame's own code
+    #: (a BadFrame may be ``bad_json`` or ``missing_event``).
+    code: ErrorCode = ErrorCode.INTERNAL
     #: True when the error came from the other side in an error frame.
     remote: bool = False
 
@@ -130,5 +132,8 @@ def from_error_frame(error: Any) -> MonumentWSError:
         return InternalError("malformed error frame")
     code = error.get("code")
     message = error.get("message")
-    cls = _BY_CODE.get(code, InternalError) if isinstance(code, str) else InternalError
-    return cls(message if isinstance(message, str) else "")
+    if not isinstance(code, str) or code not in _BY_CODE:
+        return InternalError(message if isinstance(message, str) else "")
+    typed = _BY_CODE[code](message if isinstance(message, str) else "")
+    typed.code = ErrorCode(code)  # the server's own code: a BadFrame may be bad_json
+    return typed

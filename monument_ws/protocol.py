@@ -241,7 +241,10 @@ def decode(text: str | bytes) -> Frame | Invalid:
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    """Encode any server frame. Raises TypeError for values JSON cannot hold."""
+    """Encode any frame. Raises TypeError for values JSON cannot hold.
+
+    NaN and ±Infinity are written as ``null``, as JavaScript's ``JSON.stringify`` does.
+    """
     return orjson.dumps(obj)
 
 
@@ -282,6 +285,89 @@ def error(
         frame["call"] = call
     frame["error"] = {"code": str(code), "message": message}
     return orjson.dumps(frame)
+
+
+class Kind(enum.StrEnum):
+    """What a server frame is to a client; :func:`parse_server` decides it."""
+
+    WELCOME = "welcome"  # ws:welcome: client_id, resume secret, heartbeat
+    REPLY = "reply"  # the final answer to request ``id``
+    CHUNK = "chunk"  # one chunk of a streamed reply (``more: true``)
+    END = "end"  # the end of a streamed reply (``end: true``, no data)
+    ERROR = "error"  # ws:error, answering ``id`` or (without one) about a frame
+    CALL = "call"  # the server calls the client: answer ``call`` with ws:result / ws:error
+    PUBLICATION = "publication"  # a channel push with ``channel`` and ``offset``
+    PUSH = "push"  # anything else with an event: a push answering nothing
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFrame:
+    """A frame from the server as a client sees it. ``raw`` is the whole decoded object."""
+
+    kind: Kind
+    event: str
+    raw: dict[str, Any]
+
+    @property
+    def id(self) -> RequestId | None:
+        """The request this frame answers (replies, chunks, ends, errors, SYNC replies)."""
+        value = self.raw.get("id")
+        return value if check_id(value) is None else None
+
+    @property
+    def data(self) -> Any:
+        return self.raw.get("data")
+
+    @property
+    def sync(self) -> str | None:
+        """``"full"`` or ``"patch"`` for a SYNC frame (push or reply): apply it to the kept object."""
+        mode = self.raw.get("sync")
+        return mode if mode in ("full", "patch") else None
+
+
+def parse_server(text: str | bytes) -> ServerFrame | None:
+    """Classify one server frame for a client; None for text a client must ignore.
+
+    The rules, in order (the shared test vectors check every client against them):
+    not a JSON object with a string ``event`` → ignored; ``ws:welcome`` →
+    WELCOME; ``ws:error`` → ERROR; a ``call`` key → CALL; ``channel`` and an
+    integer ``offset`` → PUBLICATION; a valid ``id`` with ``more: true`` →
+    CHUNK, with ``end: true`` → END, otherwise → REPLY; else PUSH. Whether
+    the data is a SYNC object or patch is orthogonal (:attr:`ServerFrame.sync`),
+    as is a plug's ``"type": "custom_<n>"``. Never raises.
+    """
+    try:
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    event = obj.get("event")
+    if not isinstance(event, str):
+        return None
+    kind: Kind
+    if event == WELCOME_EVENT:
+        kind = Kind.WELCOME
+    elif event == ERROR_EVENT:
+        kind = Kind.ERROR
+    elif "call" in obj:
+        kind = Kind.CALL
+    elif "channel" in obj and _is_offset(obj.get("offset")):
+        kind = Kind.PUBLICATION
+    elif check_id(obj.get("id")) is None:
+        if obj.get("more") is True:
+            kind = Kind.CHUNK
+        elif obj.get("end") is True:
+            kind = Kind.END
+        else:
+            kind = Kind.REPLY
+    else:
+        kind = Kind.PUSH
+    return ServerFrame(kind, event, obj)
+
+
+def _is_offset(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def set_event_for(event: str) -> str | None:
