@@ -22,8 +22,9 @@ its ``client_id``. It obeys the close-code table of the protocol: after 1000,
 ``long_delay`` seconds. Lifecycle events, observed with ``on()``, use the
 reserved ``ws:`` prefix so they never collide with application events:
 ``ws:connect`` (first welcome), ``ws:reconnect``, ``ws:offline`` (dropped,
-will retry), ``ws:close`` (final, with ``code`` and ``reason``) and
-``ws:error`` (an error frame that answers no request).
+will retry), ``ws:close`` (final, with ``code`` and ``reason``, also after
+:meth:`Client.close`) and ``ws:error`` (an error frame without an ``id``). A
+late answer to a call that timed out or a stream left early is dropped.
 
 **Offline queue.** Every outgoing frame goes through one ordered queue of at
 most ``queue_limit`` frames. While disconnected, tells and calls wait there
@@ -235,7 +236,8 @@ class Client:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-        self._finish(CloseCode.NORMAL, "closed by the client")
+        if self._finish(CloseCode.NORMAL, "closed by the client"):
+            await self._emit("ws:close", {"code": self.close_code, "reason": self.close_reason})
         if self._own_session and self._session is not None:
             await self._session.close()
 
@@ -618,9 +620,10 @@ class Client:
                 call.fail(ConnectionLost("the connection dropped before the answer came"))
         self._outbox.extendleft(reversed(retried))
 
-    def _finish(self, code: int | None, reason: str) -> None:
+    def _finish(self, code: int | None, reason: str) -> bool:
+        """Fail what waits and stop; False if the client had already finished."""
         if self.state == "closed":
-            return
+            return False
         self.state = "closed"
         self.close_code = code
         self.close_reason = reason
@@ -632,8 +635,9 @@ class Client:
         if self._first is not None and not self._first.done():
             self._first.set_exception(ConnectionLost(f"could not connect to {self.url}"))
             self._first.exception()
-        if not self._closing:
+        if not self._closing:  # close() emits it itself, after the tasks are gone
             self._spawn(self._emit("ws:close", {"code": code, "reason": reason}))
+        return True
 
     # --- internals: incoming ------------------------------------------------
 
@@ -651,12 +655,12 @@ class Client:
             call = self._calls.get(parsed.id) if isinstance(parsed.id, int) else None
             if call is not None:
                 self._settle(call, parsed)
-                return
-            if kind is not Kind.ERROR:
-                # A late answer (the call timed out or was abandoned): it answers
-                # nothing now and must not reach listeners as if it were a push.
+            else:
+                # A late answer (the call timed out, or its stream was left early and
+                # cancelled): it answers nothing now and must not reach listeners
+                # as a push or as an error about nothing.
                 log.debug("dropped an answer to no waiting request: %r", frame.get("id"))
-                return
+            return
         if kind is Kind.PUBLICATION:
             self._publication(frame)
         elif kind is Kind.WELCOME:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -127,6 +127,26 @@ def connect() -> Connect:
         return await welcomed(await client.ws_connect(path, **kwargs))
 
     return open_peer
+
+
+class Ticker:
+    """An endless streaming handler (0, 1, 2, …): the sockets it ran on, and whether it was closed."""
+
+    def __init__(self, ws: MonumentWS, event: str = "ticks") -> None:
+        self.sockets: list[Any] = []
+        self.closed = asyncio.Event()
+        ws.handler(event)(self.ticks)
+
+    async def ticks(self, message: Any, socket: Any) -> AsyncIterator[int]:
+        self.sockets.append(socket)
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+                await asyncio.sleep(0.001)
+        finally:
+            self.closed.set()
 
 
 async def eventually(predicate: Callable[[], bool], what: str = "condition") -> None:

@@ -188,7 +188,7 @@ def test_non_finite_floats_become_null():
 
 async def test_invalid_vectors_against_a_live_server(make_server, connect: Connect):
     """Each invalid vector gets its ws:error code (and id) from a real server; the socket stays open."""
-    client, ws = await make_server(rate_limit=0)
+    client, _ws = await make_server(rate_limit=0)
     peer = await connect(client)
     for vector in INVALID:
         want = vector["expect"]["error"]
@@ -227,4 +227,3 @@ async def send_vector(peer: Peer, vector: dict[str, Any]) -> None:
         await peer.ws.send_bytes(vector["binary"].encode())
     else:
         await peer.send(vector["text"])
-

@@ -48,15 +48,18 @@ async def test_readme_python_example(readme_server):
         }
 
 
-async def test_readme_python_client(readme_server):
-    """The ten-line client example talks to the server example."""
+async def test_readme_python_client(readme_server, capsys):
+    """The ten-line client example talks to the server example and prints what its comments say."""
+    code = blocks("python")[1]
+    assert len(code.strip().splitlines()) <= 12
     namespace: dict[str, object] = {"__name__": "readme_client"}
-    exec(compile(blocks("python")[1], str(README), "exec"), namespace)
+    exec(compile(code, str(README), "exec"), namespace)
     main = namespace["main"]
     assert callable(main)
     client_id = await main(str(readme_server.make_url("/ws")))
     assert isinstance(client_id, str)
     assert client_id
+    assert capsys.readouterr().out.splitlines() == ["{'greeting': 'hello'}", "hi", "3", "2", "1"]
 
 
 async def test_readme_browser_snippet_in_node(readme_server, tmp_path):

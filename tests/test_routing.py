@@ -7,7 +7,7 @@ import weakref
 from aiohttp import web
 
 from monument_ws import Forbidden, signals
-from tests.conftest import Connect, eventually
+from tests.conftest import Connect, Ticker, eventually
 
 
 def greeting_app(bus):
@@ -327,27 +327,17 @@ async def test_cancel_stops_a_running_handler(make_server, connect: Connect):
 
 async def test_closing_the_socket_closes_running_generators(make_server, connect: Connect):
     """When the socket closes, a streaming handler gets aclose() and its slot is freed."""
-    closed = asyncio.Event()
     client, ws = await make_server()
-
-    @ws.handler("ticks")
-    async def ticks(message, socket):
-        try:
-            i = 0
-            while True:
-                yield i
-                i += 1
-                await asyncio.sleep(0.01)
-        finally:
-            closed.set()
+    ticker = Ticker(ws)
 
     peer = await connect(client)
     await peer.send({"event": "ticks", "id": 1})
     first = await peer.recv()
     assert first == {"event": "ticks", "id": 1, "data": 0, "more": True}
     await peer.close()
-    await asyncio.wait_for(closed.wait(), 10)
+    await asyncio.wait_for(ticker.closed.wait(), 10)
     await eventually(lambda: len(ws.hub) == 0, "socket unregistered")
+    assert (ticker.sockets[0].running, ticker.sockets[0].queued) == (0, 0)  # its slot is released
 
 
 async def test_requests_beyond_the_limits_wait_then_get_rate_limited(make_server, connect: Connect):
