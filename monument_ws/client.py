@@ -42,6 +42,7 @@ import contextlib
 import inspect
 import logging
 import random
+import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ class Client:
         heartbeat: bool = True,
         headers: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
     ) -> None:
@@ -171,6 +173,9 @@ class Client:
         self.call_timeout = call_timeout
         self.heartbeat = heartbeat
         self.headers = headers or {}
+        #: for wss://: True verifies against the system CAs, an SSLContext against its own
+        #: (e.g. a private CA); False skips verification (never in production)
+        self.ssl = ssl
         self._session = session
         self._own_session = session is None
         self._sleep = sleep
@@ -521,6 +526,7 @@ class Client:
                     protocols=(protocol.SUBPROTOCOL,),
                     headers=self.headers,
                     autoping=True,
+                    ssl=self.ssl,
                 ) as ws:
                     self._ws = ws
                     if await self._welcomed(ws, reconnected=opened_once):
