@@ -41,6 +41,7 @@ from aiohttp import WSMsgType, web
 from . import protocol
 from .auth import AUTHENTICATED, Session, TokenBucket
 from .errors import ConnectionLost, MonumentWSError, NotFound, Timeout, from_error_frame
+from .kick import truncate
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
@@ -334,7 +335,7 @@ class Socket:
         if code != CloseCode.SLOW_CONSUMER and not self._dead:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), 5.0)
-        await self._ws.close(code=code, message=reason.encode()[:123])
+        await self._ws.close(code=code, message=truncate(reason).encode())
 
     def _enqueue(self, frame: bytes) -> bool:
         if self._closing or self._dead:

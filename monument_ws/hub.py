@@ -31,6 +31,7 @@ from typing import Any
 from . import protocol
 from .brokers.base import Broker, Publication
 from .connection import Socket
+from .kick import Kick
 from .protocol import CloseCode
 
 log = logging.getLogger("monument_ws")
@@ -51,6 +52,8 @@ class Hub:
         broker.on_client_frame = self._to_client_local
         broker.on_ephemeral = self._ephemeral_local
         broker.on_gap = self.resubscribe_all
+        broker.on_control = self._control
+        self._kicking: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         return self._count
@@ -92,6 +95,26 @@ class Hub:
         sockets = list(self)
         if sockets:
             await asyncio.gather(*(s.close(code, reason) for s in sockets), return_exceptions=True)
+
+    def targets(self, kick: Kick) -> list[Socket]:
+        """The local sockets ``kick`` names: by client id, or the subscribers of the
+        user's or session's reserved channel (every socket of it joins that channel)."""
+        channel = kick.channel
+        if channel is None:
+            return self.of_client(kick.target)
+        return list(self._channels.get(channel, ()))
+
+    def _control(self, message: bytes) -> None:
+        kick = Kick.decode(message)
+        if kick is None:
+            log.warning("ignored a control message that is not a kick: %r", message[:100])
+            return
+        for socket in self.targets(kick):
+            task = asyncio.get_running_loop().create_task(
+                socket.close(CloseCode.KICKED, kick.reason)
+            )
+            self._kicking.add(task)
+            task.add_done_callback(self._kicking.discard)
 
     # --- channels ---------------------------------------------------------
 

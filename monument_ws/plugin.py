@@ -49,6 +49,7 @@ from .config import Config
 from .connection import Command, Socket
 from .errors import BadFrame, Forbidden, NotFound, RateLimited, Unauthorized
 from .hub import Hub
+from .kick import Kick
 from .presence import Presence
 from .protocol import CloseCode, Frame
 from .router import H, Router
@@ -137,6 +138,25 @@ class MonumentWS:
         At most once, not recoverable; False when no process holds the client.
         """
         return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def kick(
+        self,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> None:
+        """Close every socket of one client id, user or session, on every process, with 4409.
+
+        The client receives ``reason`` (cut to 123 bytes) in the close frame and
+        does not reconnect. Exactly one of ``client_id``, ``user`` and
+        ``session`` (ValueError otherwise). Sent through the broker: at most
+        once, not stored (see :mod:`monument_ws.kick`).
+        """
+        await self.broker.control(
+            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        )
 
     # --- ws: commands -------------------------------------------------------
 

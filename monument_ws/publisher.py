@@ -7,6 +7,7 @@
     async with Publisher("redis://127.0.0.1:6379/0") as publisher:
         offset = await publisher.publish("news", "article", {"title": "hello"})
         await publisher.send_to(client_id, "dm", "just you")
+        await publisher.kick(user="mallory", reason="account suspended")
 
 Give it the same ``broker``, ``broker_prefix`` and ``channels`` settings as
 the servers, so publications land in the same history with the same limits.
@@ -23,6 +24,7 @@ from .brokers.base import Broker
 from .brokers.memory import MemoryBroker
 from .channels import Namespaces
 from .config import Config
+from .kick import Kick
 
 
 class Publisher:
@@ -66,3 +68,16 @@ class Publisher:
 
     async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
         return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def kick(
+        self,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> None:
+        """Close every socket of one client id, user or session, on every server, with 4409."""
+        await self.broker.control(
+            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        )

@@ -57,6 +57,8 @@ class Broker(abc.ABC):
     #: Called with a channel whose missed publications history could not supply after an
     #: outage: its subscribers must resubscribe (and learn ``recovered: false``).
     on_gap: Callable[[str], None]
+    #: Called on every process with each :meth:`control` message (e.g. a kick).
+    on_control: Callable[[bytes], None]
 
     def __init__(self) -> None:
         self.on_publication = _ignore
@@ -64,6 +66,7 @@ class Broker(abc.ABC):
         self.on_client_frame = _ignore
         self.on_ephemeral = _ignore
         self.on_gap = _ignore
+        self.on_control = _ignore
 
     async def start(self) -> None:  # noqa: B027 - optional hook: nothing to connect by default
         """Connect; called once before use (the plugin does it at app startup)."""
@@ -116,6 +119,14 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def broadcast(self, frame: bytes) -> None:
         """Send ``frame`` to every socket on every process (at most once, not recoverable)."""
+
+    @abc.abstractmethod
+    async def control(self, message: bytes) -> None:
+        """Hand ``message`` to :attr:`on_control` on every process, this one included.
+
+        For rare server-to-server orders such as kicking a user's sockets
+        wherever they are: at most once per process, not stored.
+        """
 
     # --- presence -------------------------------------------------------
 

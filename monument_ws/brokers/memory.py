@@ -82,6 +82,9 @@ class MemoryBroker(Broker):
     async def broadcast(self, frame: bytes) -> None:
         self.on_broadcast(frame)
 
+    async def control(self, message: bytes) -> None:
+        self.on_control(message)
+
     async def presence_set(
         self, channel: str, client_id: str, info: dict[str, Any], ttl: float
     ) -> None:

@@ -10,7 +10,8 @@ Layout, under a key prefix (``prefix`` setting) so several apps share one Redis:
 * pub/sub ``{p}:ch:{channel}`` -- one Redis channel per application channel,
   so a process only receives the channels its sockets subscribed to;
   payload ``<offset>:<frame>`` (or ``e:<frame>`` for join/leave);
-* pub/sub ``{p}:broadcast`` and ``{p}:node:{node}`` (frames for one client);
+* pub/sub ``{p}:broadcast``, ``{p}:node:{node}`` (frames for one client) and
+  ``{p}:control:all`` (server-to-server orders such as kicks);
 * ``{p}:client:{client_id}`` -- set of node ids holding that client (expires);
 * ``{p}:presence:{channel}`` -- hash client id → info with its expiry.
 
@@ -134,7 +135,9 @@ class RedisBroker(Broker):
             await self._redis.aclose()
             raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from None
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._key("broadcast", "all"), self._key("node", self.node))
+        await self._pubsub.subscribe(
+            self._key("broadcast", "all"), self._key("node", self.node), self._key("control", "all")
+        )
         self._connected.set()
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_registry())
@@ -252,6 +255,9 @@ class RedisBroker(Broker):
     async def broadcast(self, frame: bytes) -> None:
         await self._call(self.redis.publish(self._key("broadcast", "all"), frame))
 
+    async def control(self, message: bytes) -> None:
+        await self._call(self.redis.publish(self._key("control", "all"), message))
+
     # --- presence -------------------------------------------------------------
 
     def _member_value(self, info: dict[str, Any], ttl: float) -> bytes:
@@ -361,6 +367,7 @@ class RedisBroker(Broker):
     async def _read(self) -> None:
         broadcast = self._key("broadcast", "all").encode()
         node = self._key("node", self.node).encode()
+        control = self._key("control", "all").encode()
         prefix = f"{self.prefix}:ch:".encode()
         while True:
             try:
@@ -376,6 +383,8 @@ class RedisBroker(Broker):
                     elif source == node:
                         client_id, _, frame = payload.partition(b"\n")
                         self.on_client_frame(client_id.decode(), frame)
+                    elif source == control:
+                        self.on_control(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -415,7 +424,10 @@ class RedisBroker(Broker):
             self._pubsub = self.redis.pubsub()
             channels = [self._pubsub_channel(c) for c in sorted(self._channels)]
             await self._pubsub.subscribe(
-                self._key("broadcast", "all"), self._key("node", self.node), *channels
+                self._key("broadcast", "all"),
+                self._key("node", self.node),
+                self._key("control", "all"),
+                *channels,
             )
         except (RedisError, OSError):
             raise
