@@ -68,6 +68,8 @@ from .protocol import CloseCode, Reconnect
 log = logging.getLogger("monument_ws.client")
 
 Listener = Callable[[Any], Any]
+#: A frame middleware hook: sees the decoded frame, returns a replacement or None (keep it).
+FrameHook = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 _DEFAULT: Any = object()
 
 
@@ -195,7 +197,11 @@ class Client:
         self._wake = asyncio.Event()  # set when the outbox gets a frame
         self._listeners: dict[str, list[Listener]] = {}
         self._performers: dict[str, Callable[[Any], Any]] = {}
-        self._raw: list[Callable[[dict[str, Any]], Any]] = []
+        self._raw: list[Callable[[Any], Any]] = []
+        self._incoming: list[FrameHook] = []
+        self._outgoing: list[FrameHook] = []
+        #: incoming frames refused by a hook
+        self.refused = 0
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -407,9 +413,24 @@ class Client:
         self._listeners.setdefault(event, []).append(listener)
         return listener
 
-    def listen(self, listener: Callable[[dict[str, Any]], Any]) -> None:
-        """Call ``listener(frame)`` with every decoded frame from the server, before dispatch."""
+    def listen(self, listener: Callable[[Any], Any]) -> None:
+        """Call ``listener(frame)`` with every frame from the server, before the hooks and
+        dispatch: the decoded object, or the raw text when it is not JSON."""
         self._raw.append(listener)
+
+    def incoming(self, hook: FrameHook) -> FrameHook:
+        """Run ``hook(frame) -> dict | None`` on every frame from the server after the welcome,
+        before dispatch (a dict replaces the frame). Raising a MonumentWSError refuses it:
+        a server call is answered with ``ws:error`` and that code, a reply fails its call
+        with that error, and a push is dropped (counted in ``refused``)."""
+        self._incoming.append(hook)
+        return hook
+
+    def outgoing(self, hook: FrameHook) -> FrameHook:
+        """Run ``hook(frame) -> dict | None`` on every frame before it is queued for sending
+        (a dict replaces it); whatever it raises is raised by the tell/call that sent it."""
+        self._outgoing.append(hook)
+        return hook
 
     def off(self, event: str, listener: Listener) -> None:
         listeners = self._listeners.get(event, [])
@@ -481,6 +502,13 @@ class Client:
                 self._enqueue(protocol.push("ws:cancel", {"id": request_id}), None)
 
     def _enqueue(self, frame: bytes, call: _Call | None) -> None:
+        if self._outgoing:
+            obj = orjson.loads(frame)
+            for hook in self._outgoing:
+                obj = _hooked(hook, obj)
+            frame = orjson.dumps(obj)
+            if call is not None:
+                call.frame = frame  # a retry after a reconnect resends it as the hooks left it
         limit = self.welcome.get("max_message_size")
         if isinstance(limit, int) and len(frame) > limit:
             raise TooLarge(f"the frame has {len(frame)} bytes; the server accepts {limit}")
@@ -649,10 +677,18 @@ class Client:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError:
             log.warning("the server sent a frame that is not JSON")
-            return
-        if not isinstance(frame, dict):
+            self._show_raw(text)
             return
         self._show_raw(frame)
+        if not isinstance(frame, dict):
+            return
+        if self._incoming:
+            try:
+                for hook in self._incoming:
+                    frame = _hooked(hook, frame)
+            except MonumentWSError as exc:
+                self._refuse(frame, exc)
+                return
         event = frame.get("event")
         request_id = frame.get("id")
         if "call" in frame and event != protocol.ERROR_EVENT:
@@ -682,7 +718,20 @@ class Client:
         elif isinstance(event, str):
             await self._emit(event, frame.get("data"))
 
-    def _show_raw(self, frame: dict[str, Any]) -> None:
+    def _refuse(self, frame: dict[str, Any], error: MonumentWSError) -> None:
+        """An incoming hook refused ``frame``: answer or fail whatever waited for it."""
+        self.refused += 1
+        number, request_id = frame.get("call"), frame.get("id")
+        call = self._calls.get(request_id) if isinstance(request_id, int) else None
+        if isinstance(number, int) and frame.get("event") != protocol.ERROR_EVENT:
+            with contextlib.suppress(MonumentWSError):
+                self._enqueue(protocol.error(error.code, error.message, call=number), None)
+        elif call is not None:
+            call.fail(error)
+        else:
+            log.debug("an incoming hook refused %r: %s", frame.get("event"), error)
+
+    def _show_raw(self, frame: Any) -> None:
         for listener in self._raw:
             try:
                 listener(frame)
@@ -744,6 +793,11 @@ class Client:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _hooked(hook: FrameHook, frame: dict[str, Any]) -> dict[str, Any]:
+    result = hook(frame)
+    return frame if result is None else result
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -42,6 +42,7 @@ from . import protocol
 from .auth import AUTHENTICATED, Session, TokenBucket
 from .errors import ConnectionLost, MonumentWSError, NotFound, Timeout, from_error_frame
 from .kick import truncate
+from .middleware import Middleware
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
@@ -107,6 +108,7 @@ class Socket:
         "_inflight",
         "_limited_in_a_row",
         "_log",
+        "_middleware",
         "_queue",
         "_router",
         "_stats",
@@ -142,6 +144,7 @@ class Socket:
         router: Router,
         stats: Stats,
         commands: Mapping[str, Command] | None = None,
+        middleware: Middleware | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.client_id = client_id
@@ -167,6 +170,7 @@ class Socket:
         self._waiting: deque[tuple[Frame, Route, _Request | None]] = deque()
         self._calls = PendingCalls()
         self._commands = commands or {}
+        self._middleware = middleware
         self._bad_in_a_row = 0
         #: frames received: any frame is a sign of life (presence reads it)
         self.frames_in = 0
@@ -254,6 +258,13 @@ class Socket:
 
     async def send_raw(self, frame: bytes) -> bool:
         """Send an already encoded text frame, waiting for room in the queue."""
+        middleware = self._middleware
+        if middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, self)
+            if hooked is None:
+                self._stats.dropped += 1
+                return True  # refused by a hook: not sent, but the socket is fine
+            frame = hooked
         if self._write_now(frame, None):
             return True
         if not self._enqueue(frame):
@@ -268,8 +279,17 @@ class Socket:
         """Send an already encoded text frame without waiting.
 
         ``wire`` is the same frame already framed by :func:`protocol.text_frame`;
-        fan-out passes it so many sockets share one buffer.
+        fan-out passes it so many sockets share one buffer. A frame given with
+        its ``wire`` already went through the outgoing middleware (once, for
+        every recipient); one without goes through it now, for this socket.
         """
+        middleware = self._middleware
+        if wire is None and middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, self)
+            if hooked is None:
+                self._stats.dropped += 1
+                return True
+            frame = hooked
         if self._write_now(frame, wire):
             return True
         if not self._enqueue(frame):
@@ -448,6 +468,9 @@ class Socket:
     def _on_text(self, text: str | bytes) -> None:
         self._stats.frames_in += 1
         self.frames_in += 1
+        middleware = self._middleware
+        if middleware is not None and middleware.listeners:
+            middleware.show(self, text)
         frame = protocol.decode(text)
         if self._bucket is not None and not self._bucket.take():
             self._rate_limited(frame)
@@ -457,6 +480,12 @@ class Socket:
             self._refuse(frame)
             return
         self._bad_in_a_row = 0
+        if middleware is not None and middleware.incoming_hooks:
+            frame = middleware.run_incoming(frame, self)
+            if isinstance(frame, Invalid):
+                self._stats.refused["middleware"] += 1
+                self._error_now(frame.code, frame.message, frame.id)
+                return
         if (
             self._config.require_auth
             and self.stage != AUTHENTICATED

@@ -32,6 +32,7 @@ from . import protocol
 from .brokers.base import Broker, Publication
 from .connection import Socket
 from .kick import Kick
+from .middleware import Middleware
 from .protocol import CloseCode
 
 log = logging.getLogger("monument_ws")
@@ -40,8 +41,9 @@ log = logging.getLogger("monument_ws")
 class Hub:
     """Registry of live local sockets and their channel subscriptions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, middleware: Middleware | None = None) -> None:
         self.broker = broker
+        self.middleware = middleware
         self._by_client: dict[str, set[Socket]] = {}
         self._count = 0
         # channel -> socket -> None when live, or a buffer while it recovers
@@ -116,6 +118,17 @@ class Hub:
             self._kicking.add(task)
             task.add_done_callback(self._kicking.discard)
 
+    def _shared(self, frame: bytes) -> tuple[bytes, bytes] | None:
+        """A frame for many sockets: through the outgoing middleware once (``socket=None``),
+        then framed once; None when a hook dropped it."""
+        middleware = self.middleware
+        if middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, None)
+            if hooked is None:
+                return None
+            frame = hooked
+        return frame, protocol.text_frame(frame)
+
     # --- channels ---------------------------------------------------------
 
     def channels(self) -> dict[str, int]:
@@ -152,7 +165,9 @@ class Hub:
             if recovered:
                 last = offset_asked
                 for publication in history.publications:
-                    socket.send_raw_nowait(publication.frame)
+                    shared = self._shared(publication.frame)
+                    if shared is not None:
+                        socket.send_raw_nowait(*shared)
                     last = publication.offset
             reply = {
                 "channel": channel,
@@ -174,7 +189,9 @@ class Hub:
         subs[socket] = None
         for publication in buffer or ():
             if publication.offset > after:
-                socket.send_raw_nowait(publication.frame)
+                shared = self._shared(publication.frame)
+                if shared is not None:
+                    socket.send_raw_nowait(*shared)
 
     async def unsubscribe(self, socket: Socket, channel: str) -> bool:
         """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""
@@ -197,8 +214,10 @@ class Hub:
         subs = self._channels.get(publication.channel)
         if subs is None:
             return
-        frame = publication.frame
-        wire = protocol.text_frame(frame)
+        shared = self._shared(publication.frame)
+        if shared is None:
+            return
+        frame, wire = shared
         for socket, buffer in subs.items():
             if buffer is None:
                 socket.send_raw_nowait(frame, wire)
@@ -206,12 +225,17 @@ class Hub:
                 buffer.append(publication)
 
     def _ephemeral_local(self, channel: str, frame: bytes) -> None:
-        for socket in list(self._channels.get(channel, ())):
-            socket.send_raw_nowait(frame)
+        sockets = list(self._channels.get(channel, ()))
+        shared = self._shared(frame) if sockets else None
+        if shared is not None:
+            for socket in sockets:
+                socket.send_raw_nowait(*shared)
 
     def _broadcast_local(self, frame: bytes) -> None:
-        for socket in list(self):
-            socket.send_raw_nowait(frame)
+        shared = self._shared(frame)
+        if shared is not None:
+            for socket in list(self):
+                socket.send_raw_nowait(*shared)
 
     def _to_client_local(self, client_id: str, frame: bytes) -> None:
         for socket in self.of_client(client_id):

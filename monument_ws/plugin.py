@@ -50,6 +50,7 @@ from .connection import Command, Socket
 from .errors import BadFrame, Forbidden, NotFound, RateLimited, Unauthorized
 from .hub import Hub
 from .kick import Kick
+from .middleware import Middleware
 from .presence import Presence
 from .protocol import CloseCode, Frame
 from .router import H, Router
@@ -83,7 +84,9 @@ class MonumentWS:
             if broker is not None
             else brokers.from_url(config.broker, prefix=config.broker_prefix)
         )
-        self.hub = Hub(self.broker)
+        #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
+        self.middleware = Middleware()
+        self.hub = Hub(self.broker, self.middleware)
         self.namespaces = Namespaces(config.channels)
         self.presence = Presence(self.broker, bus, config, clock)
         self._locks: weakref.WeakKeyDictionary[Socket, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -381,6 +384,7 @@ class MonumentWS:
             router=self.router,
             stats=self.stats,
             commands=self.commands,
+            middleware=self.middleware,
         )
         socket.ip = ip
         self._set_session(socket, session)

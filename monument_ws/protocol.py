@@ -206,6 +206,11 @@ def decode(text: str | bytes) -> Frame | Invalid:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return Invalid(ErrorCode.BAD_JSON, "the frame is not valid JSON")
+    return validate(obj)
+
+
+def validate(obj: object) -> Frame | Invalid:
+    """Check an already parsed client frame (e.g. one a middleware rewrote). Never raises."""
     if not isinstance(obj, dict):
         return Invalid(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
     request_id: RequestId | None = None
