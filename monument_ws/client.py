@@ -43,6 +43,7 @@ import inspect
 import logging
 import random
 import ssl as ssl_module
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ from .errors import (
     TooLarge,
     from_error_frame,
 )
-from .protocol import CloseCode, Reconnect
+from .protocol import CloseCode, Queued, Reconnect
 
 log = logging.getLogger("monument_ws.client")
 
@@ -163,6 +164,9 @@ class Client:
         headers: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         ssl: ssl_module.SSLContext | bool = True,
+        queue_size: int = 100,
+        queue_ttl: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
     ) -> None:
@@ -178,6 +182,14 @@ class Client:
         #: for wss://: True verifies against the system CAs, an SSLContext against its own
         #: (e.g. a private CA); False skips verification (never in production)
         self.ssl = ssl
+        #: peer queue bounds: messages kept, and seconds each waits for consume()
+        self.queue_size = queue_size
+        self.queue_ttl = queue_ttl
+        #: queued messages dropped by those bounds before they were consumed
+        self.queue_dropped = 0
+        self._clock = clock
+        self._inbox: deque[tuple[Queued, float]] = deque()
+        self._queue_last = 0  # the highest seq received: the server never sends it again
         self._session = session
         self._own_session = session is None
         self._sleep = sleep
@@ -320,6 +332,50 @@ class Client:
             if not finished:
                 self._cancel_remote(request_id, call)
             self._forget(request_id, call)
+
+    # --- peer queue ---------------------------------------------------------
+
+    async def enqueue(self, data: Any = None, *, timeout: float | None = _DEFAULT) -> int:
+        """Queue ``data`` for the server (``socket.consume()`` takes it); returns its seq.
+
+        When it returns, the message is stored in the server's broker for
+        ``queue_ttl`` seconds, reachable from any process. Raises like :meth:`call`.
+        """
+        reply = await self.call(protocol.QUEUE_EVENT, data, timeout=timeout)
+        return int(reply["seq"])
+
+    def consume(self, accept: Callable[[Any], bool] | None = None) -> Queued | None:
+        """Take the oldest message the server queued for this client that ``accept`` accepts
+        (None: any); None when there is none. Messages queued while this client was away
+        arrive after it reconnects, to any process of the same server."""
+        self._expire_queued()
+        for entry in self._inbox:
+            if accept is None or accept(entry[0].data):
+                self._inbox.remove(entry)
+                return entry[0]
+        return None
+
+    @property
+    def enqueued(self) -> int:
+        """How many queued messages wait for :meth:`consume`."""
+        self._expire_queued()
+        return len(self._inbox)
+
+    def _queued(self, frame: dict[str, Any]) -> None:
+        seq = frame["seq"]
+        if seq <= self._queue_last:
+            return  # already received (sent again after a reconnect)
+        self._queue_last = seq
+        self._inbox.append((Queued(frame.get("data"), seq), self._clock() + self.queue_ttl))
+        while len(self._inbox) > self.queue_size:
+            self._inbox.popleft()
+            self.queue_dropped += 1
+
+    def _expire_queued(self) -> None:
+        now = self._clock()
+        while self._inbox and self._inbox[0][1] < now:
+            self._inbox.popleft()
+            self.queue_dropped += 1
 
     # --- channels -----------------------------------------------------------
 
@@ -538,7 +594,10 @@ class Client:
         if not self.resume:
             return self.url
         parts = urlsplit(self.url)
-        query = "&".join(filter(None, [parts.query, urlencode({"resume": self.resume})]))
+        params: dict[str, Any] = {"resume": self.resume}
+        if self._queue_last:
+            params[protocol.QUEUED_PARAM] = self._queue_last
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
         return urlunsplit(parts._replace(query=query))
 
     async def _run(self) -> None:
@@ -699,6 +758,8 @@ class Client:
             self._settle(call, frame)
         elif "channel" in frame and "offset" in frame:
             self._publication(frame)
+        elif event == protocol.QUEUE_EVENT and isinstance(frame.get("seq"), int):
+            self._queued(frame)
         elif event == "ws:knock":
             channel = frame.get("channel")
             with contextlib.suppress(MonumentWSError):

@@ -43,6 +43,7 @@ from .auth import AUTHENTICATED, Session, TokenBucket
 from .errors import ConnectionLost, MonumentWSError, NotFound, Timeout, from_error_frame
 from .kick import truncate
 from .middleware import Middleware
+from .peerqueue import PeerQueues, Queued
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
@@ -125,6 +126,7 @@ class Socket:
         "queue_peak_bytes",
         "queue_peak_frames",
         "queued_bytes",
+        "queues",
         "request",
         "resumed",
         "session",
@@ -183,6 +185,8 @@ class Socket:
         #: "authenticated" once a session parser or ws:auth said so, else "anonymous" or an auth stage
         self.stage = "anonymous"
         self.ip = "unknown"
+        #: the peer queues (set by the plugin); see enqueue() and consume()
+        self.queues: PeerQueues | None = None
         self._bucket = (
             TokenBucket(config.rate_limit, config.rate_burst, time.monotonic)
             if config.rate_limit
@@ -241,6 +245,30 @@ class Socket:
             raise Timeout(f"the client did not answer {event!r} within {timeout:g} s") from None
         finally:
             self._calls.discard(number)
+
+    # --- peer queue ---------------------------------------------------------
+
+    def _peer_queues(self) -> PeerQueues:
+        if self.queues is None:
+            raise RuntimeError("this socket has no peer queues: it was not made by setup()")
+        return self.queues
+
+    async def enqueue(self, data: Any) -> int:
+        """Queue ``data`` for this client (it waits for ``client.consume()``); returns its seq.
+
+        Kept in the broker for ``queue_ttl`` seconds, so it also reaches the
+        client after a reconnect to another process; see :mod:`monument_ws.peerqueue`.
+        """
+        return await self._peer_queues().enqueue(self.client_id, data)
+
+    async def consume(self, accept: Callable[[Any], bool] | None = None) -> Queued | None:
+        """Take the oldest message this client enqueued (``ws:enqueue``) that ``accept``
+        accepts; None when there is none. Works on any process the client is connected to."""
+        return await self._peer_queues().consume(self.client_id, accept)
+
+    async def enqueued(self) -> int:
+        """How many messages this client enqueued are waiting to be consumed."""
+        return await self._peer_queues().pending(self.client_id)
 
     # --- sending ----------------------------------------------------------
 

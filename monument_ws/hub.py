@@ -25,14 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from . import protocol
 from .brokers.base import Broker, Publication
 from .connection import Socket
+from .errors import Unavailable
 from .kick import Kick
 from .middleware import Middleware
+from .peerqueue import NUDGE, PeerQueues
 from .protocol import CloseCode
 
 log = logging.getLogger("monument_ws")
@@ -55,7 +57,9 @@ class Hub:
         broker.on_ephemeral = self._ephemeral_local
         broker.on_gap = self.resubscribe_all
         broker.on_control = self._control
-        self._kicking: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: the peer queues, whose nudges arrive as frames for a client (set by the plugin)
+        self.queues: PeerQueues | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -112,11 +116,12 @@ class Hub:
             log.warning("ignored a control message that is not a kick: %r", message[:100])
             return
         for socket in self.targets(kick):
-            task = asyncio.get_running_loop().create_task(
-                socket.close(CloseCode.KICKED, kick.reason)
-            )
-            self._kicking.add(task)
-            task.add_done_callback(self._kicking.discard)
+            self._spawn(socket.close(CloseCode.KICKED, kick.reason))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _shared(self, frame: bytes) -> tuple[bytes, bytes] | None:
         """A frame for many sockets: through the outgoing middleware once (``socket=None``),
@@ -238,8 +243,21 @@ class Hub:
                 socket.send_raw_nowait(*shared)
 
     def _to_client_local(self, client_id: str, frame: bytes) -> None:
+        if frame == NUDGE:
+            if self.queues is not None:
+                for socket in self.of_client(client_id):
+                    self._spawn(self._deliver_queued(self.queues, socket))
+            return
         for socket in self.of_client(client_id):
             socket.send_raw_nowait(frame)
+
+    @staticmethod
+    async def _deliver_queued(queues: PeerQueues, socket: Socket) -> None:
+        try:
+            await queues.deliver(socket)
+        except Unavailable as exc:
+            # the message stays in the box: the client gets it after its next reconnect
+            log.warning("delivering queued messages to %s failed: %s", socket.client_id, exc)
 
     def resubscribe_all(self, channel: str) -> None:
         """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap)."""

@@ -45,6 +45,11 @@ ERROR_EVENT: Final = "ws:error"
 RESULT_EVENT: Final = "ws:result"
 WELCOME_EVENT: Final = "ws:welcome"
 
+#: A queued message (peer queue): the push server → client and the command client → server.
+QUEUE_EVENT: Final = "ws:enqueue"
+#: The upgrade URL's query parameter with the highest queued ``seq`` a reconnecting client has.
+QUEUED_PARAM: Final = "queued"
+
 RequestId = int | str
 
 
@@ -155,6 +160,7 @@ COMMANDS: Final = {
         Command("ws:auth", True),
         Command("ws:ping", True),
         Command("ws:cancel", False),
+        Command("ws:enqueue", True),
         Command("ws:result", False),
         Command("ws:error", False),
     )
@@ -177,6 +183,14 @@ class Frame:
     @property
     def is_command(self) -> bool:
         return self.event.startswith(COMMAND_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message taken from a peer queue: its data and its sequence number in the queue."""
+
+    data: Any
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)

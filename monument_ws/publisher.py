@@ -25,6 +25,7 @@ from .brokers.memory import MemoryBroker
 from .channels import Namespaces
 from .config import Config
 from .kick import Kick
+from .peerqueue import PeerQueues
 
 
 class Publisher:
@@ -68,6 +69,12 @@ class Publisher:
 
     async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
         return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def enqueue(self, client_id: str, data: Any = None) -> int:
+        """Queue ``data`` for ``client_id`` (see :mod:`monument_ws.peerqueue`); returns its seq."""
+        return await PeerQueues(self.broker, self.config.queue_size, self.config.queue_ttl).enqueue(
+            client_id, data
+        )
 
     async def kick(
         self,

@@ -163,6 +163,28 @@ class Broker(abc.ABC):
     async def presence_count(self, channel: str) -> int:
         """How many members ``channel`` has, in O(1) (expired ones may still count until swept)."""
 
+    # --- peer queues ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def queue_push(self, box: str, item: bytes, *, size: int, ttl: float) -> int:
+        """Append ``item`` to ``box`` and return its sequence number.
+
+        Numbers only grow within a box, also after the box expired and was made
+        again (they start from the current time in microseconds), so a peer
+        that remembers the highest one it saw never mistakes a new item for an
+        old one. Beyond ``size`` items the oldest is dropped; an item is
+        dropped ``ttl`` seconds after it was pushed.
+        """
+
+    @abc.abstractmethod
+    async def queue_read(self, box: str, after: int) -> list[tuple[int, bytes]]:
+        """The live items of ``box`` numbered above ``after``, oldest first."""
+
+    @abc.abstractmethod
+    async def queue_remove(self, box: str, seq: int, *, through: bool = False) -> int:
+        """Remove item ``seq`` (``through``: every item up to ``seq``); returns how many
+        this call removed, so of processes racing for one item exactly one gets 1."""
+
     # --- client registry --------------------------------------------------
 
     @abc.abstractmethod
