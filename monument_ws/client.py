@@ -33,6 +33,14 @@ once; nothing already queued is dropped. A call that was sent but not answered
 when the connection dropped fails with :class:`ConnectionLost`, unless it was
 made with ``retry=True``: then it is sent again after reconnecting (so the
 server may run it twice).
+
+**Frame middleware and the peer queue.** ``outgoing(hook)`` and ``incoming(hook)``
+see every frame (see their docstrings for what a refusal does); ``listen(fn)``
+sees every frame first. ``enqueue(data)`` stores a message for the server's
+``socket.consume()``; messages the server queued for this client wait in a
+local queue (bounded by ``queue_size`` and ``queue_ttl``) for ``consume()``,
+and after a reconnect the client presents the highest ``seq`` it has
+(``queued=``), so each reaches the queue at most once.
 """
 
 from __future__ import annotations
