@@ -13,6 +13,7 @@ import keyword
 import os
 import re
 import shutil
+import ssl
 import sys
 from collections.abc import Sequence
 from importlib import resources
@@ -86,8 +87,9 @@ def run(
         cfg = Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=os.environ)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
     if workers == 1:
-        web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo)
+        web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo, ssl_context=tls)
         return
     if cfg.broker.startswith("memory"):
         raise click.UsageError(
@@ -98,8 +100,36 @@ def run(
     serve_workers(app, cfg, host, port, workers)
 
 
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    """The server's TLS context from ``certfile``/``keyfile`` (None: plain TCP).
+
+    Raises click.UsageError naming the file when it cannot be loaded.
+    """
+    if not cfg.certfile:
+        if cfg.keyfile:
+            raise click.UsageError("--keyfile needs --certfile (the certificate it belongs to)")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cfg.certfile, cfg.keyfile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise click.UsageError(
+            f"cannot load the TLS certificate {cfg.certfile!r}"
+            f"{f' with key {cfg.keyfile!r}' if cfg.keyfile else ''}: {exc}"
+        ) from None
+    return context
+
+
 def _worker(target: str, cfg: Config, host: str, port: int) -> None:
-    web.run_app(load_app(target, cfg), host=host, port=port, reuse_port=True, print=None)
+    # SSLContext does not pickle: each spawned worker loads the files itself.
+    web.run_app(
+        load_app(target, cfg),
+        host=host,
+        port=port,
+        reuse_port=True,
+        print=None,
+        ssl_context=tls_context(cfg),
+    )
 
 
 def serve_workers(target: str, cfg: Config, host: str, port: int, workers: int) -> None:
@@ -113,7 +143,8 @@ def serve_workers(target: str, cfg: Config, host: str, port: int, workers: int) 
     ]
     for process in processes:
         process.start()
-    click.echo(f"======== Running {workers} workers on http://{host}:{port} ========")
+    scheme = "https" if cfg.certfile else "http"
+    click.echo(f"======== Running {workers} workers on {scheme}://{host}:{port} ========")
 
     def stop(signum: int, frame: object) -> None:
         for process in processes:

@@ -34,6 +34,14 @@ once; nothing already queued is dropped. A call that was sent but not answered
 when the connection dropped fails with :class:`ConnectionLost`, unless it was
 made with ``retry=True``: then it is sent again after reconnecting (so the
 server may run it twice).
+
+**Frame middleware and the peer queue.** ``outgoing(hook)`` and ``incoming(hook)``
+see every frame (see their docstrings for what a refusal does); ``listen(fn)``
+sees every frame first. ``enqueue(data)`` stores a message for the server's
+``socket.consume()``; messages the server queued for this client wait in a
+local queue (bounded by ``queue_size`` and ``queue_ttl``) for ``consume()``,
+and after a reconnect the client presents the highest ``seq`` it has
+(``queued=``), so each reaches the queue at most once.
 """
 
 from __future__ import annotations
@@ -43,6 +51,8 @@ import contextlib
 import inspect
 import logging
 import random
+import ssl as ssl_module
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -50,6 +60,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
+import orjson
 
 from . import protocol
 from .errors import (
@@ -62,11 +73,13 @@ from .errors import (
     TooLarge,
     from_error_frame,
 )
-from .protocol import CloseCode, Kind, Reconnect
+from .protocol import CloseCode, Kind, Queued, Reconnect
 
 log = logging.getLogger("monument_ws.client")
 
 Listener = Callable[[Any], Any]
+#: A frame middleware hook: sees the decoded frame, returns a replacement or None (keep it).
+FrameHook = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 _DEFAULT: Any = object()
 
 
@@ -159,6 +172,10 @@ class Client:
         heartbeat: bool = True,
         headers: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+        queue_size: int = 100,
+        queue_ttl: float = 120.0,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
     ) -> None:
@@ -171,6 +188,17 @@ class Client:
         self.call_timeout = call_timeout
         self.heartbeat = heartbeat
         self.headers = headers or {}
+        #: for wss://: True verifies against the system CAs, an SSLContext against its own
+        #: (e.g. a private CA); False skips verification (never in production)
+        self.ssl = ssl
+        #: peer queue bounds: messages kept, and seconds each waits for consume()
+        self.queue_size = queue_size
+        self.queue_ttl = queue_ttl
+        #: queued messages dropped by those bounds before they were consumed
+        self.queue_dropped = 0
+        self._clock = clock
+        self._inbox: deque[tuple[Queued, float]] = deque()
+        self._queue_last = 0  # the highest seq received: the server never sends it again
         self._session = session
         self._own_session = session is None
         self._sleep = sleep
@@ -190,7 +218,11 @@ class Client:
         self._wake = asyncio.Event()  # set when the outbox gets a frame
         self._listeners: dict[str, list[Listener]] = {}
         self._performers: dict[str, Callable[[Any], Any]] = {}
-        self._raw: list[Callable[[dict[str, Any]], Any]] = []
+        self._raw: list[Callable[[Any], Any]] = []
+        self._incoming: list[FrameHook] = []
+        self._outgoing: list[FrameHook] = []
+        #: incoming frames refused by a hook
+        self.refused = 0
         self._subscriptions: dict[str, Subscription] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -311,6 +343,50 @@ class Client:
                 self._cancel_remote(request_id, call)
             self._forget(request_id, call)
 
+    # --- peer queue ---------------------------------------------------------
+
+    async def enqueue(self, data: Any = None, *, timeout: float | None = _DEFAULT) -> int:
+        """Queue ``data`` for the server (``socket.consume()`` takes it); returns its seq.
+
+        When it returns, the message is stored in the server's broker for
+        ``queue_ttl`` seconds, reachable from any process. Raises like :meth:`call`.
+        """
+        reply = await self.call(protocol.QUEUE_EVENT, data, timeout=timeout)
+        return int(reply["seq"])
+
+    def consume(self, accept: Callable[[Any], bool] | None = None) -> Queued | None:
+        """Take the oldest message the server queued for this client that ``accept`` accepts
+        (None: any); None when there is none. Messages queued while this client was away
+        arrive after it reconnects, to any process of the same server."""
+        self._expire_queued()
+        for entry in self._inbox:
+            if accept is None or accept(entry[0].data):
+                self._inbox.remove(entry)
+                return entry[0]
+        return None
+
+    @property
+    def enqueued(self) -> int:
+        """How many queued messages wait for :meth:`consume`."""
+        self._expire_queued()
+        return len(self._inbox)
+
+    def _queued(self, frame: dict[str, Any]) -> None:
+        seq = frame["seq"]
+        if seq <= self._queue_last:
+            return  # already received (sent again after a reconnect)
+        self._queue_last = seq
+        self._inbox.append((Queued(frame.get("data"), seq), self._clock() + self.queue_ttl))
+        while len(self._inbox) > self.queue_size:
+            self._inbox.popleft()
+            self.queue_dropped += 1
+
+    def _expire_queued(self) -> None:
+        now = self._clock()
+        while self._inbox and self._inbox[0][1] < now:
+            self._inbox.popleft()
+            self.queue_dropped += 1
+
     # --- channels -----------------------------------------------------------
 
     async def subscribe(
@@ -403,9 +479,24 @@ class Client:
         self._listeners.setdefault(event, []).append(listener)
         return listener
 
-    def listen(self, listener: Callable[[dict[str, Any]], Any]) -> None:
-        """Call ``listener(frame)`` with every decoded frame from the server, before dispatch."""
+    def listen(self, listener: Callable[[Any], Any]) -> None:
+        """Call ``listener(frame)`` with every frame from the server, before the hooks and
+        dispatch: the decoded object, or the raw text when it is not JSON."""
         self._raw.append(listener)
+
+    def incoming(self, hook: FrameHook) -> FrameHook:
+        """Run ``hook(frame) -> dict | None`` on every frame from the server after the welcome,
+        before dispatch (a dict replaces the frame). Raising a MonumentWSError refuses it:
+        a server call is answered with ``ws:error`` and that code, a reply fails its call
+        with that error, and a push is dropped (counted in ``refused``)."""
+        self._incoming.append(hook)
+        return hook
+
+    def outgoing(self, hook: FrameHook) -> FrameHook:
+        """Run ``hook(frame) -> dict | None`` on every frame before it is queued for sending
+        (a dict replaces it); whatever it raises is raised by the tell/call that sent it."""
+        self._outgoing.append(hook)
+        return hook
 
     def off(self, event: str, listener: Listener) -> None:
         listeners = self._listeners.get(event, [])
@@ -477,6 +568,13 @@ class Client:
                 self._enqueue(protocol.push("ws:cancel", {"id": request_id}), None)
 
     def _enqueue(self, frame: bytes, call: _Call | None) -> None:
+        if self._outgoing:
+            obj = orjson.loads(frame)
+            for hook in self._outgoing:
+                obj = _hooked(hook, obj)
+            frame = orjson.dumps(obj)
+            if call is not None:
+                call.frame = frame  # a retry after a reconnect resends it as the hooks left it
         limit = self.welcome.get("max_message_size")
         if isinstance(limit, int) and len(frame) > limit:
             raise TooLarge(f"the frame has {len(frame)} bytes; the server accepts {limit}")
@@ -506,7 +604,10 @@ class Client:
         if not self.resume:
             return self.url
         parts = urlsplit(self.url)
-        query = "&".join(filter(None, [parts.query, urlencode({"resume": self.resume})]))
+        params: dict[str, Any] = {"resume": self.resume}
+        if self._queue_last:
+            params[protocol.QUEUED_PARAM] = self._queue_last
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
         return urlunsplit(parts._replace(query=query))
 
     async def _run(self) -> None:
@@ -522,6 +623,7 @@ class Client:
                     protocols=(protocol.SUBPROTOCOL,),
                     headers=self.headers,
                     autoping=True,
+                    ssl=self.ssl,
                 ) as ws:
                     self._ws = ws
                     if await self._welcomed(ws, reconnected=opened_once):
@@ -642,12 +744,27 @@ class Client:
     # --- internals: incoming ------------------------------------------------
 
     async def _on_frame(self, text: str | bytes) -> None:
-        parsed = protocol.parse_server(text)
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            log.warning("the server sent a frame that is not JSON")
+            self._show_raw(text)
+            return
+        self._show_raw(obj)
+        if not isinstance(obj, dict):
+            return
+        if self._incoming:
+            try:
+                for hook in self._incoming:
+                    obj = _hooked(hook, obj)
+            except MonumentWSError as exc:
+                self._refuse(obj, exc)
+                return
+        parsed = protocol.classify(obj)
         if parsed is None:
             log.warning("the server sent a frame that is not a JSON object with an event")
             return
         frame, kind, event = parsed.raw, parsed.kind, parsed.event
-        self._show_raw(frame)
         if kind is Kind.CALL:
             self._spawn(self._perform(frame))
             return
@@ -665,6 +782,8 @@ class Client:
             self._publication(frame)
         elif kind is Kind.WELCOME:
             return
+        elif event == protocol.QUEUE_EVENT and isinstance(frame.get("seq"), int):
+            self._queued(frame)
         elif event == "ws:knock":
             channel = frame.get("channel")
             with contextlib.suppress(MonumentWSError):
@@ -684,7 +803,20 @@ class Client:
         else:
             await self._emit(event, parsed.data)
 
-    def _show_raw(self, frame: dict[str, Any]) -> None:
+    def _refuse(self, frame: dict[str, Any], error: MonumentWSError) -> None:
+        """An incoming hook refused ``frame``: answer or fail whatever waited for it."""
+        self.refused += 1
+        number, request_id = frame.get("call"), frame.get("id")
+        call = self._calls.get(request_id) if isinstance(request_id, int) else None
+        if isinstance(number, int) and frame.get("event") != protocol.ERROR_EVENT:
+            with contextlib.suppress(MonumentWSError):
+                self._enqueue(protocol.error(error.code, error.message, call=number), None)
+        elif call is not None:
+            call.fail(error)
+        else:
+            log.debug("an incoming hook refused %r: %s", frame.get("event"), error)
+
+    def _show_raw(self, frame: Any) -> None:
         for listener in self._raw:
             try:
                 listener(frame)
@@ -750,6 +882,11 @@ class Client:
 
 #: Server frames that answer a request id.
 _ANSWERS = frozenset({Kind.REPLY, Kind.CHUNK, Kind.END, Kind.ERROR})
+
+
+def _hooked(hook: FrameHook, frame: dict[str, Any]) -> dict[str, Any]:
+    result = hook(frame)
+    return frame if result is None else result
 
 
 async def _maybe_await(value: Any) -> Any:

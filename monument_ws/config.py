@@ -346,6 +346,35 @@ class Config:
         aliases=("allowedOrigins",),
     )
 
+    certfile: str = option(
+        "",
+        "PEM certificate chain for TLS: with keyfile, `monument-ws run` serves https:// and "
+        "wss:// instead of http:// and ws://. Empty: plain TCP (e.g. behind a TLS proxy).",
+        parse_str,
+    )
+    keyfile: str = option(
+        "",
+        "PEM private key of certfile (empty: the key is in certfile).",
+        parse_str,
+    )
+    queue_size: int = option(
+        100,
+        "Peer queue: messages kept per client and direction (enqueue/consume); beyond it the "
+        "oldest is dropped.",
+        parse_int,
+        aliases=("queueSize",),
+        minimum=1,
+    )
+    queue_ttl: float = option(
+        120.0,
+        "Peer queue: seconds a message waits to be consumed before it is dropped; the broker "
+        "keeps a client's queue this long after it left, so a reconnect to any process finds "
+        "it (the default equals presence_removal).",
+        parse_float,
+        aliases=("queueTtl",),
+        minimum=0.001,
+    )
+
     def __post_init__(self) -> None:
         # Direct construction (Config(websocket="off")) gets the same parsing as load().
         for name, value in _normalise(self.as_dict(), "settings").items():

@@ -41,6 +41,9 @@ from aiohttp import WSMsgType, web
 from . import protocol
 from .auth import AUTHENTICATED, Session, TokenBucket
 from .errors import ConnectionLost, MonumentWSError, NotFound, Timeout, from_error_frame
+from .kick import truncate
+from .middleware import Middleware
+from .peerqueue import PeerQueues, Queued
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
@@ -106,6 +109,7 @@ class Socket:
         "_inflight",
         "_limited_in_a_row",
         "_log",
+        "_middleware",
         "_queue",
         "_router",
         "_stats",
@@ -122,6 +126,7 @@ class Socket:
         "queue_peak_bytes",
         "queue_peak_frames",
         "queued_bytes",
+        "queues",
         "request",
         "resumed",
         "session",
@@ -141,6 +146,7 @@ class Socket:
         router: Router,
         stats: Stats,
         commands: Mapping[str, Command] | None = None,
+        middleware: Middleware | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.client_id = client_id
@@ -166,6 +172,7 @@ class Socket:
         self._waiting: deque[tuple[Frame, Route, _Request | None]] = deque()
         self._calls = PendingCalls()
         self._commands = commands or {}
+        self._middleware = middleware
         self._bad_in_a_row = 0
         #: frames received: any frame is a sign of life (presence reads it)
         self.frames_in = 0
@@ -178,6 +185,8 @@ class Socket:
         #: "authenticated" once a session parser or ws:auth said so, else "anonymous" or an auth stage
         self.stage = "anonymous"
         self.ip = "unknown"
+        #: the peer queues (set by the plugin); see enqueue() and consume()
+        self.queues: PeerQueues | None = None
         self._bucket = (
             TokenBucket(config.rate_limit, config.rate_burst, time.monotonic)
             if config.rate_limit
@@ -237,6 +246,30 @@ class Socket:
         finally:
             self._calls.discard(number)
 
+    # --- peer queue ---------------------------------------------------------
+
+    def _peer_queues(self) -> PeerQueues:
+        if self.queues is None:
+            raise RuntimeError("this socket has no peer queues: it was not made by setup()")
+        return self.queues
+
+    async def enqueue(self, data: Any) -> int:
+        """Queue ``data`` for this client (it waits for ``client.consume()``); returns its seq.
+
+        Kept in the broker for ``queue_ttl`` seconds, so it also reaches the
+        client after a reconnect to another process; see :mod:`monument_ws.peerqueue`.
+        """
+        return await self._peer_queues().enqueue(self.client_id, data)
+
+    async def consume(self, accept: Callable[[Any], bool] | None = None) -> Queued | None:
+        """Take the oldest message this client enqueued (``ws:enqueue``) that ``accept``
+        accepts; None when there is none. Works on any process the client is connected to."""
+        return await self._peer_queues().consume(self.client_id, accept)
+
+    async def enqueued(self) -> int:
+        """How many messages this client enqueued are waiting to be consumed."""
+        return await self._peer_queues().pending(self.client_id)
+
     # --- sending ----------------------------------------------------------
 
     async def send(self, event: str, data: Any = None) -> bool:
@@ -253,6 +286,13 @@ class Socket:
 
     async def send_raw(self, frame: bytes) -> bool:
         """Send an already encoded text frame, waiting for room in the queue."""
+        middleware = self._middleware
+        if middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, self)
+            if hooked is None:
+                self._stats.dropped += 1
+                return True  # refused by a hook: not sent, but the socket is fine
+            frame = hooked
         if self._write_now(frame, None):
             return True
         if not self._enqueue(frame):
@@ -267,8 +307,17 @@ class Socket:
         """Send an already encoded text frame without waiting.
 
         ``wire`` is the same frame already framed by :func:`protocol.text_frame`;
-        fan-out passes it so many sockets share one buffer.
+        fan-out passes it so many sockets share one buffer. A frame given with
+        its ``wire`` already went through the outgoing middleware (once, for
+        every recipient); one without goes through it now, for this socket.
         """
+        middleware = self._middleware
+        if wire is None and middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, self)
+            if hooked is None:
+                self._stats.dropped += 1
+                return True
+            frame = hooked
         if self._write_now(frame, wire):
             return True
         if not self._enqueue(frame):
@@ -334,7 +383,7 @@ class Socket:
         if code != CloseCode.SLOW_CONSUMER and not self._dead:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), 5.0)
-        await self._ws.close(code=code, message=reason.encode()[:123])
+        await self._ws.close(code=code, message=truncate(reason).encode())
 
     def _enqueue(self, frame: bytes) -> bool:
         if self._closing or self._dead:
@@ -447,6 +496,9 @@ class Socket:
     def _on_text(self, text: str | bytes) -> None:
         self._stats.frames_in += 1
         self.frames_in += 1
+        middleware = self._middleware
+        if middleware is not None and middleware.listeners:
+            middleware.show(self, text)
         frame = protocol.decode(text)
         if self._bucket is not None and not self._bucket.take():
             self._rate_limited(frame)
@@ -456,6 +508,12 @@ class Socket:
             self._refuse(frame)
             return
         self._bad_in_a_row = 0
+        if middleware is not None and middleware.incoming_hooks:
+            frame = middleware.run_incoming(frame, self)
+            if isinstance(frame, Invalid):
+                self._stats.refused["middleware"] += 1
+                self._error_now(frame.code, frame.message, frame.id)
+                return
         if (
             self._config.require_auth
             and self.stage != AUTHENTICATED

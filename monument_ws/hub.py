@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 from . import protocol
 from .brokers.base import Broker, Publication
 from .connection import Socket
+from .errors import Unavailable
+from .kick import Kick
+from .middleware import Middleware
+from .peerqueue import NUDGE, PeerQueues
 from .protocol import CloseCode
 
 log = logging.getLogger("monument_ws")
@@ -39,8 +43,9 @@ log = logging.getLogger("monument_ws")
 class Hub:
     """Registry of live local sockets and their channel subscriptions."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, middleware: Middleware | None = None) -> None:
         self.broker = broker
+        self.middleware = middleware
         self._by_client: dict[str, set[Socket]] = {}
         self._count = 0
         # channel -> socket -> None when live, or a buffer while it recovers
@@ -51,6 +56,10 @@ class Hub:
         broker.on_client_frame = self._to_client_local
         broker.on_ephemeral = self._ephemeral_local
         broker.on_gap = self.resubscribe_all
+        broker.on_control = self._control
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: the peer queues, whose nudges arrive as frames for a client (set by the plugin)
+        self.queues: PeerQueues | None = None
 
     def __len__(self) -> int:
         return self._count
@@ -93,6 +102,38 @@ class Hub:
         if sockets:
             await asyncio.gather(*(s.close(code, reason) for s in sockets), return_exceptions=True)
 
+    def targets(self, kick: Kick) -> list[Socket]:
+        """The local sockets ``kick`` names: by client id, or the subscribers of the
+        user's or session's reserved channel (every socket of it joins that channel)."""
+        channel = kick.channel
+        if channel is None:
+            return self.of_client(kick.target)
+        return list(self._channels.get(channel, ()))
+
+    def _control(self, message: bytes) -> None:
+        kick = Kick.decode(message)
+        if kick is None:
+            log.warning("ignored a control message that is not a kick: %r", message[:100])
+            return
+        for socket in self.targets(kick):
+            self._spawn(socket.close(CloseCode.KICKED, kick.reason))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _shared(self, frame: bytes) -> tuple[bytes, bytes] | None:
+        """A frame for many sockets: through the outgoing middleware once (``socket=None``),
+        then framed once; None when a hook dropped it."""
+        middleware = self.middleware
+        if middleware is not None and middleware.outgoing_hooks:
+            hooked = middleware.run_outgoing(frame, None)
+            if hooked is None:
+                return None
+            frame = hooked
+        return frame, protocol.text_frame(frame)
+
     # --- channels ---------------------------------------------------------
 
     def channels(self) -> dict[str, int]:
@@ -129,7 +170,9 @@ class Hub:
             if recovered:
                 last = offset_asked
                 for publication in history.publications:
-                    socket.send_raw_nowait(publication.frame)
+                    shared = self._shared(publication.frame)
+                    if shared is not None:
+                        socket.send_raw_nowait(*shared)
                     last = publication.offset
             reply = {
                 "channel": channel,
@@ -151,7 +194,9 @@ class Hub:
         subs[socket] = None
         for publication in buffer or ():
             if publication.offset > after:
-                socket.send_raw_nowait(publication.frame)
+                shared = self._shared(publication.frame)
+                if shared is not None:
+                    socket.send_raw_nowait(*shared)
 
     async def unsubscribe(self, socket: Socket, channel: str) -> bool:
         """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""
@@ -174,8 +219,10 @@ class Hub:
         subs = self._channels.get(publication.channel)
         if subs is None:
             return
-        frame = publication.frame
-        wire = protocol.text_frame(frame)
+        shared = self._shared(publication.frame)
+        if shared is None:
+            return
+        frame, wire = shared
         for socket, buffer in subs.items():
             if buffer is None:
                 socket.send_raw_nowait(frame, wire)
@@ -183,16 +230,34 @@ class Hub:
                 buffer.append(publication)
 
     def _ephemeral_local(self, channel: str, frame: bytes) -> None:
-        for socket in list(self._channels.get(channel, ())):
-            socket.send_raw_nowait(frame)
+        sockets = list(self._channels.get(channel, ()))
+        shared = self._shared(frame) if sockets else None
+        if shared is not None:
+            for socket in sockets:
+                socket.send_raw_nowait(*shared)
 
     def _broadcast_local(self, frame: bytes) -> None:
-        for socket in list(self):
-            socket.send_raw_nowait(frame)
+        shared = self._shared(frame)
+        if shared is not None:
+            for socket in list(self):
+                socket.send_raw_nowait(*shared)
 
     def _to_client_local(self, client_id: str, frame: bytes) -> None:
+        if frame == NUDGE:
+            if self.queues is not None:
+                for socket in self.of_client(client_id):
+                    self._spawn(self._deliver_queued(self.queues, socket))
+            return
         for socket in self.of_client(client_id):
             socket.send_raw_nowait(frame)
+
+    @staticmethod
+    async def _deliver_queued(queues: PeerQueues, socket: Socket) -> None:
+        try:
+            await queues.deliver(socket)
+        except Unavailable as exc:
+            # the message stays in the box: the client gets it after its next reconnect
+            log.warning("delivering queued messages to %s failed: %s", socket.client_id, exc)
 
     def resubscribe_all(self, channel: str) -> None:
         """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap)."""

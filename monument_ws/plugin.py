@@ -47,8 +47,11 @@ from .bus import EventBus, events
 from .channels import Namespaces, allows
 from .config import Config
 from .connection import Command, Socket
-from .errors import BadFrame, Forbidden, NotFound, RateLimited, Unauthorized
+from .errors import BadFrame, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
 from .hub import Hub
+from .kick import Kick
+from .middleware import Middleware
+from .peerqueue import QUEUE_EVENT, QUEUED_PARAM, PeerQueues
 from .presence import Presence
 from .protocol import CloseCode, Frame
 from .router import H, Router
@@ -82,7 +85,12 @@ class MonumentWS:
             if broker is not None
             else brokers.from_url(config.broker, prefix=config.broker_prefix)
         )
-        self.hub = Hub(self.broker)
+        #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
+        self.middleware = Middleware()
+        self.hub = Hub(self.broker, self.middleware)
+        #: the peer queues of every client (see :mod:`monument_ws.peerqueue`)
+        self.queues = PeerQueues(self.broker, config.queue_size, config.queue_ttl)
+        self.hub.queues = self.queues
         self.namespaces = Namespaces(config.channels)
         self.presence = Presence(self.broker, bus, config, clock)
         self._locks: weakref.WeakKeyDictionary[Socket, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -103,6 +111,7 @@ class MonumentWS:
             "ws:presence": self._presence_command,
             "ws:heartbeat": self._heartbeat_command,
             "ws:auth": self._auth_command,
+            QUEUE_EVENT: self._enqueue_command,
         }
 
     # --- server API ---------------------------------------------------------
@@ -137,6 +146,34 @@ class MonumentWS:
         At most once, not recoverable; False when no process holds the client.
         """
         return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def enqueue(self, client_id: str, data: Any = None) -> int:
+        """Queue ``data`` for ``client_id`` on whichever process holds it, or for when it
+        comes back (kept ``queue_ttl`` seconds); the client takes it with ``consume()``.
+        Returns its seq. See :mod:`monument_ws.peerqueue`."""
+        return await self.queues.enqueue(client_id, data)
+
+    async def _enqueue_command(self, socket: Socket, frame: Frame) -> Any:
+        return {"seq": await self.queues.put(socket.client_id, frame.data)}
+
+    async def kick(
+        self,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> None:
+        """Close every socket of one client id, user or session, on every process, with 4409.
+
+        The client receives ``reason`` (cut to 123 bytes) in the close frame and
+        does not reconnect. Exactly one of ``client_id``, ``user`` and
+        ``session`` (ValueError otherwise). Sent through the broker: at most
+        once, not stored (see :mod:`monument_ws.kick`).
+        """
+        await self.broker.control(
+            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        )
 
     # --- ws: commands -------------------------------------------------------
 
@@ -361,8 +398,10 @@ class MonumentWS:
             router=self.router,
             stats=self.stats,
             commands=self.commands,
+            middleware=self.middleware,
         )
         socket.ip = ip
+        socket.queues = self.queues
         self._set_session(socket, session)
         self.stats.connections += 1
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
@@ -389,6 +428,8 @@ class MonumentWS:
                     },
                 )
             )
+            if socket.resumed:
+                await self._resume_queue(socket, request.query.get(QUEUED_PARAM))
             await self._announce(SOCKET_CONNECTED, socket=socket)
             await socket.serve()
         finally:
@@ -400,6 +441,14 @@ class MonumentWS:
                 self._release(self._per_user, user)
             await self._announce(SOCKET_CLOSED, socket=socket, code=ws.close_code)
         return ws
+
+    async def _resume_queue(self, socket: Socket, had: str | None) -> None:
+        """Push the queued messages a resumed client has not got (``queued=`` says what it has)."""
+        try:
+            seq = int(had) if had is not None and had.isdigit() else 0
+            await self.queues.resume(socket, seq)
+        except Unavailable as exc:
+            log.warning("queued messages of %s wait: %s", socket.client_id, exc)
 
     @staticmethod
     def _release(counts: dict[str, int], key: str) -> None:

@@ -45,6 +45,11 @@ ERROR_EVENT: Final = "ws:error"
 RESULT_EVENT: Final = "ws:result"
 WELCOME_EVENT: Final = "ws:welcome"
 
+#: A queued message (peer queue): the push server → client and the command client → server.
+QUEUE_EVENT: Final = "ws:enqueue"
+#: The upgrade URL's query parameter with the highest queued ``seq`` a reconnecting client has.
+QUEUED_PARAM: Final = "queued"
+
 RequestId = int | str
 
 
@@ -155,6 +160,7 @@ COMMANDS: Final = {
         Command("ws:auth", True),
         Command("ws:ping", True),
         Command("ws:cancel", False),
+        Command("ws:enqueue", True),
         Command("ws:result", False),
         Command("ws:error", False),
     )
@@ -177,6 +183,14 @@ class Frame:
     @property
     def is_command(self) -> bool:
         return self.event.startswith(COMMAND_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message taken from a peer queue: its data and its sequence number in the queue."""
+
+    data: Any
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +220,11 @@ def decode(text: str | bytes) -> Frame | Invalid:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return Invalid(ErrorCode.BAD_JSON, "the frame is not valid JSON")
+    return validate(obj)
+
+
+def validate(obj: object) -> Frame | Invalid:
+    """Check an already parsed client frame (e.g. one a middleware rewrote). Never raises."""
     if not isinstance(obj, dict):
         return Invalid(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
     request_id: RequestId | None = None
@@ -340,6 +359,11 @@ def parse_server(text: str | bytes) -> ServerFrame | None:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return None
+    return classify(obj)
+
+
+def classify(obj: object) -> ServerFrame | None:
+    """:func:`parse_server` for an already decoded frame (e.g. one a client hook rewrote)."""
     if not isinstance(obj, dict):
         return None
     event = obj.get("event")

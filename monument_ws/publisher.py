@@ -7,6 +7,7 @@
     async with Publisher("redis://127.0.0.1:6379/0") as publisher:
         offset = await publisher.publish("news", "article", {"title": "hello"})
         await publisher.send_to(client_id, "dm", "just you")
+        await publisher.kick(user="mallory", reason="account suspended")
 
 Give it the same ``broker``, ``broker_prefix`` and ``channels`` settings as
 the servers, so publications land in the same history with the same limits.
@@ -23,6 +24,8 @@ from .brokers.base import Broker
 from .brokers.memory import MemoryBroker
 from .channels import Namespaces
 from .config import Config
+from .kick import Kick
+from .peerqueue import PeerQueues
 
 
 class Publisher:
@@ -66,3 +69,22 @@ class Publisher:
 
     async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
         return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def enqueue(self, client_id: str, data: Any = None) -> int:
+        """Queue ``data`` for ``client_id`` (see :mod:`monument_ws.peerqueue`); returns its seq."""
+        return await PeerQueues(self.broker, self.config.queue_size, self.config.queue_ttl).enqueue(
+            client_id, data
+        )
+
+    async def kick(
+        self,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> None:
+        """Close every socket of one client id, user or session, on every server, with 4409."""
+        await self.broker.control(
+            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        )

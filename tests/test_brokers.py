@@ -233,3 +233,46 @@ async def test_two_processes_see_one_order(make_broker):
     if two is not one:
         await eventually(lambda: len(seen_two.publications) == 100, "all on two")
         assert [p.frame for p in seen_two.publications] == [p.frame for p in seen_one.publications]
+
+
+async def test_peer_queue_push_read_remove(make_broker):
+    """Items come back oldest first with growing seqs; removing one is atomic (exactly one
+    of two racing removers gets it); ``through`` drops every item up to a seq."""
+    a, b = await make_broker(), await make_broker()
+    seqs = [await a.queue_push("in:c1", b'{"n":%d}' % i, size=10, ttl=60) for i in range(4)]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 4
+    assert await b.queue_read("in:c1", 0) == [(s, b'{"n":%d}' % i) for i, s in enumerate(seqs)]
+    assert await b.queue_read("in:c1", seqs[1]) == [(seqs[2], b'{"n":2}'), (seqs[3], b'{"n":3}')]
+    assert sorted(
+        await asyncio.gather(a.queue_remove("in:c1", seqs[2]), b.queue_remove("in:c1", seqs[2]))
+    ) == [0, 1]
+    assert await a.queue_remove("in:c1", seqs[1], through=True) == 2
+    assert await b.queue_read("in:c1", 0) == [(seqs[3], b'{"n":3}')]
+    assert await b.queue_read("in:other", 0) == []
+
+
+async def test_peer_queue_is_bounded_by_size_and_age(make_broker):
+    """Beyond ``size`` the oldest items go; an item older than ``ttl`` is never read; a box
+    made again after it expired numbers its items above the old ones."""
+    broker = await make_broker()
+    seqs = [await broker.queue_push("out:c2", b"%d" % i, size=3, ttl=10) for i in range(5)]
+    assert [item for _, item in await broker.queue_read("out:c2", 0)] == [b"2", b"3", b"4"]
+    make_broker.clock.now += 11
+    assert await broker.queue_read("out:c2", 0) == []
+    again = await broker.queue_push("out:c2", b"new", size=3, ttl=10)
+    assert again > seqs[-1]
+    assert await broker.queue_read("out:c2", seqs[-1]) == [(again, b"new")]
+
+
+async def test_control_reaches_every_process(make_broker):
+    """A control message is handed to on_control on every process, the sender's included."""
+    a, b = await make_broker(), await make_broker()
+    got: dict[str, list[bytes]] = {"a": [], "b": []}
+    a.on_control = got["a"].append
+    b.on_control = got["b"].append
+    await a.control(b"order")
+    if make_broker.kind == "memory":
+        assert got["b"] == [b"order"]  # one shared broker object: one callback
+    else:
+        await eventually(lambda: got == {"a": [b"order"], "b": [b"order"]}, "both processes")

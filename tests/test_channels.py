@@ -275,6 +275,7 @@ async def test_no_traces_after_1000_subscribe_close_cycles(make_server, connect:
         "histories": 0,
         "presence_channels": 0,
         "clients": 0,
+        "queues": 0,
     }
     assert {name: len(sig.receivers) for name, sig in bus.signals().items()} == receivers_before
 

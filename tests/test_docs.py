@@ -8,6 +8,7 @@ from aiohttp import web
 
 from monument_ws.config import reference_markdown
 from tests.conftest import DEADLINE
+from tests.test_tls import certificates, tls_server  # noqa: F401  (fixtures)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
 
@@ -39,7 +40,13 @@ async def test_docs_example_serves_a_socket(aiohttp_client, code):
     async with client.ws_connect("/ws") as ws:
         assert (await ws.receive_json(timeout=DEADLINE))["event"] == "ws:welcome"
         await ws.send_json({"event": "ws:ping", "id": 1})
-        assert await ws.receive_json(timeout=DEADLINE) == {"event": "ws:ping", "id": 1, "data": {}}
+        pong = await ws.receive_json(timeout=DEADLINE)
+        # an example with an outgoing middleware may stamp extra keys (sender, dt)
+        assert {k: pong[k] for k in ("event", "id", "data")} == {
+            "event": "ws:ping",
+            "id": 1,
+            "data": {},
+        }
 
 
 def example(marker: str, blocks: list[str] | None = None) -> str:
@@ -189,3 +196,60 @@ async def test_docs_security_example(aiohttp_client):
             "stage": "authenticated",
             "data": {"hello": "ada"},
         }
+
+
+async def test_docs_tls_example(tls_server, certificates):  # noqa: F811
+    """The TLS client example calls the template over wss:// trusting the test's CA."""
+    namespace: dict[str, object] = {"__name__": "docs_tls"}
+    exec(compile(example("async def over_tls"), str(DOCS), "exec"), namespace)
+    url = f"wss://127.0.0.1:{tls_server.port}/ws"
+    assert await namespace["over_tls"](url, str(certificates["ca"])) == "over TLS"  # type: ignore[operator]
+
+
+async def test_docs_kick_example(aiohttp_client):
+    """The kick example closes the named client with 4409 and the reason."""
+    client = await serve(aiohttp_client, app_example("/admin/kick/"))
+    async with client.ws_connect("/ws") as ws:
+        client_id = (await ws.receive_json(timeout=DEADLINE))["data"]["client_id"]
+        assert (await (await client.post(f"/admin/kick/{client_id}")).json()) == {
+            "kicked": client_id
+        }
+        msg = await ws.receive(timeout=DEADLINE)
+        assert (ws.close_code, msg.extra) == (4409, "removed by an admin")
+
+
+async def test_docs_middleware_example(aiohttp_client):
+    """The middleware example stamps every frame, refuses admin events and audits input."""
+    namespace: dict[str, object] = {"__name__": "docs_middleware"}
+    exec(compile(app_example("def no_admin"), str(DOCS), "exec"), namespace)
+    client = await aiohttp_client(namespace["app"])
+    async with client.ws_connect("/ws") as ws:
+        welcome = await ws.receive_json(timeout=DEADLINE)
+        assert (welcome["sender"], welcome["dt"]) == ("node-1", 1)
+        await ws.send_json({"event": "ws:ping", "id": 1})
+        assert await ws.receive_json(timeout=DEADLINE) == {
+            "event": "ws:ping",
+            "id": 1,
+            "data": {},
+            "sender": "node-1",
+            "dt": 2,
+        }
+        await ws.send_json({"event": "admin:wipe", "id": 2})
+        refused = await ws.receive_json(timeout=DEADLINE)
+        assert (refused["id"], refused["error"]["code"]) == (2, "forbidden")
+    assert namespace["audit"] == [
+        {"event": "ws:ping", "id": 1},
+        {"event": "admin:wipe", "id": 2},
+    ]
+
+
+async def test_docs_peer_queue_example(aiohttp_client):
+    """The peer-queue examples: the server queues two messages, the client consumes them by
+    filter, and the server consumes what the client queued."""
+    from monument_ws.client import Client
+
+    client = await serve(aiohttp_client, app_example('"inbox"'))
+    namespace: dict[str, object] = {"__name__": "docs_queue"}
+    exec(compile(example("async def queue_round_trip"), str(DOCS), "exec"), namespace)
+    async with Client(str(client.make_url("/ws"))) as c:
+        assert await namespace["queue_round_trip"](c) == ("hello", 12, 1)  # type: ignore[operator]

@@ -57,6 +57,8 @@ class Broker(abc.ABC):
     #: Called with a channel whose missed publications history could not supply after an
     #: outage: its subscribers must resubscribe (and learn ``recovered: false``).
     on_gap: Callable[[str], None]
+    #: Called on every process with each :meth:`control` message (e.g. a kick).
+    on_control: Callable[[bytes], None]
 
     def __init__(self) -> None:
         self.on_publication = _ignore
@@ -64,6 +66,7 @@ class Broker(abc.ABC):
         self.on_client_frame = _ignore
         self.on_ephemeral = _ignore
         self.on_gap = _ignore
+        self.on_control = _ignore
 
     async def start(self) -> None:  # noqa: B027 - optional hook: nothing to connect by default
         """Connect; called once before use (the plugin does it at app startup)."""
@@ -117,6 +120,14 @@ class Broker(abc.ABC):
     async def broadcast(self, frame: bytes) -> None:
         """Send ``frame`` to every socket on every process (at most once, not recoverable)."""
 
+    @abc.abstractmethod
+    async def control(self, message: bytes) -> None:
+        """Hand ``message`` to :attr:`on_control` on every process, this one included.
+
+        For rare server-to-server orders such as kicking a user's sockets
+        wherever they are: at most once per process, not stored.
+        """
+
     # --- presence -------------------------------------------------------
 
     @abc.abstractmethod
@@ -151,6 +162,28 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     async def presence_count(self, channel: str) -> int:
         """How many members ``channel`` has, in O(1) (expired ones may still count until swept)."""
+
+    # --- peer queues ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def queue_push(self, box: str, item: bytes, *, size: int, ttl: float) -> int:
+        """Append ``item`` to ``box`` and return its sequence number.
+
+        Numbers only grow within a box, also after the box expired and was made
+        again (they start from the current time in microseconds), so a peer
+        that remembers the highest one it saw never mistakes a new item for an
+        old one. Beyond ``size`` items the oldest is dropped; an item is
+        dropped ``ttl`` seconds after it was pushed.
+        """
+
+    @abc.abstractmethod
+    async def queue_read(self, box: str, after: int) -> list[tuple[int, bytes]]:
+        """The live items of ``box`` numbered above ``after``, oldest first."""
+
+    @abc.abstractmethod
+    async def queue_remove(self, box: str, seq: int, *, through: bool = False) -> int:
+        """Remove item ``seq`` (``through``: every item up to ``seq``); returns how many
+        this call removed, so of processes racing for one item exactly one gets 1."""
 
     # --- client registry --------------------------------------------------
 

@@ -28,6 +28,9 @@ class MemoryBroker(Broker):
         self._subscribed: set[str] = set()
         self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = {}
         self._clients: dict[str, int] = {}
+        # box -> (seq, expires, item), oldest first; a box is deleted once empty
+        self._boxes: dict[str, deque[tuple[int, float, bytes]]] = {}
+        self._box_seq = 0  # one counter for every box: seqs only grow, even across expiry
 
     async def publish(
         self,
@@ -82,6 +85,9 @@ class MemoryBroker(Broker):
     async def broadcast(self, frame: bytes) -> None:
         self.on_broadcast(frame)
 
+    async def control(self, message: bytes) -> None:
+        self.on_control(message)
+
     async def presence_set(
         self, channel: str, client_id: str, info: dict[str, Any], ttl: float
     ) -> None:
@@ -123,6 +129,42 @@ class MemoryBroker(Broker):
     async def presence_count(self, channel: str) -> int:
         return len(self._presence.get(channel, ()))
 
+    async def queue_push(self, box: str, item: bytes, *, size: int, ttl: float) -> int:
+        items = self._live_box(box)
+        if items is None:
+            items = self._boxes[box] = deque()
+        seq = self._box_seq = max(self._box_seq + 1, time.time_ns() // 1000)
+        items.append((seq, self._clock() + ttl, item))
+        while len(items) > size:
+            items.popleft()
+        return seq
+
+    async def queue_read(self, box: str, after: int) -> list[tuple[int, bytes]]:
+        return [(seq, item) for seq, _, item in self._live_box(box) or () if seq > after]
+
+    async def queue_remove(self, box: str, seq: int, *, through: bool = False) -> int:
+        items = self._boxes.get(box)
+        if items is None:
+            return 0
+        kept = deque(entry for entry in items if entry[0] > seq or (not through and entry[0] < seq))
+        removed = len(items) - len(kept)
+        self._boxes[box] = kept
+        self._live_box(box)
+        return removed
+
+    def _live_box(self, box: str) -> deque[tuple[int, float, bytes]] | None:
+        """``box`` without its expired items; None (and forgotten) once it is empty."""
+        items = self._boxes.get(box)
+        if items is None:
+            return None
+        now = self._clock()
+        while items and items[0][1] < now:
+            items.popleft()
+        if not items:
+            del self._boxes[box]
+            return None
+        return items
+
     async def register_client(self, client_id: str) -> None:
         self._clients[client_id] = self._clients.get(client_id, 0) + 1
 
@@ -146,4 +188,5 @@ class MemoryBroker(Broker):
             "histories": len(self._history),
             "presence_channels": len(self._presence),
             "clients": len(self._clients),
+            "queues": len(self._boxes),
         }

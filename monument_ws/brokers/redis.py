@@ -10,9 +10,12 @@ Layout, under a key prefix (``prefix`` setting) so several apps share one Redis:
 * pub/sub ``{p}:ch:{channel}`` -- one Redis channel per application channel,
   so a process only receives the channels its sockets subscribed to;
   payload ``<offset>:<frame>`` (or ``e:<frame>`` for join/leave);
-* pub/sub ``{p}:broadcast`` and ``{p}:node:{node}`` (frames for one client);
+* pub/sub ``{p}:broadcast``, ``{p}:node:{node}`` (frames for one client) and
+  ``{p}:control:all`` (server-to-server orders such as kicks);
 * ``{p}:client:{client_id}`` -- set of node ids holding that client (expires);
-* ``{p}:presence:{channel}`` -- hash client id → info with its expiry.
+* ``{p}:presence:{channel}`` -- hash client id → info with its expiry;
+* ``{p}:queue:{box}`` -- a peer queue: sorted set scored by sequence number,
+  member ``<seq>:<expires ms>:<item>``; ``{p}:queueseq:{box}`` its last number.
 
 **One order everywhere.** A Lua script assigns the offset, appends to the
 stream and publishes, atomically; the frame is assembled inside the script
@@ -80,6 +83,18 @@ end
 return 1
 """
 
+_QUEUE_PUSH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local seq = string.format('%d', math.max(last + 1, now))
+redis.call('SET', KEYS[2], seq, 'PX', ARGV[4])
+redis.call('ZADD', KEYS[1], seq, seq .. ':' .. ARGV[3] .. ':' .. ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return seq
+"""
+
 #: How long a channel's offset counter outlives its last publication.
 META_TTL_MS = 7 * 24 * 3600 * 1000
 
@@ -112,6 +127,7 @@ class RedisBroker(Broker):
         self._connected = asyncio.Event()
         self._script: Any = None
         self._replace: Any = None
+        self._queue_push: Any = None
         self.reconnects = 0
 
     # --- keys -------------------------------------------------------------
@@ -128,13 +144,16 @@ class RedisBroker(Broker):
         self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
         self._script = self._redis.register_script(_PUBLISH)
         self._replace = self._redis.register_script(_PRESENCE_REPLACE)
+        self._queue_push = self._redis.register_script(_QUEUE_PUSH)
         try:
             await self._redis.ping()
         except (RedisError, OSError) as exc:
             await self._redis.aclose()
             raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from None
         self._pubsub = self._redis.pubsub()
-        await self._pubsub.subscribe(self._key("broadcast", "all"), self._key("node", self.node))
+        await self._pubsub.subscribe(
+            self._key("broadcast", "all"), self._key("node", self.node), self._key("control", "all")
+        )
         self._connected.set()
         self._reader = asyncio.get_running_loop().create_task(self._read())
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_registry())
@@ -252,6 +271,9 @@ class RedisBroker(Broker):
     async def broadcast(self, frame: bytes) -> None:
         await self._call(self.redis.publish(self._key("broadcast", "all"), frame))
 
+    async def control(self, message: bytes) -> None:
+        await self._call(self.redis.publish(self._key("control", "all"), message))
+
     # --- presence -------------------------------------------------------------
 
     def _member_value(self, info: dict[str, Any], ttl: float) -> bytes:
@@ -310,6 +332,34 @@ class RedisBroker(Broker):
             await self._call(self.redis.hdel(key, *expired))
         return members
 
+    # --- peer queues -------------------------------------------------------------
+
+    async def queue_push(self, box: str, item: bytes, *, size: int, ttl: float) -> int:
+        ttl_ms = max(int(ttl * 1000), 1)
+        seq = await self._call(
+            self._queue_push(
+                keys=[self._key("queue", box), self._key("queueseq", box)],
+                args=[item, size, int(self._clock() * 1000) + ttl_ms, ttl_ms],
+            )
+        )
+        return int(seq)
+
+    async def queue_read(self, box: str, after: int) -> list[tuple[int, bytes]]:
+        members = await self._call(
+            self.redis.zrangebyscore(self._key("queue", box), f"({after}", "+inf")
+        )
+        now_ms = self._clock() * 1000
+        found = []
+        for member in members:
+            seq, expires, item = member.split(b":", 2)
+            if int(expires) >= now_ms:
+                found.append((int(seq), item))
+        return found
+
+    async def queue_remove(self, box: str, seq: int, *, through: bool = False) -> int:
+        low = "-inf" if through else seq
+        return int(await self._call(self.redis.zremrangebyscore(self._key("queue", box), low, seq)))
+
     # --- client registry --------------------------------------------------------
 
     async def register_client(self, client_id: str) -> None:
@@ -361,6 +411,7 @@ class RedisBroker(Broker):
     async def _read(self) -> None:
         broadcast = self._key("broadcast", "all").encode()
         node = self._key("node", self.node).encode()
+        control = self._key("control", "all").encode()
         prefix = f"{self.prefix}:ch:".encode()
         while True:
             try:
@@ -376,6 +427,8 @@ class RedisBroker(Broker):
                     elif source == node:
                         client_id, _, frame = payload.partition(b"\n")
                         self.on_client_frame(client_id.decode(), frame)
+                    elif source == control:
+                        self.on_control(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -415,7 +468,10 @@ class RedisBroker(Broker):
             self._pubsub = self.redis.pubsub()
             channels = [self._pubsub_channel(c) for c in sorted(self._channels)]
             await self._pubsub.subscribe(
-                self._key("broadcast", "all"), self._key("node", self.node), *channels
+                self._key("broadcast", "all"),
+                self._key("node", self.node),
+                self._key("control", "all"),
+                *channels,
             )
         except (RedisError, OSError):
             raise

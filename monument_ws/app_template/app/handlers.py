@@ -28,3 +28,15 @@ def register(ws: MonumentWS) -> None:
         """Calls the client back (``ask-name``) and greets it by the name it answers."""
         name = await socket.call("ask-name", timeout=30)
         return f"Hello, {name}!"
+
+    @ws.handler("inbox")
+    async def inbox(message: Frame, socket: Socket) -> Any:
+        """Takes the oldest message this client enqueued (``client.enqueue``) whose ``kind``
+        is the request's ``kind`` (any without one); None when there is none."""
+        kind = message.data.get("kind") if isinstance(message.data, dict) else None
+        taken = await socket.consume(
+            None
+            if kind is None
+            else lambda data: isinstance(data, dict) and data.get("kind") == kind
+        )
+        return None if taken is None else taken.data

@@ -1,0 +1,93 @@
+"""Kicking: an order, sent through the broker to every process, to close some sockets with 4409.
+
+A kick names its target by client id, by user or by session, and carries a
+reason. Every process (the sender's included) closes its own matching sockets
+with close code 4409 and the reason in the close frame; clients do not
+reconnect after 4409 (design.md's close-code table). The order itself is at
+most once per process and not stored: a socket that connects after the order
+went out is not kicked -- refuse it in the session parser instead.
+
+Wire form between processes (never seen by clients): a JSON object
+``{"kick": "client_id" | "user" | "session", "target": str, "reason": str}``
+published with :meth:`Broker.control <monument_ws.brokers.base.Broker.control>`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import orjson
+
+from .auth import channel_of_session, channel_of_user
+
+By = Literal["client_id", "user", "session"]
+BY: Final = ("client_id", "user", "session")
+
+#: A close frame's reason holds at most 123 bytes.
+MAX_REASON_BYTES: Final = 123
+
+
+@dataclass(frozen=True, slots=True)
+class Kick:
+    """Close every socket of one client id, user or session, on every process."""
+
+    by: By
+    target: str
+    reason: str
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> Kick:
+        """Build from exactly one of ``client_id``, ``user`` and ``session``; else ValueError."""
+        given = [
+            (by, value)
+            for by, value in (("client_id", client_id), ("user", user), ("session", session))
+            if value is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("kick() needs exactly one of client_id=, user= or session=")
+        by, target = given[0]
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"{by} must be a non-empty string")
+        return cls(by, target, truncate(reason))  # type: ignore[arg-type]
+
+    @property
+    def channel(self) -> str | None:
+        """The reserved channel whose subscribers are the target (None: by client id)."""
+        if self.by == "user":
+            return channel_of_user(self.target)
+        if self.by == "session":
+            return channel_of_session(self.target)
+        return None
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"kick": self.by, "target": self.target, "reason": self.reason})
+
+    @classmethod
+    def decode(cls, message: bytes) -> Kick | None:
+        """The order in ``message``, or None when it is not a well-formed kick."""
+        try:
+            obj = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        by, target, reason = obj.get("kick"), obj.get("target"), obj.get("reason")
+        if by not in BY or not isinstance(target, str) or not isinstance(reason, str):
+            return None
+        return cls(by, target, reason)
+
+
+def truncate(reason: str) -> str:
+    """``reason`` cut to fit a close frame (123 bytes of UTF-8), never inside a character."""
+    data = reason.encode()
+    if len(data) <= MAX_REASON_BYTES:
+        return reason
+    return data[:MAX_REASON_BYTES].decode(errors="ignore")
