@@ -346,6 +346,30 @@ class Config:
         aliases=("allowedOrigins",),
     )
 
+    plugs: str = option(
+        "./plugs",
+        "The plugs folder: plugs/NAME.py handles the event NAME (plugs/chat/send.py: chat/send). "
+        "Relative to the current directory; empty turns plugs off. A missing folder serves "
+        "no plugs.",
+        parse_str,
+        aliases=("plugsFolder",),
+    )
+    reload: bool = option(
+        False,
+        "Watch the plugs folder and hot-reload changed plugs without dropping sockets "
+        "(needs watchfiles: pip install 'monument-ws[reload]'). For development.",
+        parse_bool,
+    )
+    sync_memory: int = option(
+        262_144,
+        "Bytes of SYNC objects remembered per socket (the last one sent per event, to send "
+        "patches); beyond it the least recently synced events are forgotten and sent whole "
+        "next time.",
+        parse_int,
+        aliases=("syncMemory",),
+        minimum=0,
+    )
+
     def __post_init__(self) -> None:
         # Direct construction (Config(websocket="off")) gets the same parsing as load().
         for name, value in _normalise(self.as_dict(), "settings").items():
