@@ -12,7 +12,14 @@
         c.on("news", print)                            # pushes
         c.perform("confirm", lambda data: True)        # answer server calls
 
-It imports only the protocol module, the error tree and aiohttp's client.
+It imports only the protocol and sync modules, the error tree and aiohttp's client.
+
+**SYNC.** Frames carrying ``"sync": "full" | "patch"`` are applied to the
+current object kept per event; listeners, calls and streams receive the whole
+current object, never the patch, and :meth:`Client.synced` returns it. The
+object is shared with listeners: treat it as read-only. A patch that does not
+apply (it cannot happen with a conforming server) is logged, the event's object
+is forgotten and ``ws:error`` is emitted; the next ``full`` frame re-syncs.
 
 **Reconnection.** When the connection drops the client reconnects by itself
 with exponential backoff and full jitter (``random() * min(backoff_max,
@@ -51,7 +58,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
-from . import protocol
+from . import protocol, sync
 from .errors import (
     ConnectionLost,
     InternalError,
@@ -192,6 +199,7 @@ class Client:
         self._performers: dict[str, Callable[[Any], Any]] = {}
         self._raw: list[Callable[[dict[str, Any]], Any]] = []
         self._subscriptions: dict[str, Subscription] = {}
+        self._synced: dict[str, Any] = {}  # event -> current SYNC object
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
@@ -244,6 +252,10 @@ class Client:
     @property
     def connected(self) -> bool:
         return self.state == "open"
+
+    def synced(self, event: str, default: Any = None) -> Any:
+        """The current object of a SYNC ``event`` (``default`` before its first frame)."""
+        return self._synced.get(event, default)
 
     @property
     def queued(self) -> int:
@@ -648,6 +660,8 @@ class Client:
             return
         frame, kind, event = parsed.raw, parsed.kind, parsed.event
         self._show_raw(frame)
+        if parsed.sync is not None and not self._apply_sync(event, frame):
+            return
         if kind is Kind.CALL:
             self._spawn(self._perform(frame))
             return
@@ -683,6 +697,18 @@ class Client:
             await self._emit("ws:error", frame.get("error"))
         else:
             await self._emit(event, parsed.data)
+
+    def _apply_sync(self, event: str, frame: dict[str, Any]) -> bool:
+        """Replace the frame's data by the event's object after the SYNC frame is applied."""
+        try:
+            current = sync.apply(self._synced.get(event), frame["sync"], frame.get("data"))
+        except sync.SyncError as exc:
+            log.warning("SYNC frame for %r dropped: %s", event, exc)
+            self._synced.pop(event, None)
+            self._spawn(self._emit("ws:error", {"code": "internal", "message": str(exc)}))
+            return False
+        self._synced[event] = frame["data"] = current
+        return True
 
     def _show_raw(self, frame: dict[str, Any]) -> None:
         for listener in self._raw:

@@ -141,6 +141,23 @@ def plug_files(folder: Path) -> Iterator[tuple[str, Path]]:
             yield relative.with_suffix("").as_posix(), path
 
 
+_IGNORED_SUFFIXES: Final = (".pyc", ".pyo", ".swp", ".swx", ".tmp", "~")
+
+
+def _worth_a_reload(folder: Path, path: str) -> bool:
+    """Python files and directories (a file moved into a new folder may come without an event
+    of its own); never caches, hidden files or editor droppings."""
+    try:
+        parts = Path(path).relative_to(folder).parts
+    except ValueError:
+        return False
+    if any(p.startswith(".") or p == "__pycache__" for p in parts) or path.endswith(
+        _IGNORED_SUFFIXES
+    ):
+        return False
+    return path.endswith(".py") or Path(path).suffix == ""
+
+
 def _module_name(path: Path) -> str:
     # One name per file, so sys.modules holds only the live version of each plug.
     return "monument_ws_plug_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
@@ -333,16 +350,17 @@ class Plugs:
 
     async def _watch(self, ready: asyncio.Future[None]) -> None:
         try:
-            from watchfiles import PythonFilter, awatch
+            from watchfiles import awatch
         except ImportError:
             ready.set_exception(
                 ConfigError("reload needs watchfiles: pip install 'monument-ws[reload]'")
             )
             return
+        root = self.folder.resolve()
         try:
             async for changes in awatch(
-                self.folder,
-                watch_filter=PythonFilter(),
+                root,
+                watch_filter=lambda _, path: _worth_a_reload(root, path),
                 stop_event=self._stop,
                 debounce=_DEBOUNCE_MS,
                 step=10,
