@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monument_ws import sync
+from monument_ws import MonumentWS, sync
 from monument_ws.client import Client
 from monument_ws.sync import SyncState
 from monument_ws.yields import sync as sync_yield
@@ -112,7 +112,8 @@ def mutate(rng: random.Random, board: dict[str, Any]) -> dict[str, Any]:
 
 async def test_client_reconstructs_the_object_over_a_real_socket(make_server):
     """Streamed and pushed SYNC frames: the client's synced object equals the server's last one."""
-    client_, plugin = await make_server()
+    client_, plugin_ = await make_server()
+    plugin: MonumentWS = plugin_
     rng = random.Random(7)
     boards = [{f"r{n}": {"score": n, "tags": []} for n in range(30)}]
     for _ in range(40):
