@@ -423,6 +423,8 @@ class OptionInfo:
     default: Any
     doc: str
     aliases: tuple[str, ...]
+    #: the annotation in the schema, e.g. ``float`` or ``tuple[str, ...]``
+    type: str = "str"
 
     @property
     def env_var(self) -> str:
@@ -436,9 +438,24 @@ class OptionInfo:
 def schema() -> list[OptionInfo]:
     """Every configuration key, in declaration order."""
     return [
-        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"])
+        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"], str(f.type))
         for f in dataclasses.fields(Config)
     ]
+
+
+def option_info(key: str) -> OptionInfo:
+    """The schema entry of ``key`` (name, alias, or flag spelling such as ``--data-timeout``).
+
+    Raises :class:`ConfigError` naming the closest key for an unknown one.
+    """
+    name = key.lstrip("-").replace("-", "_")
+    f = _FIELDS.get(name) or _FIELDS.get(key)
+    if f is None:
+        hint = difflib.get_close_matches(name, list(_FIELDS), n=1)
+        remedy = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(f"unknown configuration key {key!r}{remedy}")
+    (info,) = [i for i in schema() if i.name == f.name]
+    return info
 
 
 def _lookup() -> dict[str, dataclasses.Field[Any]]:
