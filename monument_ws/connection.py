@@ -17,6 +17,10 @@ Guarantees of a :class:`Socket`:
   server's memory or slows anyone else. :meth:`Socket.send` applies
   backpressure instead (it waits while the queue is more than half full), so
   application code that awaits it is slowed down, not disconnected.
+* **Typed yields** (:mod:`monument_ws.yields`) become their frames: a SYNC
+  frame is computed from this socket's remembered objects (bounded by
+  ``sync_memory``) and queued before the next is computed, so patches arrive in
+  the order they were made; an ERROR yield is the request's one final answer.
 * **Nothing outlives the socket**: when it closes, queued requests are
   dropped, server → client calls fail with ConnectionLost, running handlers are
   cancelled (async generators get ``aclose()``), their pending data waits are
