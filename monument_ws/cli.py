@@ -1,14 +1,18 @@
-"""The ``monument-ws`` command: run an app, scaffold a new one, add data providers.
+"""The ``monument-ws`` command: run an app, scaffold a new one, add data providers and plugs.
 
 Every configuration key of :class:`~monument_ws.config.Config` is also a flag
-of ``run`` (``--data-timeout 5``), documented in ``monument-ws run -h``; flags
-override the environment (``MONUMENT_WS_*``), which overrides ``--config FILE``.
+of ``run`` (``--data-timeout 5``; a boolean key works bare too: ``--reload``),
+documented in ``monument-ws run -h`` and, one key at a time, by
+``monument-ws config KEY``. Precedence, later wins: the schema's defaults <
+``run``'s defaults (``websocket`` true) < ``--config FILE`` < the environment
+(``MONUMENT_WS_*``) < flags.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import keyword
 import os
 import re
@@ -39,14 +43,29 @@ def _config_options(fn: Any) -> Any:
     for info in reversed(config_module.schema()):
         default = RUN_DEFAULTS.get(info.name, info.default)
         shown = ",".join(default) if isinstance(default, tuple) else default
+        boolean = info.type == "bool"
         fn = click.option(
             info.flag,
             info.name,
             default=None,
-            metavar="VALUE",
+            metavar="[BOOL]" if boolean else "VALUE",
+            # A boolean key also works as a bare flag: --reload means --reload true.
+            is_flag=False,
+            flag_value="true" if boolean else None,
             help=f"{info.doc} [default: {shown!r}; env: {info.env_var}]",
         )(fn)
     return fn
+
+
+def build_config(
+    flags: dict[str, str | None], config_file: str | None, env: dict[str, str] | os._Environ[str]
+) -> Config:
+    """The Config ``run`` serves with: its defaults < ``config_file`` < ``env`` < ``flags``."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=env)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @click.group(context_settings=CONTEXT)
@@ -82,11 +101,7 @@ def run(
     with a ``config`` parameter receives the Config built from the file, the
     environment and these flags (sockets on unless --websocket false).
     """
-    given = {name: value for name, value in flags.items() if value is not None}
-    try:
-        cfg = Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=os.environ)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    cfg = build_config(flags, config_file, os.environ)
     tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
     if workers == 1:
         web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo, ssl_context=tls)
@@ -314,6 +329,144 @@ def data(name: str, project: Path) -> None:
     test = project / "tests" / f"test_{name}.py"
     test.write_text(DATA_TEST.format(name=name))
     click.echo(f"created {module} and {test}; data:get:{name} is served at GET /api/{name}")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple) and all(isinstance(v, str) for v in value):
+        value = list(value)
+    try:
+        return json.dumps(value)
+    except TypeError:
+        return repr(value)
+
+
+@cli.command("config", context_settings=CONTEXT)
+@click.argument("key", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="The settings file `run --config` would read, to show the value it gives.",
+)
+def config_command(key: str | None, config_file: str | None) -> None:
+    """Explain the configuration KEY (name, alias or --flag), or list every key.
+
+    Shows its meaning, type, default, spellings, and the value `run` would use
+    here with the current environment (and --config FILE), with where it comes from.
+    """
+    if key is None:
+        for info in config_module.schema():
+            click.echo(f"{info.name:22} {info.doc.split('. ')[0].rstrip('.')}")
+        click.echo("\nmonument-ws config KEY explains one key.")
+        return
+    try:
+        info = config_module.option_info(key)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    effective = getattr(build_config({}, config_file, os.environ), info.name)
+    if info.env_var in os.environ:
+        source = f"environment ({info.env_var})"
+    elif config_file is not None and effective != getattr(build_config({}, None, {}), info.name):
+        source = f"config file ({config_file})"
+    elif info.name in RUN_DEFAULTS:
+        source = "run's default"
+    else:
+        source = "default"
+    click.echo(f"{info.name} ({info.type})")
+    click.echo("")
+    click.echo(click.wrap_text(info.doc, width=88, initial_indent="  ", subsequent_indent="  "))
+    click.echo("")
+    click.echo(f"  default:     {_shown(RUN_DEFAULTS.get(info.name, info.default))}")
+    click.echo(f"  value here:  {_shown(effective)}  [{source}]")
+    click.echo(f"  flag:        monument-ws run {info.flag} VALUE")
+    click.echo(f"  environment: {info.env_var}=VALUE")
+    click.echo(f"  config file: {info.name} = VALUE  (under [monument_ws] in TOML)")
+    if info.aliases:
+        click.echo(f"  aliases:     {', '.join(info.aliases)}")
+    click.echo("  precedence:  default < config file < environment < flag")
+
+
+PLUG_MODULE = '''"""The event "{event}": plugs/{event}.py answers it (the file is the event).
+
+``handle(message, socket)`` runs for every request named "{event}":
+``message.data`` is what the client sent, ``socket`` its connection. Each
+``yield`` goes back to the client, in order, as a streamed reply; write a
+plain ``async def`` that returns a value for a single reply instead. Typed
+yields (broadcast to everyone, SYNC deltas, errors, custom_1..5) are in
+``monument_ws.yields``. With ``monument-ws run --reload`` edits are live at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from monument_ws import Frame, Socket
+
+
+async def handle(message: Frame, socket: Socket) -> AsyncIterator[Any]:
+    yield {{"event": "{event}", "got": message.data}}
+'''
+
+PLUG_TEST = '''"""plugs/{event}.py answers the event "{event}" over a real socket."""
+
+from pathlib import Path
+
+from aiohttp import web
+
+import monument_ws
+from monument_ws.testing import Communicator
+
+PLUGS = Path(__file__).resolve().parent.parent / "plugs"
+
+
+def plugs_app() -> web.Application:
+    app = web.Application()
+    monument_ws.setup(app, websocket=True, plugs=str(PLUGS), bus=monument_ws.EventBus())
+    return app
+
+
+async def test_{ident}_answers():
+    """The plug streams its answer to "{event}"."""
+    async with Communicator(plugs_app()) as comm:
+        replies = [reply async for reply in comm.stream("{event}", "hi")]
+        assert replies == [{{"event": "{event}", "got": "hi"}}]
+'''
+
+_PLUG_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("name")
+@click.option(
+    "--project",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=".",
+    help="The directory holding plugs/ and tests/ (default: the current directory).",
+)
+def generate(name: str, project: Path) -> None:
+    """Write plugs/NAME.py answering the event NAME (chat/send: plugs/chat/send.py), and its test."""
+    segments = name.split("/")
+    if (
+        len(name) > 200
+        or not all(_PLUG_SEGMENT.fullmatch(segment) for segment in segments)
+        or name == "INIT"
+    ):
+        raise click.UsageError(
+            f"{name!r} is not a plug name: use letters, digits, _ and - in /-separated parts "
+            "that start with a letter or digit, e.g. chat/send"
+        )
+    module = project / "plugs" / f"{name}.py"
+    ident = re.sub(r"\W", "_", name)
+    test = project / "tests" / f"test_plug_{ident}.py"
+    for path in (module, test):
+        if path.exists():
+            raise click.ClickException(f"{path} already exists")
+    module.parent.mkdir(parents=True, exist_ok=True)
+    test.parent.mkdir(parents=True, exist_ok=True)
+    module.write_text(PLUG_MODULE.format(event=name))
+    test.write_text(PLUG_TEST.format(event=name, ident=ident))
+    click.echo(f"created {module} (the event {name!r}) and {test}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -12,7 +12,14 @@
         c.on("news", print)                            # pushes
         c.perform("confirm", lambda data: True)        # answer server calls
 
-It imports only the protocol module, the error tree and aiohttp's client.
+It imports only the protocol and sync modules, the error tree and aiohttp's client.
+
+**SYNC.** Frames carrying ``"sync": "full" | "patch"`` are applied to the
+current object kept per event; listeners, calls and streams receive the whole
+current object, never the patch, and :meth:`Client.synced` returns it. The
+object is shared with listeners: treat it as read-only. A patch that does not
+apply (it cannot happen with a conforming server) is logged, the event's object
+is forgotten and ``ws:error`` is emitted; the next ``full`` frame re-syncs.
 
 **Reconnection.** When the connection drops the client reconnects by itself
 with exponential backoff and full jitter (``random() * min(backoff_max,
@@ -62,7 +69,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from . import protocol
+from . import protocol, sync
 from .errors import (
     ConnectionLost,
     InternalError,
@@ -224,6 +231,7 @@ class Client:
         #: incoming frames refused by a hook
         self.refused = 0
         self._subscriptions: dict[str, Subscription] = {}
+        self._synced: dict[str, Any] = {}  # event -> current SYNC object
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None
@@ -276,6 +284,10 @@ class Client:
     @property
     def connected(self) -> bool:
         return self.state == "open"
+
+    def synced(self, event: str, default: Any = None) -> Any:
+        """The current object of a SYNC ``event`` (``default`` before its first frame)."""
+        return self._synced.get(event, default)
 
     @property
     def queued(self) -> int:
@@ -765,6 +777,8 @@ class Client:
             log.warning("the server sent a frame that is not a JSON object with an event")
             return
         frame, kind, event = parsed.raw, parsed.kind, parsed.event
+        if parsed.sync is not None and not self._apply_sync(event, frame):
+            return
         if kind is Kind.CALL:
             self._spawn(self._perform(frame))
             return
@@ -815,6 +829,18 @@ class Client:
             call.fail(error)
         else:
             log.debug("an incoming hook refused %r: %s", frame.get("event"), error)
+
+    def _apply_sync(self, event: str, frame: dict[str, Any]) -> bool:
+        """Replace the frame's data by the event's object after the SYNC frame is applied."""
+        try:
+            current = sync.apply(self._synced.get(event), frame["sync"], frame.get("data"))
+        except sync.SyncError as exc:
+            log.warning("SYNC frame for %r dropped: %s", event, exc)
+            self._synced.pop(event, None)
+            self._spawn(self._emit("ws:error", {"code": "internal", "message": str(exc)}))
+            return False
+        self._synced[event] = frame["data"] = current
+        return True
 
     def _show_raw(self, frame: Any) -> None:
         for listener in self._raw:

@@ -374,6 +374,29 @@ class Config:
         aliases=("queueTtl",),
         minimum=0.001,
     )
+    plugs: str = option(
+        "./plugs",
+        "The plugs folder: plugs/NAME.py handles the event NAME (plugs/chat/send.py: chat/send). "
+        "Relative to the current directory; empty turns plugs off. A missing folder serves "
+        "no plugs.",
+        parse_str,
+        aliases=("plugsFolder",),
+    )
+    reload: bool = option(
+        False,
+        "Watch the plugs folder and hot-reload changed plugs without dropping sockets "
+        "(needs watchfiles: pip install 'monument-ws[reload]'). For development.",
+        parse_bool,
+    )
+    sync_memory: int = option(
+        262_144,
+        "Bytes of SYNC objects remembered per socket (the last one sent per event, to send "
+        "patches); beyond it the least recently synced events are forgotten and sent whole "
+        "next time.",
+        parse_int,
+        aliases=("syncMemory",),
+        minimum=0,
+    )
 
     def __post_init__(self) -> None:
         # Direct construction (Config(websocket="off")) gets the same parsing as load().
@@ -428,6 +451,8 @@ class OptionInfo:
     default: Any
     doc: str
     aliases: tuple[str, ...]
+    #: the annotation in the schema, e.g. ``float`` or ``tuple[str, ...]``
+    type: str = "str"
 
     @property
     def env_var(self) -> str:
@@ -441,9 +466,24 @@ class OptionInfo:
 def schema() -> list[OptionInfo]:
     """Every configuration key, in declaration order."""
     return [
-        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"])
+        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"], str(f.type))
         for f in dataclasses.fields(Config)
     ]
+
+
+def option_info(key: str) -> OptionInfo:
+    """The schema entry of ``key`` (name, alias, or flag spelling such as ``--data-timeout``).
+
+    Raises :class:`ConfigError` naming the closest key for an unknown one.
+    """
+    name = key.lstrip("-").replace("-", "_")
+    f = _FIELDS.get(name) or _FIELDS.get(key)
+    if f is None:
+        hint = difflib.get_close_matches(name, list(_FIELDS), n=1)
+        remedy = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ConfigError(f"unknown configuration key {key!r}{remedy}")
+    (info,) = [i for i in schema() if i.name == f.name]
+    return info
 
 
 def _lookup() -> dict[str, dataclasses.Field[Any]]:

@@ -17,6 +17,10 @@ Guarantees of a :class:`Socket`:
   server's memory or slows anyone else. :meth:`Socket.send` applies
   backpressure instead (it waits while the queue is more than half full), so
   application code that awaits it is slowed down, not disconnected.
+* **Typed yields** (:mod:`monument_ws.yields`) become their frames: a SYNC
+  frame is computed from this socket's remembered objects (bounded by
+  ``sync_memory``) and queued before the next is computed, so patches arrive in
+  the order they were made; an ERROR yield is the request's one final answer.
 * **Nothing outlives the socket**: when it closes, queued requests are
   dropped, server → client calls fail with ConnectionLost, running handlers are
   cancelled (async generators get ``aclose()``), their pending data waits are
@@ -47,6 +51,8 @@ from .peerqueue import PeerQueues, Queued
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
+from .sync import SyncState
+from .yields import Yield, YieldType
 
 if TYPE_CHECKING:
     from .bus import EventBus
@@ -66,6 +72,9 @@ _HIGH_WATER = 64 * 1024
 
 #: A ``ws:`` command offered by a layer above: ``await command(socket, frame)`` is the reply.
 Command = Callable[["Socket", Frame], Awaitable[Any]]
+
+#: Sends a BROADCAST yield: ``await fanout(event, data, channel)`` (channel None: every socket).
+Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
 
 
 class _SocketLog(logging.LoggerAdapter[logging.Logger]):
@@ -106,6 +115,7 @@ class Socket:
         "_config",
         "_dead",
         "_drained",
+        "_fanout",
         "_inflight",
         "_limited_in_a_row",
         "_log",
@@ -113,6 +123,7 @@ class Socket:
         "_queue",
         "_router",
         "_stats",
+        "_sync",
         "_tasks",
         "_transport",
         "_waiting",
@@ -147,6 +158,7 @@ class Socket:
         stats: Stats,
         commands: Mapping[str, Command] | None = None,
         middleware: Middleware | None = None,
+        fanout: Fanout | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.client_id = client_id
@@ -173,6 +185,8 @@ class Socket:
         self._calls = PendingCalls()
         self._commands = commands or {}
         self._middleware = middleware
+        self._fanout = fanout
+        self._sync: SyncState | None = None  # created by the first SYNC yield
         self._bad_in_a_row = 0
         #: frames received: any frame is a sign of life (presence reads it)
         self.frames_in = 0
@@ -712,8 +726,8 @@ class Socket:
             return
         if inspect.isawaitable(result):
             result = await result
-        if frame.id is not None:
-            await self._answer(request, protocol.reply(frame.event, frame.id, result))
+        if frame.id is not None or isinstance(result, Yield):
+            await self._deliver(frame, request, result, final=True)
 
     async def _stream(
         self, frame: Frame, request: _Request | None, items: AsyncIterator[Any]
@@ -722,21 +736,65 @@ class Socket:
 
         Each chunk waits for the send queue to drain, so a fast generator is
         slowed down to the client's pace instead of overflowing the queue.
+        An ERROR or NOT_FOUND yield ends the reply and closes the generator.
         """
-        request_id = frame.id
         async with contextlib.aclosing(items):  # type: ignore[type-var]
             async for item in items:
-                if request is not None and request.answered:
-                    return
-                if request_id is None:
-                    sent = await self.send_raw(protocol.push(frame.event, item))
-                else:
-                    sent = await self.send_raw(protocol.chunk(frame.event, request_id, item))
-                if not sent:
+                if not await self._deliver(frame, request, item, final=False):
                     return
                 await self.drain()
-        if request_id is not None:
-            await self._answer(request, protocol.end(frame.event, request_id))
+        if frame.id is not None:
+            await self._answer(request, protocol.end(frame.event, frame.id))
+
+    async def _deliver(
+        self, frame: Frame, request: _Request | None, item: Any, *, final: bool
+    ) -> bool:
+        """Send one value a handler yielded, or returned (``final``); False: stop it.
+
+        The frames are those of :mod:`monument_ws.yields`. A SYNC frame is
+        computed and queued with no await in between, so the patches of one
+        socket are queued in the order they were computed.
+        """
+        if request is not None and request.answered:
+            return False
+        kind = item.type if isinstance(item, Yield) else YieldType.MESSAGE
+        if kind is YieldType.ERROR or kind is YieldType.NOT_FOUND:
+            await self._fail(frame.id, request, item.code, item.message)
+            return False
+        if kind is YieldType.BROADCAST:
+            if self._fanout is None:
+                raise RuntimeError("broadcast yields need a socket served by monument_ws.setup()")
+            await self._fanout(item.event or frame.event, item.data, item.channel)
+            if final and frame.id is not None:
+                await self._answer(request, protocol.reply(frame.event, frame.id, None))
+            return True
+        event = frame.event
+        body: dict[str, Any]
+        if isinstance(item, Yield):
+            event = item.event or frame.event
+            if kind is YieldType.SYNC:
+                if self._sync is None:
+                    self._sync = SyncState(self._config.sync_memory)
+                mode, data = self._sync.frame_data(event, item.data)
+                body = {"sync": mode, "data": data}
+            elif kind.is_custom:
+                body = {"type": kind.value, "data": item.data}
+            else:
+                body = {"data": item.data}
+        else:
+            body = {"data": item}
+        if frame.id is None or event != frame.event:
+            sent = await self.send_raw(protocol.encode({"event": event, **body}))
+            if final and frame.id is not None:  # the request still gets its one answer
+                return await self._answer(request, protocol.reply(frame.event, frame.id, None))
+            return sent
+        if final:
+            return await self._answer(
+                request, protocol.encode({"event": event, "id": frame.id, **body})
+            )
+        return await self.send_raw(
+            protocol.encode({"event": event, "id": frame.id, **body, "more": True})
+        )
 
     async def _teardown(self) -> None:
         self._closing = True

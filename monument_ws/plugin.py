@@ -24,6 +24,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,6 +53,7 @@ from .hub import Hub
 from .kick import Kick
 from .middleware import Middleware
 from .peerqueue import QUEUE_EVENT, QUEUED_PARAM, PeerQueues
+from .plugs import Plugs
 from .presence import Presence
 from .protocol import CloseCode, Frame
 from .router import H, Router
@@ -103,6 +105,12 @@ class MonumentWS:
         self._per_user: dict[str, int] = {}
         self._upgrades: dict[str, TokenBucket] = {}
         self.stats = Stats()
+        #: The plugs folder (None when ``plugs`` is empty or sockets are off).
+        self.plugs = (
+            Plugs(Path(config.plugs).absolute(), self.router, bus, reload=config.reload)
+            if config.plugs and config.websocket is not False
+            else None
+        )
         self.tokens = ResumeTokens(config.secret, config.resume_ttl)
         self.commands: dict[str, Command] = {
             "ws:subscribe": self._subscribe_command,
@@ -139,6 +147,13 @@ class MonumentWS:
     async def broadcast(self, event: str, data: Any = None) -> None:
         """Push to every socket on every process: at most once, not recoverable."""
         await self.broker.broadcast(protocol.push(event, data))
+
+    async def _fanout(self, event: str, data: Any, channel: str | None) -> None:
+        """A handler's BROADCAST yield: every socket, or a channel publication."""
+        if channel is None:
+            await self.broadcast(event, data)
+        else:
+            await self.publish(channel, event, data)
 
     async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
         """Push to every socket of ``client_id``, on whichever process holds it.
@@ -399,6 +414,7 @@ class MonumentWS:
             stats=self.stats,
             commands=self.commands,
             middleware=self.middleware,
+            fanout=self._fanout,
         )
         socket.ip = ip
         socket.queues = self.queues
@@ -583,10 +599,20 @@ class MonumentWS:
         await self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
-        """cleanup_ctx: start the broker with the app, stop it after the sockets closed."""
+        """cleanup_ctx: start the broker (then the plugs folder) with the app, stop them after
+        the sockets closed."""
         await self.broker.start()
         self.presence.start()
+        if self.plugs is not None:
+            try:
+                await self.plugs.start(app)
+            except BaseException:  # INIT failed: the app does not start, leave nothing running
+                await self.presence.stop()
+                await self.broker.stop()
+                raise
         yield
+        if self.plugs is not None:
+            await self.plugs.stop(app)
         await self.presence.stop()
         await self.broker.stop()
 

@@ -1,226 +1,380 @@
 """The plugs folder: drop a module in, it handles an event; edit it, the change is live.
 
-``plugs/NAME.py`` handles the event ``NAME``; ``plugs/chat/send.py`` the event
-``chat/send``. The module defines ``handle(message, socket)``:
+**The file is the event.** ``plugs/NAME.py`` handles the event ``NAME`` and
+``plugs/chat/send.py`` the event ``chat/send``. Files and folders whose name
+starts with ``_`` or ``.`` are not plugs (use them for shared helpers), nor is
+``plugs/INIT.py`` (the hooks, below).
 
-* a coroutine (or plain) function: its return value is the reply;
-* an async generator: each yield is sent to the client in order. A plain
-  value is a chunk of the reply (a push when the request had no id); the
-  typed yields below do more.
+**What a plug defines**: ``handle(message, socket)`` -- called with the
+request (a :class:`~monument_ws.protocol.Frame`: ``.event``, ``.id``,
+``.data``, ``.raw``) and the :class:`~monument_ws.connection.Socket`:
 
-``plugs/INIT.py`` may define ``async def init(app)``, run once at start before
-any plug loads (e.g. connect a database), and ``async def shutdown(app)``.
-Files and folders starting with ``_`` or ``.`` are ignored.
+* an **async generator**: each ``yield`` goes to the client in order, as a
+  chunk of a streamed reply (``"more": true``, then ``"end": true``);
+* a **coroutine** (or plain) function: its return value is the reply.
 
-Typed yields and their frames:
+Yields and return values may be typed (:mod:`monument_ws.yields`: broadcast,
+sync, error, not_found, custom). A module without a callable ``handle``
+taking two arguments fails to load, like one with a syntax error.
 
-============================  =======================================================
-``broadcast(data, ...)``      ``{"event", "data"}`` to every socket (but the sender,
-                              unless ``include_sender``), or a channel publication
-``sync(obj)``                 ``{"event", "sync": "full"|"patch", "data"}`` (RFC 6902)
-``error(code, message)``      ``ws:error`` with that code; ends the reply
-``not_found(message)``        ``ws:error`` ``not_found``; ends the reply
-``custom(n, data)``           ``{"event", "type": "custom_<n>", "data"}``, n = 1..5
-============================  =======================================================
+**Hooks**: ``plugs/INIT.py`` may define ``init(app)``, run once at start
+before any plug is imported (connect a database there), and ``shutdown(app)``,
+run once after every socket closed. Either may be async. An exception in
+``init`` stops the application from starting; ``INIT.py`` is not reloaded.
 
-Hot reload (``reload`` setting, ``--reload``): on a change the folder is
-scanned into a new table that replaces the old one in one assignment.
-Requests already running finish with the code they started with; a module
-that fails to import keeps its previous version (the error is logged and
-reported); new and deleted files take effect; no socket is touched. Events
-reach files only through that table -- a client's event name is never joined
-into a path, so ``../`` leads nowhere. Requests never import: they use the
-current table.
+**Routing guarantees**:
+
+* Events reach files only through the table built by scanning the folder. A
+  client's event name is looked up in that table and never joined into a
+  path, so ``../secret`` is an unknown event, not a file.
+* The request path never imports: every module is imported when the table is
+  built (at start, and on each reload).
+
+**Hot reload** (the ``reload`` setting, ``monument-ws run --reload``): after
+every batch of changes under the folder, the folder is scanned into a new
+table which replaces the old one in one assignment.
+
+* Requests already running finish with the code they started with (their
+  function objects hold their own module); requests that start later use the
+  new table.
+* A module that fails to import (syntax error, exception at import, no
+  ``handle``) keeps its previous version; the error is logged and listed in
+  the :class:`Report`. A new module that fails is not served.
+* New files become events, deleted files stop being events (``not_found``).
+* No socket is touched.
+* Unchanged files (same content) are not re-imported. Helper modules that plugs
+  import normally are Python modules like any other: they are not reloaded.
+
+Each completed reload increments :attr:`Plugs.generation`, emits
+:data:`~monument_ws.signals.PLUGS_RELOADED` on the bus, and wakes
+:meth:`Plugs.reloaded` -- wait on those, never on a sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import importlib.util
 import inspect
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from .protocol import ErrorCode
+from . import protocol
+from .errors import ConfigError
+from .router import Handler, Router
+from .signals import PLUGS_RELOADED, RESERVED_PREFIXES
+
+if TYPE_CHECKING:
+    from .bus import EventBus
 
 log = logging.getLogger("monument_ws.plugs")
 
 HOOKS_FILE: Final = "INIT.py"
 
-
-class Kind(enum.Enum):
-    """serverless-sockets' yield types."""
-
-    MESSAGE = "message"
-    BROADCAST = "broadcast"
-    SYNC = "sync"
-    ERROR = "error"
-    NOT_FOUND = "not_found"
-    CUSTOM = "custom"
-
-
-@dataclass(frozen=True, slots=True)
-class Yield:
-    """A typed yield; build it with the helpers below."""
-
-    kind: Kind
-    data: Any = None
-    event: str | None = None
-    channel: str | None = None
-    include_sender: bool = False
-    code: ErrorCode = ErrorCode.INTERNAL
-    number: int = 0
-
-
-def broadcast(
-    data: Any, *, event: str | None = None, channel: str | None = None, include_sender: bool = False
-) -> Yield:
-    """To every socket on every process (not the sender, by default), or publish to ``channel``."""
-    return Yield(Kind.BROADCAST, data, event, channel, include_sender)
-
-
-def sync(obj: Any, *, event: str | None = None) -> Yield:
-    """Send ``obj`` as a SYNC: the whole object first, then only JSON Patches of changes."""
-    return Yield(Kind.SYNC, obj, event)
-
-
-def error(code: ErrorCode | str, message: str) -> Yield:
-    """End the reply with an error frame of ``code``."""
-    return Yield(Kind.ERROR, message, code=ErrorCode(code))
-
-
-def not_found(message: str = "not found") -> Yield:
-    """End the reply with a ``not_found`` error (serverless-sockets' NOT_FOUND)."""
-    return Yield(Kind.NOT_FOUND, message, code=ErrorCode.NOT_FOUND)
-
-
-def custom(number: int, data: Any, *, event: str | None = None) -> Yield:
-    """A frame with ``"type": "custom_<number>"`` (1..5) for the client to interpret."""
-    if not 1 <= number <= 5:
-        raise ValueError("custom yields are numbered 1 to 5")
-    return Yield(Kind.CUSTOM, data, event, number=number)
+#: How long watchfiles waits for more changes before reporting a batch (ms).
+_DEBOUNCE_MS: Final = 50
+#: How often the watcher thread wakes up when nothing changes (ms); its first
+#: wake-up also tells :meth:`Plugs.start` that the watcher is running.
+_IDLE_MS: Final = 300
 
 
 @dataclass(frozen=True, slots=True)
 class Plug:
+    """One loaded plug: its event, file, ``handle`` and the digest of the source it came from."""
+
     event: str
     path: Path
-    handle: Callable[..., Any]
-    stamp: tuple[float, int]  # mtime, size: unchanged files are not re-imported
+    handle: Handler
+    digest: str
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One scan of the folder: event → plug. Never mutated; replaced whole on reload."""
+    """One scan of the folder. Never mutated; a reload builds a new one."""
 
     plugs: Mapping[str, Plug] = field(default_factory=dict)
-    errors: Mapping[str, str] = field(default_factory=dict)  # relative path → error text
+    #: relative path -> why it did not load (its previous version, if any, is in ``plugs``)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {event: plug.handle for event, plug in self.plugs.items()}
 
 
-def event_of(folder: Path, path: Path) -> str:
-    return path.relative_to(folder).with_suffix("").as_posix()
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What one reload changed."""
+
+    generation: int
+    events: tuple[str, ...]
+    added: tuple[str, ...]
+    changed: tuple[str, ...]
+    removed: tuple[str, ...]
+    errors: Mapping[str, str]
 
 
-def _import(path: Path, folder: Path) -> ModuleType:
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    name = f"monument_plugs_{digest}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    # Imports between plugs resolve from the plugs folder.
-    added = str(folder) not in sys.path
-    if added:
-        sys.path.insert(0, str(folder))
+def plug_files(folder: Path) -> Iterator[tuple[str, Path]]:
+    """``(event, path)`` of every plug file under ``folder``, in a stable order.
+
+    Symbolic links are not followed out of the folder: a file whose real path
+    is outside it is skipped.
+    """
+    root = folder.resolve()
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+        here = Path(directory)
+        for name in sorted(files):
+            if not name.endswith(".py") or name.startswith(("_", ".")):
+                continue
+            path = here / name
+            relative = path.relative_to(root)
+            if relative.as_posix() == HOOKS_FILE:
+                continue
+            if not path.resolve().is_relative_to(root):
+                log.warning("plug %s links outside the plugs folder; skipped", relative)
+                continue
+            yield relative.with_suffix("").as_posix(), path
+
+
+_IGNORED_SUFFIXES: Final = (".pyc", ".pyo", ".swp", ".swx", ".tmp", "~")
+
+
+def _worth_a_reload(folder: Path, path: str) -> bool:
+    """Python files and directories (a file moved into a new folder may come without an event
+    of its own); never caches, hidden files or editor droppings."""
     try:
-        spec.loader.exec_module(module)
-    finally:
-        if added:
-            sys.path.remove(str(folder))
+        parts = Path(path).relative_to(folder).parts
+    except ValueError:
+        return False
+    if any(p.startswith(".") or p == "__pycache__" for p in parts) or path.endswith(
+        _IGNORED_SUFFIXES
+    ):
+        return False
+    return path.endswith(".py") or Path(path).suffix == ""
+
+
+def _module_name(path: Path) -> str:
+    # One name per file, so sys.modules holds only the live version of each plug.
+    return "monument_ws_plug_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
+
+
+def _import(path: Path, source: bytes) -> ModuleType:
+    """Execute ``source`` as a fresh module; on failure sys.modules keeps the previous one."""
+    name = _module_name(path)
+    spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    module.__file__ = str(path)
+    code = compile(source, str(path), "exec")
+    previous = sys.modules.get(name)
+    # Registered while it runs: dataclasses and typing look their module up by name.
+    sys.modules[name] = module
+    try:
+        exec(code, module.__dict__)
+    except BaseException:
+        if previous is not None:
+            sys.modules[name] = previous
+        else:
+            sys.modules.pop(name, None)
+        raise
     return module
 
 
-def scan(folder: Path, previous: Table | None = None) -> Table:
-    """Build a table from ``folder``, reusing unchanged modules of ``previous``.
+def _handle_of(module: ModuleType, relative: str) -> Handler:
+    handle = getattr(module, "handle", None)
+    if not callable(handle):
+        raise TypeError(f"{relative} defines no handle(message, socket) function")
+    try:
+        inspect.signature(handle).bind(None, None)
+    except TypeError:
+        raise TypeError(f"{relative}: handle must take two arguments (message, socket)") from None
+    except ValueError:  # no signature to inspect (a builtin): trust it
+        pass
+    return handle  # type: ignore[no-any-return]
 
-    A module that fails to import keeps its entry from ``previous`` (if any)
-    and its error is recorded.
+
+def _check_event(event: str) -> None:
+    if not 1 <= len(event) <= protocol.MAX_EVENT_LENGTH:
+        raise ValueError(f"an event name has 1 to {protocol.MAX_EVENT_LENGTH} characters")
+    if event.startswith(RESERVED_PREFIXES) or protocol.set_event_for(event) is not None:
+        raise ValueError(f"{event!r} is reserved (ws:, route:, … and data events x:get:y)")
+
+
+def scan(folder: Path, previous: Table | None = None) -> Table:
+    """Build a table from ``folder``, reusing the modules of ``previous`` whose source is unchanged.
+
+    A module that fails to load keeps its entry from ``previous`` (if any) and
+    its error is recorded in :attr:`Table.errors`.
     """
     old = previous.plugs if previous is not None else {}
     plugs: dict[str, Plug] = {}
     errors: dict[str, str] = {}
     if not folder.is_dir():
         return Table(plugs, errors)
-    for path in sorted(folder.rglob("*.py")):
-        relative = path.relative_to(folder)
-        if (
-            any(part.startswith(("_", ".")) for part in relative.parts)
-            or relative.as_posix() == HOOKS_FILE
-        ):
-            continue
-        event = event_of(folder, path)
+    for event, path in plug_files(folder):
+        relative = event + ".py"
         try:
-            stat = path.stat()
+            source = path.read_bytes()
         except OSError:
-            continue
-        stamp = (stat.st_mtime, stat.st_size)
+            continue  # deleted while scanning: the next batch of changes rescans
+        digest = hashlib.sha256(source).hexdigest()
         known = old.get(event)
-        if known is not None and known.stamp == stamp and known.path == path:
+        if known is not None and known.digest == digest and known.path == path:
             plugs[event] = known
             continue
         try:
-            module = _import(path, folder)
-            handle = getattr(module, "handle", None)
-            if not callable(handle):
-                raise TypeError(f"{relative} defines no handle(message, socket) function")
-        except Exception as exc:
-            errors[relative.as_posix()] = f"{type(exc).__name__}: {exc}"
+            _check_event(event)
+            handle = _handle_of(_import(path, source), relative)
+        except Exception as exc:  # any failure of user code: keep the previous version
+            errors[relative] = f"{type(exc).__name__}: {exc}"
             log.error(
-                "plug %s failed to load; %s: %s",
+                "plug %s failed to load (%s); %s",
                 relative,
-                "keeping the previous version" if known else "it is not served",
-                errors[relative.as_posix()],
+                errors[relative],
+                "keeping its previous version" if known is not None else "it is not served",
             )
             if known is not None:
                 plugs[event] = known
             continue
-        plugs[event] = Plug(event, path, handle, stamp)
+        plugs[event] = Plug(event, path, handle, digest)
+    for event in old.keys() - plugs.keys():
+        sys.modules.pop(_module_name(old[event].path), None)
     return Table(plugs, errors)
 
 
-class Hooks:
-    """``plugs/INIT.py``: ``init(app)`` before the plugs load, ``shutdown(app)`` at the end."""
+class Plugs:
+    """The plugs folder of one application, its hooks, and (optionally) its watcher.
 
-    def __init__(self, folder: Path) -> None:
-        self.module: ModuleType | None = None
-        path = folder / HOOKS_FILE
-        if path.is_file():
-            self.module = _import(path, folder)
+    ``reload`` on: a watchfiles watcher reloads the folder after every batch of
+    changes. :meth:`reload` reloads by hand (e.g. from an admin route) either way.
+    """
 
-    async def run(self, name: str, app: Any) -> None:
-        hook = getattr(self.module, name, None) if self.module is not None else None
-        if hook is None:
+    def __init__(self, folder: Path, router: Router, bus: EventBus, *, reload: bool) -> None:
+        self.folder = folder
+        self.router = router
+        self.bus = bus
+        self.watching = reload
+        self.table = Table()
+        #: completed loads: 1 after start, +1 per reload
+        self.generation = 0
+        self.last_report: Report | None = None
+        self._hooks: ModuleType | None = None
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._stop = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def events(self) -> tuple[str, ...]:
+        """The events served now."""
+        return tuple(self.table.plugs)
+
+    async def start(self, app: Any) -> None:
+        """Run ``INIT.init(app)``, load the folder, then start watching (with ``reload``)."""
+        if not self.folder.is_dir():
+            if self.watching:
+                log.warning("reload is on but the plugs folder %s does not exist", self.folder)
             return
-        result = hook(app)
-        if inspect.isawaitable(result):
-            await result
+        hooks = self.folder / HOOKS_FILE
+        if hooks.is_file():
+            self._hooks = _import(hooks, hooks.read_bytes())
+            await self._hook("init", app)
+        await self.reload()
+        log.info("plugs: %d events from %s", len(self.table.plugs), self.folder)
+        if self.watching:
+            ready = asyncio.get_running_loop().create_future()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(ready))
+            await ready  # changes made after start() returns are seen
 
+    async def stop(self, app: Any) -> None:
+        """Stop watching, then run ``INIT.shutdown(app)`` (errors are logged)."""
+        self._stop.set()
+        if self._watcher is not None:
+            try:
+                await asyncio.wait_for(self._watcher, 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._watcher.cancel()
+            self._watcher = None
+        try:
+            await self._hook("shutdown", app)
+        except Exception:
+            log.exception("plugs/INIT.py shutdown() failed")
 
-async def watch(
-    folder: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event
-) -> None:
-    """Call ``on_change`` after every batch of file changes under ``folder`` (watchfiles)."""
-    try:
-        from watchfiles import awatch
-    except ImportError:  # pragma: no cover - depends on the extra
-        log.error("hot reload needs watchfiles: pip install 'monument-ws[reload]'")
-        return
-    async for _ in awatch(folder, stop_event=stop, debounce=50, step=20):
-        await on_change()
+    async def _hook(self, name: str, app: Any) -> None:
+        hook = getattr(self._hooks, name, None)
+        if hook is not None:
+            result = hook(app)
+            if inspect.isawaitable(result):
+                await result
+
+    async def reload(self) -> Report:
+        """Scan the folder into a new table and swap it in; return what changed."""
+        async with self._lock:
+            before = self.table
+            table = scan(self.folder, before)
+            self.table = table
+            self.router.plugs = table.handlers()  # the swap: one assignment
+            self.generation += 1
+            old, new = before.plugs, table.plugs
+            report = Report(
+                generation=self.generation,
+                events=tuple(new),
+                added=tuple(e for e in new if e not in old),
+                changed=tuple(e for e in new if e in old and new[e] is not old[e]),
+                removed=tuple(e for e in old if e not in new),
+                errors=dict(table.errors),
+            )
+            self.last_report = report
+        async with self._changed:
+            self._changed.notify_all()
+        try:
+            await self.bus.emit(PLUGS_RELOADED, report=report)
+        except Exception:
+            log.exception("a receiver of %s failed", PLUGS_RELOADED)
+        return report
+
+    async def reloaded(self, after: int) -> Report:
+        """Wait until a load numbered above ``after`` completed; return the latest report.
+
+        Read :attr:`generation` before changing files, then await this with it.
+        """
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.generation > after)
+        assert self.last_report is not None
+        return self.last_report
+
+    async def _watch(self, ready: asyncio.Future[None]) -> None:
+        try:
+            from watchfiles import awatch
+        except ImportError:
+            ready.set_exception(
+                ConfigError("reload needs watchfiles: pip install 'monument-ws[reload]'")
+            )
+            return
+        root = self.folder.resolve()
+        try:
+            async for changes in awatch(
+                root,
+                watch_filter=lambda _, path: _worth_a_reload(root, path),
+                stop_event=self._stop,
+                debounce=_DEBOUNCE_MS,
+                step=10,
+                rust_timeout=_IDLE_MS,
+                yield_on_timeout=True,
+            ):
+                if not ready.done():
+                    ready.set_result(None)
+                if changes:
+                    try:
+                        await self.reload()
+                    except Exception:  # keep watching: the next change may fix it
+                        log.exception("reloading the plugs folder failed")
+        except Exception as exc:
+            log.exception("the plugs watcher stopped; plugs are no longer reloaded")
+            if not ready.done():
+                ready.set_exception(exc)

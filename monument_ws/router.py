@@ -4,7 +4,8 @@ The :class:`Router` holds the handlers registered for events and decides, for
 a valid frame, one :class:`Route`:
 
 * ``DATA`` -- ``x:get:y`` with data handling on: asked on the bus, answered by ``x:set:y``;
-* ``HANDLER`` -- a handler registered for the event runs; its value is the reply;
+* ``HANDLER`` -- a handler registered for the event (in code, or a plug of the
+  plugs folder) runs; its value is the reply;
 * ``PASSTHROUGH`` -- emitted on the bus with ``message=`` and ``socket=``;
 * ``FORBIDDEN`` -- under a reserved prefix or outside the ``socket_events`` allow-list;
 * ``UNHANDLED`` -- nothing takes it (``not_found`` with an id, dropped without).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import enum
 import fnmatch
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .config import WebSocketMode
@@ -61,6 +62,10 @@ class Router:
         self.mode = mode
         self._allowed = compile_patterns(socket_events)
         self._handlers: dict[str, Handler] = {}
+        #: The plugs folder's table (event -> handler). Never mutated: a reload
+        #: assigns a new mapping, so a lookup sees the old table or the new one,
+        #: never half of each. Handlers registered in code win over plugs.
+        self.plugs: Mapping[str, Handler] = {}
 
     # --- handlers ---------------------------------------------------------
 
@@ -90,7 +95,8 @@ class Router:
         self._handlers.pop(event, None)
 
     def get(self, event: str) -> Handler | None:
-        return self._handlers.get(event)
+        handler = self._handlers.get(event)
+        return handler if handler is not None else self.plugs.get(event)
 
     # --- routing ----------------------------------------------------------
 
@@ -107,7 +113,7 @@ class Router:
             return Route.DATA
         if self.mode == "data":
             return Route.UNHANDLED
-        if event in self._handlers:
+        if event in self._handlers or event in self.plugs:
             return Route.HANDLER
         if bus.has_receivers(event):
             return Route.PASSTHROUGH

@@ -27,6 +27,10 @@ CHANNEL_SUBSCRIBED: Final = "ws:subscribed"
 #: A socket left a channel (ws:unsubscribe or closing). Keywords: ``socket``, ``channel``.
 CHANNEL_UNSUBSCRIBED: Final = "ws:unsubscribed"
 
+#: The plugs folder was (re)loaded and its new table swapped in. Keywords:
+#: ``report`` (:class:`monument_ws.plugs.Report`: events, added, changed, removed, errors).
+PLUGS_RELOADED: Final = "ws:plugs-reloaded"
+
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle
 #: events, HTTP routes, server and error events, presence events.
 RESERVED_PREFIXES: Final = ("ws:", "route:", "server:", "error:", "client.")

@@ -44,7 +44,8 @@ def test_new_app_passes_its_own_tests(tmp_path):
     assert not (project / "__init__.py").exists()
     tests = run_pytest_in(project)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "8 passed" in tests.stdout
+    assert "11 passed" in tests.stdout
+    assert (project / "plugs" / "hello.py").is_file()
 
 
 def test_new_refuses_a_non_empty_directory(tmp_path):
@@ -68,7 +69,7 @@ def test_data_adds_a_wired_provider_with_a_test(tmp_path):
     assert '__all__ = ["greeting", "weather"]' in registry
     tests = run_pytest_in(project)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "9 passed" in tests.stdout
+    assert "12 passed" in tests.stdout
     again = runner.invoke(cli, ["data", "weather", "--project", str(project)])
     assert again.exit_code != 0
     assert "already exists" in again.output
@@ -97,13 +98,136 @@ def test_run_rejects_bad_flags_without_a_traceback():
     assert "Traceback" not in result.output
 
 
+def squeeze(text: str) -> str:
+    """Help text without its line wrapping (click wraps, even inside hyphenated words)."""
+    return "".join(text.split())
+
+
 def test_run_help_documents_every_key():
-    """`run -h` lists a flag for every configuration key."""
+    """`run -h` has, for every schema key, its flag, its documentation, its default and its env var."""
+    from monument_ws.cli import RUN_DEFAULTS
     from monument_ws.config import schema
 
-    result = CliRunner().invoke(cli, ["run", "-h"])
-    for info in schema():
-        assert info.flag in result.output
+    result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=80)
+    assert result.exit_code == 0
+    flat = squeeze(result.output)
+    keys = schema()
+    assert {"plugs", "reload", "sync_memory"} <= {info.name for info in keys}
+    for info in keys:
+        default = RUN_DEFAULTS.get(info.name, info.default)
+        shown = ",".join(default) if isinstance(default, tuple) else default
+        entry = squeeze(f"{info.doc} [default: {shown!r}; env: {info.env_var}]")
+        assert f"{info.flag}[BOOL]" in flat or f"{info.flag}VALUE" in flat, info.name
+        assert entry in flat, info.name
+
+
+def test_config_explains_one_key_and_refuses_unknown_ones(monkeypatch, tmp_path):
+    """`config KEY` shows doc, type, default and the effective value with its source."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[monument_ws]\ndata_timeout = 7\n")
+    monkeypatch.setenv("MONUMENT_WS_HEARTBEAT", "3")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "heartbeat"])
+    assert result.exit_code == 0, result.output
+    assert squeeze("Seconds between WebSocket pings") in squeeze(result.output)
+    assert "heartbeat (float)" in result.output
+    assert "default:     25.0" in result.output
+    assert "value here:  3.0  [environment (MONUMENT_WS_HEARTBEAT)]" in result.output
+    by_alias = runner.invoke(cli, ["config", "dataTimeout", "--config", str(settings)])
+    assert f"value here:  7.0  [config file ({settings})]" in by_alias.output
+    assert "aliases:     dataTimeout" in by_alias.output
+    assert (
+        "value here:  true  [run's default]" in runner.invoke(cli, ["config", "websocket"]).output
+    )
+    unknown = runner.invoke(cli, ["config", "hearbeat"])
+    assert unknown.exit_code == 2
+    assert "did you mean 'heartbeat'?" in unknown.output
+    listing = runner.invoke(cli, ["config"]).output
+    assert all(info_line in listing for info_line in ("plugs ", "reload ", "sync_memory "))
+
+
+def test_generate_writes_a_plug_that_answers_with_its_test(tmp_path):
+    """`generate chat/send` writes plugs/chat/send.py and a test that passes against it."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    runner = CliRunner()
+    result = runner.invoke(cli, ["generate", "chat/send", "--project", str(project)])
+    assert result.exit_code == 0, result.output
+    assert (project / "plugs" / "chat" / "send.py").is_file()
+    (project / "pyproject.toml").write_text(
+        "[tool.pytest.ini_options]\nasyncio_mode = 'auto'\n"
+        "asyncio_default_fixture_loop_scope = 'function'\n"
+    )
+    tests = run_pytest_in(project)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert "1 passed" in tests.stdout
+    again = runner.invoke(cli, ["generate", "chat/send", "--project", str(project)])
+    assert again.exit_code != 0
+    assert "already exists" in again.output
+
+
+@pytest.mark.parametrize("name", ["../up", "a//b", "_private", ".hidden", "INIT", "a b", "x:get:y"])
+def test_generate_refuses_bad_names(tmp_path, name):
+    """A plug name is /-separated parts of letters, digits, _ and -; nothing escapes plugs/."""
+    result = CliRunner().invoke(cli, ["generate", name, "--project", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is not a plug name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bare_boolean_flags_mean_true():
+    """`--reload` alone is `--reload true`; `--reload false` still works."""
+    from monument_ws.cli import build_config, run
+
+    params = {p.name: p for p in run.params}
+    assert params["reload"].flag_value == "true"  # type: ignore[attr-defined]
+    ctx = run.make_context("run", ["--reload", "--compression", "false"])
+    cfg = build_config(
+        {k: v for k, v in ctx.params.items() if k in ("reload", "compression")}, None, {}
+    )
+    assert (cfg.reload, cfg.compression) == (True, False)
+
+
+async def test_flags_beat_environment_beat_config_file():
+    """A real `run`: path from the file, max_message_size from env over the file, heartbeat from the flag."""
+    port = free_port()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Path(tmp) / "settings.json"
+        settings.write_text(
+            json.dumps({"path": "/from-file", "heartbeat": 7, "max_message_size": 1111})
+        )
+        env = {
+            **os.environ,
+            "MONUMENT_WS_HEARTBEAT": "8",
+            "MONUMENT_WS_MAX_MESSAGE_SIZE": "2222",
+        }
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "monument_ws", "run", "--port", str(port),
+            "--config", str(settings), "--heartbeat", "9",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            welcome = await welcome_of(f"http://127.0.0.1:{port}/from-file")
+            assert welcome["heartbeat"] == 9.0
+            assert welcome["max_message_size"] == 2222
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+
+async def welcome_of(url: str) -> dict[str, object]:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(DEADLINE * 20)):
+            try:
+                async with session.ws_connect(url) as ws:
+                    frame = await ws.receive_json(timeout=DEADLINE)
+                    assert frame["event"] == "ws:welcome"
+                    return dict(frame["data"])
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)
+        pytest.fail("the server did not start")
 
 
 async def test_run_serves_the_demo_and_stops_on_sigterm():
@@ -136,6 +260,9 @@ async def test_run_serves_the_demo_and_stops_on_sigterm():
                 }
                 await ws.send_str(json.dumps({"event": "echo", "id": 2, "data": "hi"}))
                 assert (await ws.receive_json(timeout=DEADLINE))["data"] == "hi"
+                await ws.send_str(json.dumps({"event": "hello", "id": 3, "data": "run"}))
+                reply = await ws.receive_json(timeout=DEADLINE)
+                assert reply["data"] == "Hello, run!"  # the template's plugs/ folder
                 proc.send_signal(signal.SIGTERM)
                 msg = await ws.receive(timeout=DEADLINE)
                 assert msg.type is aiohttp.WSMsgType.CLOSE

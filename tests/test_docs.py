@@ -253,3 +253,39 @@ async def test_docs_peer_queue_example(aiohttp_client):
     exec(compile(example("async def queue_round_trip"), str(DOCS), "exec"), namespace)
     async with Client(str(client.make_url("/ws"))) as c:
         assert await namespace["queue_round_trip"](c) == ("hello", 12, 1)  # type: ignore[operator]
+
+
+async def test_docs_plugs_example_broadcasts_and_reloads_on_the_same_socket(aiohttp_client):
+    """The plugs example: chat/send broadcasts and replies; an edit is live on the same open socket."""
+    import asyncio
+    import os
+
+    namespace: dict[str, object] = {"__name__": "docs_plugs"}
+    exec(compile(app_example("plugs = Path("), str(DOCS), "exec"), namespace)
+    client = await aiohttp_client(namespace["app"])
+    plugs = namespace["ws"].plugs  # type: ignore[attr-defined]
+    folder = namespace["plugs"]
+    async with client.ws_connect("/ws") as sender, client.ws_connect("/ws") as other:
+        for ws in (sender, other):
+            await ws.receive_json(timeout=DEADLINE)
+        await sender.send_json({"event": "chat/send", "id": 1, "data": "hi"})
+        assert await other.receive_json(timeout=DEADLINE) == {
+            "event": "chat/send",
+            "data": {"text": "hi"},
+        }
+        frames = [await sender.receive_json(timeout=DEADLINE) for _ in range(3)]
+        assert frames[1:] == [
+            {"event": "chat/send", "id": 1, "data": "sent", "more": True},
+            {"event": "chat/send", "id": 1, "end": True},
+        ]
+        generation = plugs.generation
+        staged = folder.parent / "send.py"  # type: ignore[attr-defined]
+        staged.write_text("async def handle(message, socket):\n    return 'v2'\n")
+        os.replace(staged, folder / "chat" / "send.py")  # type: ignore[operator]
+        await asyncio.wait_for(plugs.reloaded(generation), DEADLINE)
+        await sender.send_json({"event": "chat/send", "id": 2})
+        assert await sender.receive_json(timeout=DEADLINE) == {
+            "event": "chat/send",
+            "id": 2,
+            "data": "v2",
+        }

@@ -12,6 +12,8 @@ from monument_ws import Config, events
 from . import auth, data, handlers
 
 STATIC = Path(__file__).parent / "static"
+#: The project's root: a relative plugs folder (the default ./plugs) is found here.
+PROJECT = Path(__file__).parent.parent
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -30,7 +32,10 @@ def create_app(config: Config | None = None) -> web.Application:
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/api/{name}", api)
-    ws = monument_ws.setup(app, config or Config(websocket=True))
+    cfg = config or Config(websocket=True)
+    if cfg.plugs:
+        cfg = cfg.replace(plugs=str(PROJECT / cfg.plugs))
+    ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(
         "chat", publish="subscribers", presence=True, join_leave=True, history_size=50
