@@ -56,10 +56,11 @@ export class MonumentError extends Error {
 
   /**
    * @param {string} [message]
-   * @param {{ data?: unknown, remote?: boolean }} [options]
+   * @param {{ data?: unknown, remote?: boolean, code?: string }} [options] `code` overrides the
+   *   class's (bad_json and missing_event are BadFrame errors that keep their own code)
    */
   constructor(message, options = {}) {
-    const code = /** @type {typeof MonumentError} */ (new.target).code;
+    const code = options.code ?? /** @type {typeof MonumentError} */ (new.target).code;
     super(message || code.replace(/_/g, " "));
     this.name = new.target.name;
     /** @type {string} */
@@ -112,9 +113,10 @@ const ERRORS_BY_CODE = {
 export function fromErrorFrame(error) {
   if (!isObject(error)) return new InternalError("malformed error frame", { remote: true });
   const code = typeof error.code === "string" ? error.code : "";
-  const Cls = Object.hasOwn(ERRORS_BY_CODE, code) ? ERRORS_BY_CODE[code] : InternalError;
+  const known = Object.hasOwn(ERRORS_BY_CODE, code);
+  const Cls = known ? ERRORS_BY_CODE[code] : InternalError;
   const message = typeof error.message === "string" ? error.message : "";
-  return new Cls(message, { remote: true, data: error.data });
+  return new Cls(message, { remote: true, data: error.data, code: known ? code : "internal" });
 }
 
 // --- close codes and backoff (pure) -------------------------------------------
@@ -359,29 +361,40 @@ export function applySync(current, mode, data) {
 // --- frames (pure) ----------------------------------------------------------------
 
 /**
- * What a server frame is, for dispatch. Pure: it looks only at the frame.
- *
- * - `"invalid"`: not a JSON object (ignored);
- * - `"call"`: the server calls the client (`call` key; answered with ws:result / ws:error);
- * - `"error"`: an error frame (answers `id` when it has one);
- * - `"chunk"` / `"end"` / `"reply"`: parts of the answer to request `id`;
- * - `"publication"`: a channel publication (`channel` and integer `offset`);
- * - `"push"`: anything else with an `event` (channel pushes such as ws:join keep `channel`).
+ * What a server frame is, for dispatch. Pure: it looks only at the frame. The
+ * rules, in order (tests/vectors/frames.json checks them, for this client and
+ * the Python one): not an object with a string `event` → `"invalid"` (ignored);
+ * ws:welcome → `"welcome"`; ws:error → `"error"`; a `call` key → `"call"` (the
+ * server calls the client); `channel` and an integer `offset` ≥ 0 →
+ * `"publication"`; a valid `id` with `more: true` → `"chunk"`, with `end: true`
+ * → `"end"`, otherwise → `"reply"`; anything else → `"push"`. SYNC (`sync`)
+ * and a plug's `type` are orthogonal to the kind.
  *
  * @param {unknown} frame
- * @returns {"invalid" | "call" | "error" | "chunk" | "end" | "reply" | "publication" | "push"}
+ * @returns {"invalid" | "welcome" | "error" | "call" | "publication" | "chunk" | "end" | "reply" | "push"}
  */
 export function classify(frame) {
-  if (!isObject(frame) || Array.isArray(frame)) return "invalid";
+  if (!isObject(frame) || Array.isArray(frame) || typeof frame.event !== "string") return "invalid";
+  if (frame.event === "ws:welcome") return "welcome";
   if (frame.event === "ws:error") return "error";
   if ("call" in frame) return "call";
-  if ("id" in frame && frame.id != null) {
+  if ("channel" in frame && Number.isInteger(frame.offset) && frame.offset >= 0) return "publication";
+  if (isRequestId(frame.id)) {
     if (frame.more === true) return "chunk";
     if (frame.end === true) return "end";
     return "reply";
   }
-  if (typeof frame.channel === "string" && Number.isInteger(frame.offset)) return "publication";
-  return typeof frame.event === "string" ? "push" : "invalid";
+  return "push";
+}
+
+/**
+ * Whether `value` is a valid request id: an integer 0..2^53−1 or a string of 1..64 characters.
+ * @param {unknown} value
+ * @returns {value is number | string}
+ */
+export function isRequestId(value) {
+  if (typeof value === "number") return Number.isSafeInteger(value) && value >= 0;
+  return typeof value === "string" && value.length >= 1 && value.length <= 64;
 }
 
 /**
@@ -1004,6 +1017,7 @@ export class Client {
 
   /** @param {string} text @param {Pending | null} call @param {boolean} [first] */
   _enqueue(text, call, first = false) {
+    if (this.state === "closed") throw new ConnectionLost("the client is closed");
     const limit = this.welcome.max_message_size;
     if (typeof limit === "number") {
       const size = new TextEncoder().encode(text).length;
@@ -1020,8 +1034,16 @@ export class Client {
   _flush() {
     const ws = this._ws;
     if (!ws || !this._welcomed || ws.readyState !== 1) return;
+    const limit = this.welcome.max_message_size;
     while (this._outbox.length && ws.readyState === 1) {
       const { text, call } = /** @type {{ text: string, call: Pending | null }} */ (this._outbox.shift());
+      // Queued before the welcome told the limit: the server would close with 1009.
+      if (typeof limit === "number" && text.length > limit / 3 && new TextEncoder().encode(text).length > limit) {
+        const error = new TooLarge(`a queued frame is larger than the server's ${limit} bytes; dropped`);
+        if (call) call.fail(error);
+        else console.warn("monument_ws:", error.message);
+        continue;
+      }
       ws.send(text);
       if (call) {
         call.sent = true;
@@ -1194,7 +1216,7 @@ export class Client {
       }
     }
     if (!this._welcomed) {
-      if (frame.event === "ws:welcome") this._onWelcome(frame);
+      if (classify(frame) === "welcome") this._onWelcome(frame);
       return;
     }
     this._dispatch(frame);
@@ -1222,14 +1244,15 @@ export class Client {
   _dispatch(frame) {
     const kind = classify(frame);
     const call = typeof frame.id === "number" ? this._calls.get(frame.id) : undefined;
+    // A late answer (to a call that timed out, a stream left early) finds no call and is dropped.
     switch (kind) {
       case "call":
         this._perform(frame);
         return;
       case "error":
         if (call) call.fail(fromErrorFrame(frame.error));
-        else if ("call" in frame) return; // the server refused one of our answers; nothing waits for it
-        else this._emit("ws:error", frame.error, frame);
+        // An error about one of our answers (call) or a late one (id) has nobody waiting.
+        else if (!("call" in frame) && !isRequestId(frame.id)) this._emit("ws:error", frame.error, frame);
         return;
       case "chunk":
       case "end":
