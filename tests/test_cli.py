@@ -44,7 +44,7 @@ def test_new_app_passes_its_own_tests(tmp_path):
     assert not (project / "__init__.py").exists()
     tests = run_pytest_in(project)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "8 passed" in tests.stdout
+    assert "9 passed" in tests.stdout
 
 
 def test_new_refuses_a_non_empty_directory(tmp_path):
@@ -68,7 +68,7 @@ def test_data_adds_a_wired_provider_with_a_test(tmp_path):
     assert '__all__ = ["greeting", "weather"]' in registry
     tests = run_pytest_in(project)
     assert tests.returncode == 0, tests.stdout + tests.stderr
-    assert "9 passed" in tests.stdout
+    assert "10 passed" in tests.stdout
     again = runner.invoke(cli, ["data", "weather", "--project", str(project)])
     assert again.exit_code != 0
     assert "already exists" in again.output
