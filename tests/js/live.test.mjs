@@ -1,10 +1,14 @@
 // monument.js over real sockets: Node's WebSocket against a real server
 // (tests/js/live_app.py: the demo app plus test handlers) on an ephemeral port.
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { pathToFileURL } from "node:url";
 
 import { Client, ConnectionLost, NotFound, Timeout, TooLarge } from "../../monument_ws/static/monument.js";
-import { DEADLINE_MS, needs, startServer } from "../browser/harness.mjs";
+import { DEADLINE_MS, ROOT, needs, startServer } from "../browser/harness.mjs";
 
 /** Poll `predicate` until true, failing after a generous deadline (never a speed claim). */
 async function eventually(predicate, what) {
@@ -161,5 +165,30 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await assert.rejects(early, TooLarge);
     await assert.rejects(client.call("echo", "y".repeat(5000)), TooLarge);
     assert.equal(await client.call("echo", "small"), "small", "the socket stays open");
+  });
+
+  test("the example of docs/websockets.md's browser client section runs", async () => {
+    const docs = readFileSync(path.join(ROOT, "docs", "websockets.md"), "utf8");
+    const blocks = [...docs.matchAll(/^```js\n(.*?)^```/gms)].map((m) => m[1]);
+    const [example] = blocks.filter((code) => code.includes('from "/monument_ws/client.js"'));
+    const module = path.join(mkdtempSync(path.join(tmpdir(), "monument-docs-")), "example.mjs");
+    const client = pathToFileURL(path.join(ROOT, "monument_ws", "static", "monument.js")).href;
+    writeFileSync(module, example.replace('"/monument_ws/client.js"', JSON.stringify(client)));
+    const log = console.log;
+    console.log = () => {};
+    try {
+      const { main } = await import(module);
+      const result = await main(server.url("/ws"));
+      clients.push(result.client);
+      assert.deepEqual(result.greeting, { greeting: "Hello from monument_ws!" });
+      assert.equal(result.greeted, "Hello, Ada!");
+      assert.deepEqual(result.chunks, [3, 2, 1]);
+      assert.equal(result.code, "not_found");
+      const me = result.members.find((m) => m.client_id === result.client.clientId);
+      assert.deepEqual([me.label, me.meta], ["Ada", { lang: "en" }]);
+      await eventually(() => result.messages.some((m) => m.text === "hi"), "the example's own message");
+    } finally {
+      console.log = log;
+    }
   });
 });
