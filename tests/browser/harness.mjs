@@ -89,15 +89,18 @@ export async function launchChromium() {
   };
 }
 
-/** Wait until `selector`'s text content equals `text` (a string) or matches it (a RegExp). */
-export async function waitForText(page, selector, text) {
+/**
+ * Wait until `selector`'s text content equals `text` (a string) or matches it (a RegExp),
+ * failing after `timeout` ms (default DEADLINE_MS).
+ */
+export async function waitForText(page, selector, text, timeout = DEADLINE_MS) {
   await page.waitForFunction(
     ([sel, source, flags]) => {
       const content = document.querySelector(sel)?.textContent ?? "";
       return flags === null ? content === source : new RegExp(source, flags).test(content);
     },
     [selector, text instanceof RegExp ? text.source : text, text instanceof RegExp ? text.flags : null],
-    { timeout: DEADLINE_MS, polling: 50 }, // rAF polling stalls in background pages
+    { timeout, polling: 50 }, // rAF polling stalls in background pages
   );
 }
 

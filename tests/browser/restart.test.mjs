@@ -53,7 +53,9 @@ describe("a server restart under the demo page (Redis broker)", needs(chromiumMi
     }
     await server.start();
 
-    await waitForText(page, "#status", "connected");
+    // The page retries with backoff (full jitter, ceiling doubling up to backoffMax = 30 s), so
+    // after a long downtime its next attempt may be up to 30 s away: a deadline beyond that.
+    await waitForText(page, "#status", "connected", 60_000);
     await waitForText(page, "#recovery", "Reconnected: 2 missed messages recovered.");
     assert.deepEqual(await texts(page, "#messages li"), [
       "Adabefore the restart",
