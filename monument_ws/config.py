@@ -137,6 +137,14 @@ class Config:
         aliases=("webSocket", "webSockets"),
     )
     path: str = option("/ws", "URL path of the WebSocket route.", parse_str)
+    client_path: str = option(
+        "/monument_ws/client.js",
+        "URL path where the plugin serves the browser client (monument.js, an ES module) "
+        "while the socket route is on; ?v=<version> makes it cacheable for a year. "
+        "Empty: not served.",
+        parse_str,
+        aliases=("clientPath",),
+    )
     socket_events: tuple[str, ...] = option(
         ("*",),
         "Glob patterns of the events a socket may trigger. Events under the reserved "

@@ -20,10 +20,14 @@ every socket is closed with 1001 so clients reconnect (with jitter) elsewhere.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -650,7 +654,43 @@ def setup(
     if cfg.websocket is not False:
         app.router.add_get(cfg.path, plugin.handle_upgrade, name="monument_ws")
         app.on_shutdown.append(plugin.on_shutdown)
+        if cfg.client_path:
+            app.router.add_get(cfg.client_path, serve_client, name="monument_ws_client")
     return plugin
+
+
+async def serve_client(request: web.Request) -> web.Response:
+    """GET ``client_path``: monument.js, the browser client, with validators and cache headers.
+
+    With ``?v=<the served version>`` the response may be cached for a year
+    (``immutable``); without it, for five minutes and then revalidated by ETag.
+    """
+    script = browser_client()
+    headers = {
+        "ETag": script.etag,
+        "X-Monument-WS-Version": __version__,
+        "Cache-Control": "public, max-age=31536000, immutable"
+        if request.query.get("v") == __version__
+        else "public, max-age=300, must-revalidate",
+    }
+    if script.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        body=script.body, content_type="text/javascript", charset="utf-8", headers=headers
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ClientScript:
+    body: bytes
+    etag: str
+
+
+@functools.cache
+def browser_client() -> ClientScript:
+    """monument.js as shipped inside the package (read once per process)."""
+    body = resources.files("monument_ws").joinpath("static", "monument.js").read_bytes()
+    return ClientScript(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
 def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:

@@ -68,3 +68,10 @@ async def test_a_bad_token_is_refused_with_4401():
     with pytest.raises(ConnectionLost):
         async with Communicator(create_app(), headers={"Authorization": "Bearer ada.1.forged"}):
             pass
+
+
+async def test_the_page_loads_the_browser_client():
+    """GET / imports monument.js, which the plugin serves at /monument_ws/client.js."""
+    async with Communicator(create_app()) as comm:
+        assert 'from "/monument_ws/client.js"' in await comm.get_text("/")
+        assert "export class Client" in await comm.get_text("/monument_ws/client.js")

@@ -1,0 +1,196 @@
+// monument.js over real sockets: Node's WebSocket against a real server
+// (tests/js/live_app.py: the demo app plus test handlers) on an ephemeral port.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { pathToFileURL } from "node:url";
+
+import { Client, ConnectionLost, NotFound, Timeout, TooLarge } from "../../monument_ws/static/monument.js";
+import { DEADLINE_MS, ROOT, needs, startServer } from "../browser/harness.mjs";
+
+/** Poll `predicate` until true, failing after a generous deadline (never a speed claim). */
+async function eventually(predicate, what) {
+  const deadline = Date.now() + DEADLINE_MS;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+describe("the JS client against a real server", needs(globalThis.WebSocket ? null : "this Node has no WebSocket (run with --experimental-websocket)"), () => {
+  let server;
+  const clients = [];
+
+  before(async () => {
+    server = await startServer({
+      app: "tests.js.live_app:create_app",
+      args: ["--heartbeat", "0.3", "--max-message-size", "4096", "--secret", "live-test"],
+    });
+  });
+
+  after(async () => {
+    for (const client of clients) client.close();
+    await server?.stop();
+  });
+
+  async function connect(options = {}) {
+    const client = new Client(server.url("/ws"), { backoffInitial: 0.05, ...options });
+    clients.push(client);
+    if (options.connect !== false) await client.ready;
+    return client;
+  }
+
+  test("call, tell and typed errors", async () => {
+    const client = await connect();
+    assert.equal(client.state, "open");
+    assert.deepEqual(await client.call("data:get:greeting"), { greeting: "Hello from monument_ws!" });
+    assert.deepEqual(await client.call("echo", { x: [1, 2] }), { x: [1, 2] });
+    client.tell("echo", "no reply wanted");
+    await assert.rejects(client.call("no-such-event"), (e) => e instanceof NotFound && e.remote);
+    assert.deepEqual(await client.call("ws:ping"), {});
+  });
+
+  test("a call that times out rejects with Timeout and cancels the handler on the server", async () => {
+    const client = await connect();
+    const before = await client.call("cancelled");
+    await assert.rejects(client.call("slow", 30, { timeout: 0.2 }), Timeout);
+    await eventually(async () => (await client.call("cancelled")) > before, "the server-side cancel");
+  });
+
+  test("a stream yields its chunks; leaving it early cancels it on the server", async () => {
+    const client = await connect();
+    const chunks = [];
+    for await (const n of client.stream("countdown", 3)) chunks.push(n);
+    assert.deepEqual(chunks, [3, 2, 1]);
+    const before = await client.call("cancelled");
+    for await (const n of client.stream("forever")) if (n === 3) break;
+    await eventually(async () => (await client.call("cancelled")) > before, "the stream's cancel");
+  });
+
+  test("the page performs server calls; unknown ones are answered not_found", async () => {
+    const client = await connect();
+    client.perform("ask-name", () => "Ada");
+    assert.equal(await client.call("greet-me"), "Hello, Ada!");
+    assert.deepEqual(await client.call("ask", "nobody-performs-this"), { error: "not_found" });
+  });
+
+  test("channels: publish, subscribe with label and meta, presence, join and leave", async () => {
+    const ada = await connect();
+    const grace = await connect();
+    const seen = [];
+    const room = await ada.subscribe("chat", (m) => seen.push(m.data), { label: "Ada", meta: { lang: "en" } });
+    const joins = [], leaves = [];
+    room.on("join", (d) => joins.push(d.client_id));
+    room.on("leave", (d) => leaves.push(d.client_id));
+    const other = await grace.subscribe("chat", () => {}, { label: "Grace" });
+    await eventually(() => joins.includes(grace.clientId), "Grace's join");
+    const { count, members } = await room.presence();
+    assert.equal(count, 2);
+    const ada_ = members.find((m) => m.client_id === ada.clientId);
+    assert.deepEqual([ada_.label, ada_.meta, ada_.state], ["Ada", { lang: "en" }, "connected"]);
+    const offset = await grace.publish("chat", "message", { text: "hi" });
+    await eventually(() => seen.length === 1, "the publication");
+    assert.deepEqual(seen, [{ text: "hi" }]);
+    assert.equal(room.offset, offset);
+    await other.unsubscribe();
+    await eventually(() => leaves.includes(grace.clientId), "Grace's leave");
+    await room.unsubscribe();
+  });
+
+  test("SYNC frames made by the server's jsonpatch arrive as whole objects", async () => {
+    const client = await connect();
+    const modes = [], boards = [];
+    client.listen((frame) => frame.sync && modes.push(frame.sync));
+    client.on("board", (value) => boards.push(value));
+    const big = { cells: Array.from({ length: 40 }, (_, i) => ({ i, v: "." })), turn: "x" };
+    const next = structuredClone(big);
+    next.cells[3].v = "x";
+    next.turn = "o";
+    const last = structuredClone(next);
+    last.cells.splice(10, 1);
+    last.winner = null;
+    for await (const chunk of client.stream("boards", [big, next, last])) {
+      assert.fail(`the boards arrive as pushes, not as chunks: ${JSON.stringify(chunk)}`);
+    }
+    await eventually(() => boards.length === 3, "three boards");
+    assert.deepEqual(modes, ["full", "patch", "patch"]);
+    assert.deepEqual(boards, [big, next, last]);
+    assert.deepEqual(client.synced("board"), last);
+  });
+
+  test("heartbeats: the client sends ws:heartbeat every period of the welcome and gets answers", async () => {
+    const client = await connect();
+    assert.equal(client.welcome.heartbeat, 0.3);
+    let answered = 0;
+    client.listen((frame) => frame.event === "ws:heartbeat" && "id" in frame && answered++);
+    await eventually(() => answered >= 2, "two answered heartbeats");
+    assert.equal(client.state, "open");
+  });
+
+  test("a server close with 1011: reconnects by itself, same client id, queue flushed, recovered", async () => {
+    const client = await connect();
+    const id = client.clientId;
+    const seen = [];
+    const room = await client.subscribe("chat", (m) => seen.push(m.offset));
+    const publisher = await connect();
+    await publisher.subscribe("chat", () => {}); // chat lets its subscribers publish
+    const states = [];
+    client.on("ws:state", ({ state }) => states.push(state));
+    const resubscribed = new Promise((resolve) => room.on("resubscribed", resolve));
+    await assert.rejects(client.call("close-me", { code: 1011, reason: "test" }), ConnectionLost);
+    // Offline now: this waits in the queue and is sent after the reconnect.
+    const queued = client.call("echo", "after");
+    const offsets = [await publisher.publish("chat", "message", 1), await publisher.publish("chat", "message", 2)];
+    assert.deepEqual(await resubscribed, { channel: "chat", recovered: true });
+    assert.equal(await queued, "after");
+    assert.equal(client.clientId, id);
+    assert.deepEqual(states.slice(0, 2), ["reconnecting", "open"]);
+    await eventually(() => seen.length >= 2, "the recovered publications");
+    assert.deepEqual(seen.slice(-2), offsets);
+  });
+
+  test("a server close with 4401 is final: no reconnect, ws:close with the reason", async () => {
+    const client = await connect();
+    const closed = new Promise((resolve) => client.on("ws:close", resolve));
+    client.call("close-me", { code: 4401, reason: "credentials expired" }).catch(() => {});
+    assert.deepEqual(await closed, { code: 4401, reason: "credentials expired" });
+    assert.equal(client.state, "closed");
+    await assert.rejects(client.call("echo", 1), ConnectionLost);
+  });
+
+  test("a frame over the server's max_message_size is refused locally, even if queued before the welcome", async () => {
+    const client = await connect({ connect: false });
+    const early = client.call("echo", "x".repeat(5000));
+    client.connect();
+    await assert.rejects(early, TooLarge);
+    await assert.rejects(client.call("echo", "y".repeat(5000)), TooLarge);
+    assert.equal(await client.call("echo", "small"), "small", "the socket stays open");
+  });
+
+  test("the example of docs/websockets.md's browser client section runs", async () => {
+    const docs = readFileSync(path.join(ROOT, "docs", "websockets.md"), "utf8");
+    const blocks = [...docs.matchAll(/^```js\n(.*?)^```/gms)].map((m) => m[1]);
+    const [example] = blocks.filter((code) => code.includes('from "/monument_ws/client.js"'));
+    const module = path.join(mkdtempSync(path.join(tmpdir(), "monument-docs-")), "example.mjs");
+    const client = pathToFileURL(path.join(ROOT, "monument_ws", "static", "monument.js")).href;
+    writeFileSync(module, example.replace('"/monument_ws/client.js"', JSON.stringify(client)));
+    const log = console.log;
+    console.log = () => {};
+    try {
+      const { main } = await import(module);
+      const result = await main(server.url("/ws"));
+      clients.push(result.client);
+      assert.deepEqual(result.greeting, { greeting: "Hello from monument_ws!" });
+      assert.equal(result.greeted, "Hello, Ada!");
+      assert.deepEqual(result.chunks, [3, 2, 1]);
+      assert.equal(result.code, "not_found");
+      const me = result.members.find((m) => m.client_id === result.client.clientId);
+      assert.deepEqual([me.label, me.meta], ["Ada", { lang: "en" }]);
+      await eventually(() => result.messages.some((m) => m.text === "hi"), "the example's own message");
+    } finally {
+      console.log = log;
+    }
+  });
+});

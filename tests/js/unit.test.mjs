@@ -1,0 +1,491 @@
+// Unit tests of monument.js's pure parts (backoff, close-code policy, JSON Patch, frame
+// classification against the shared vectors) and of its frame handling over a fake socket.
+// Run with: node --test tests/js/
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+
+import {
+  BadFrame,
+  Client,
+  ConnectionLost,
+  Forbidden,
+  InternalError,
+  NotFound,
+  PatchError,
+  QueueFull,
+  Timeout,
+  TooLarge,
+  applyPatch,
+  backoffDelay,
+  classify,
+  decodeFrame,
+  fromErrorFrame,
+  reconnectPolicy,
+  socketUrl,
+} from "../../monument_ws/static/monument.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const PYTHON = process.env.MONUMENT_WS_PYTHON || path.join(ROOT, ".venv", "bin", "python");
+
+/** Run Python code of the project (its venv) and parse what it prints as JSON. */
+function python(code) {
+  const result = spawnSync(PYTHON, ["-c", code], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20 });
+  assert.equal(result.status, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+describe("backoff and close codes", () => {
+  test("backoff is full jitter under a doubling ceiling capped at backoffMax", () => {
+    const ceilings = [0, 1, 2, 3, 4, 5, 6, 7, 8].map((n) => backoffDelay(n, { initial: 0.25, max: 30, random: () => 1 }));
+    assert.deepEqual(ceilings, [0.25, 0.5, 1, 2, 4, 8, 16, 30, 30]);
+    assert.equal(backoffDelay(5, { initial: 0.25, max: 30, random: () => 0 }), 0);
+    assert.equal(backoffDelay(3, { initial: 0.25, max: 30, random: () => 0.5 }), 1);
+    assert.equal(backoffDelay(10_000, { initial: 0.25, max: 30, random: () => 1 }), 30, "no overflow for huge attempts");
+  });
+
+  test("a 4029 close waits longDelay on top of the backoff", () => {
+    const delay = backoffDelay(0, { initial: 0.25, max: 30, longDelay: 15, policy: "long_delay", random: () => 0 });
+    assert.equal(delay, 15);
+  });
+
+  test("the close-code policy is the Python protocol module's table", () => {
+    const table = python(
+      "import json\nfrom monument_ws.protocol import CloseCode\n" +
+        "print(json.dumps({int(c): c.reconnect.name.lower() for c in CloseCode}))",
+    );
+    assert.ok(Object.keys(table).length >= 11);
+    for (const [code, policy] of Object.entries(table)) assert.equal(reconnectPolicy(Number(code)), policy, `code ${code}`);
+    assert.equal(reconnectPolicy(1012), "backoff", "codes outside the table reconnect with backoff");
+    assert.equal(reconnectPolicy(null), "backoff");
+  });
+});
+
+describe("JSON Patch (RFC 6902)", () => {
+  test("the RFC's operations: add, remove, replace, move, copy, test", () => {
+    const doc = { foo: ["bar", "baz"], a: { b: 1 }, "x/y": 1, "m~n": 2 };
+    const result = applyPatch(doc, [
+      { op: "add", path: "/foo/1", value: "qux" },
+      { op: "add", path: "/foo/-", value: "end" },
+      { op: "remove", path: "/a/b" },
+      { op: "replace", path: "/x~1y", value: 3 },
+      { op: "move", from: "/m~0n", path: "/a/moved" },
+      { op: "copy", from: "/foo", path: "/copy" },
+      { op: "test", path: "/copy/1", value: "qux" },
+    ]);
+    assert.deepEqual(result, {
+      foo: ["bar", "qux", "baz", "end"],
+      a: { moved: 2 },
+      "x/y": 3,
+      copy: ["bar", "qux", "baz", "end"],
+    });
+    assert.deepEqual(doc, { foo: ["bar", "baz"], a: { b: 1 }, "x/y": 1, "m~n": 2 }, "the input is not modified");
+    assert.deepEqual(applyPatch({ a: 1 }, [{ op: "replace", path: "", value: [1] }]), [1], "the whole document");
+  });
+
+  test("a failing patch throws PatchError and leaves the input untouched", () => {
+    const doc = { a: [1, 2], b: { c: 1 } };
+    const bad = [
+      [{ op: "remove", path: "/a/0" }, { op: "test", path: "/b/c", value: 2 }],
+      [{ op: "replace", path: "/nope", value: 1 }],
+      [{ op: "remove", path: "/a/5" }],
+      [{ op: "add", path: "/a/01", value: 1 }],
+      [{ op: "add", path: "/missing/x", value: 1 }],
+      [{ op: "move", from: "/b", path: "/b/c/d" }],
+      [{ op: "frobnicate", path: "/a" }],
+      [{ op: "add", path: "/a" }],
+      [{ op: "add", path: "no-slash", value: 1 }],
+    ];
+    for (const ops of bad) assert.throws(() => applyPatch(doc, ops), PatchError, JSON.stringify(ops));
+    assert.deepEqual(doc, { a: [1, 2], b: { c: 1 } });
+  });
+
+  test("applies every patch Python's jsonpatch makes (300 random pairs)", () => {
+    const cases = python(`
+import json, random, jsonpatch
+rng = random.Random(20241123)
+def value(depth=0):
+    r = rng.random()
+    if depth < 3 and r < 0.3:
+        return {rng.choice(["a", "b", "c", "d/e", "f~g", ""]): value(depth + 1) for _ in range(rng.randint(0, 4))}
+    if depth < 3 and r < 0.55:
+        return [value(depth + 1) for _ in range(rng.randint(0, 5))]
+    return rng.choice([0, 1, 2, "x", "y", None, True, [], {}])
+def mutate(v):
+    v = json.loads(json.dumps(v))
+    if isinstance(v, dict) and v and rng.random() < 0.7:
+        k = rng.choice(list(v))
+        if rng.random() < 0.3: del v[k]
+        else: v[k] = mutate(v[k])
+        if rng.random() < 0.3: v[rng.choice(["n", "a", "z"])] = value(2)
+        return v
+    if isinstance(v, list) and v and rng.random() < 0.7:
+        i = rng.randrange(len(v))
+        choice = rng.random()
+        if choice < 0.3: v.pop(i)
+        elif choice < 0.6: v.insert(i, value(2))
+        else: v[i] = mutate(v[i])
+        return v
+    return value(1)
+cases = []
+for _ in range(300):
+    src = {"root": value()}
+    dst = {"root": mutate(src["root"])} if rng.random() < 0.9 else {"other": value()}
+    cases.append({"src": src, "dst": dst, "patch": jsonpatch.make_patch(src, dst).patch})
+print(json.dumps(cases))
+`);
+    const ops = new Set(cases.flatMap((c) => c.patch.map((op) => op.op)));
+    for (const op of ["add", "remove", "replace", "move"]) assert.ok(ops.has(op), `the sample exercises ${op}`);
+    for (const { src, dst, patch } of cases) assert.deepEqual(applyPatch(src, patch), dst, JSON.stringify(patch));
+  });
+});
+
+const VECTORS = path.join(ROOT, "tests", "vectors", "frames.json");
+
+describe("the shared protocol vectors (tests/vectors/frames.json)", { skip: !existsSync(VECTORS) && "tests/vectors/frames.json is not there yet" }, () => {
+  const vectors = existsSync(VECTORS) ? JSON.parse(readFileSync(VECTORS, "utf8")) : { server_frames: [] };
+
+  test("the vectors are protocol version 1 and hold server frames", () => {
+    assert.equal(vectors.protocol, 1);
+    assert.ok(vectors.server_frames.length >= 20);
+  });
+
+  for (const vector of vectors.server_frames) {
+    test(`server frame: ${vector.name}`, () => {
+      const frame = decodeFrame(vector.text);
+      const kind = frame === null ? "invalid" : classify(frame);
+      if (vector.expect.ignore) {
+        assert.equal(kind, "invalid");
+        return;
+      }
+      const { kind: expected, ...fields } = vector.expect;
+      assert.equal(kind, expected);
+      for (const [key, value] of Object.entries(fields)) {
+        if (key === "code" || key === "message") {
+          assert.equal(fromErrorFrame(frame.error)[key], value, key);
+        } else {
+          assert.deepEqual(frame[key] ?? null, value, key);
+        }
+      }
+    });
+  }
+});
+
+describe("typed errors", () => {
+  test("error frames become the typed error, keeping the server's code", () => {
+    const error = fromErrorFrame({ code: "forbidden", message: "no" });
+    assert.ok(error instanceof Forbidden);
+    assert.deepEqual([error.code, error.message, error.remote], ["forbidden", "no", true]);
+    const badJson = fromErrorFrame({ code: "bad_json", message: "?" });
+    assert.ok(badJson instanceof BadFrame);
+    assert.equal(badJson.code, "bad_json");
+    assert.ok(fromErrorFrame({ code: "from_the_future" }) instanceof InternalError);
+    assert.ok(fromErrorFrame(null) instanceof InternalError);
+    assert.ok(new QueueFull() instanceof Error);
+    assert.equal(new QueueFull().code, "rate_limited");
+    assert.equal(new ConnectionLost().code, "unavailable");
+  });
+});
+
+// --- frame handling over a fake socket -------------------------------------------------
+
+class FakeSocket {
+  static all = [];
+  constructor(url, protocol) {
+    this.url = url;
+    this.protocol = protocol;
+    this.readyState = 0;
+    this.sent = [];
+    FakeSocket.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code = 1000, reason = "") {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  /** The server accepts and welcomes. */
+  welcome(data = {}) {
+    this.readyState = 1;
+    this.receive({ event: "ws:welcome", data: { client_id: "c1", resume: "secret-1", protocol: 1, heartbeat: 0, ...data } });
+  }
+  receive(frame) {
+    this.onmessage({ data: typeof frame === "string" ? frame : JSON.stringify(frame) });
+  }
+  drop(code = 1006, reason = "") {
+    this.readyState = 3;
+    this.onclose({ code, reason });
+  }
+}
+
+/** Timers the test fires by hand, so nothing depends on elapsed time. */
+class FakeClock {
+  constructor() {
+    this.timers = new Map();
+    this.next = 1;
+  }
+  setTimeout = (fn, ms) => {
+    const id = this.next++;
+    this.timers.set(id, { fn, ms });
+    return id;
+  };
+  clearTimeout = (id) => this.timers.delete(id);
+  /** Fire the pending timers registered so far (only those of `ms`, if given), in order. */
+  fire(ms) {
+    const due = [...this.timers.entries()].filter(([, t]) => ms === undefined || t.ms === ms);
+    for (const [id] of due) this.timers.delete(id);
+    for (const [, { fn }] of due) fn();
+    return due.map(([, { ms }]) => ms);
+  }
+}
+
+function fakeClient(options = {}) {
+  FakeSocket.all = [];
+  const clock = new FakeClock();
+  const client = new Client("ws://example.test/ws", {
+    WebSocket: FakeSocket,
+    setTimeout: clock.setTimeout,
+    clearTimeout: clock.clearTimeout,
+    random: () => 0.5,
+    ...options,
+  });
+  return { client, clock, socket: () => FakeSocket.all.at(-1) };
+}
+
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe("frame handling (fake socket)", () => {
+  test("calls wait in the queue until the welcome, then settle by id with data or typed error", async () => {
+    const { client, socket } = fakeClient();
+    const a = client.call("echo", 1);
+    const b = client.call("missing");
+    assert.equal(client.queued, 2);
+    assert.deepEqual(socket().sent, []);
+    socket().welcome();
+    assert.deepEqual(socket().sent.map((f) => [f.event, f.id]), [["echo", 1], ["missing", 2]]);
+    assert.equal(socket().protocol, "monument.v1");
+    socket().receive({ event: "ws:error", id: 2, error: { code: "not_found", message: "none" } });
+    socket().receive({ event: "echo", id: 1, data: 1 });
+    assert.equal(await a, 1);
+    await assert.rejects(b, (e) => e instanceof NotFound && e.remote && e.message === "none");
+  });
+
+  test("a stream yields chunks until its end; a plain reply is the only item", async () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const seen = [];
+    const done = (async () => {
+      for await (const n of client.stream("countdown", 2)) seen.push(n);
+    })();
+    await tick();
+    const id = socket().sent[0].id;
+    socket().receive({ event: "countdown", id, data: 2, more: true });
+    socket().receive({ event: "countdown", id, data: 1, more: true });
+    socket().receive({ event: "countdown", id, end: true });
+    await done;
+    assert.deepEqual(seen, [2, 1]);
+    const single = [];
+    const plain = (async () => {
+      for await (const x of client.stream("echo", "x")) single.push(x);
+    })();
+    await tick();
+    socket().receive({ event: "echo", id: socket().sent[1].id, data: "x" });
+    await plain;
+    assert.deepEqual(single, ["x"]);
+  });
+
+  test("leaving a stream early sends ws:cancel with its id", async () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const done = (async () => {
+      for await (const n of client.stream("forever")) if (n === 1) break;
+    })();
+    await tick();
+    const id = socket().sent[0].id;
+    socket().receive({ event: "forever", id, data: 1, more: true });
+    await done;
+    assert.deepEqual(socket().sent.at(-1), { event: "ws:cancel", data: { id } });
+  });
+
+  test("a call times out with Timeout and the server is told to cancel", async () => {
+    const { client, clock, socket } = fakeClient();
+    socket().welcome();
+    const call = client.call("slow", null, { timeout: 2 });
+    assert.deepEqual(clock.fire(), [2000]);
+    await assert.rejects(call, Timeout);
+    assert.deepEqual(socket().sent.at(-1), { event: "ws:cancel", data: { id: 1 } });
+    socket().receive({ event: "slow", id: 1, data: "late" }); // a late answer is dropped
+  });
+
+  test("server calls are performed and answered with ws:result / ws:error keyed by call", async () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    client.perform("ask-name", (data) => `Ada (${data.why})`);
+    client.perform("refuse", () => {
+      throw new Forbidden("not you");
+    });
+    client.perform("crash", () => {
+      throw new Error("secret detail");
+    });
+    const original = console.error;
+    console.error = () => {};
+    try {
+      socket().receive({ event: "ask-name", call: 12, data: { why: "greeting" } });
+      socket().receive({ event: "refuse", call: 13 });
+      socket().receive({ event: "crash", call: 14 });
+      socket().receive({ event: "nobody", call: 15 });
+      await tick();
+    } finally {
+      console.error = original;
+    }
+    assert.deepEqual(socket().sent.sort((a, b) => a.call - b.call), [
+      { event: "ws:result", call: 12, data: "Ada (greeting)" },
+      { event: "ws:error", call: 13, error: { code: "forbidden", message: "not you" } },
+      { event: "ws:error", call: 14, error: { code: "internal", message: "internal error" } },
+      { event: "ws:error", call: 15, error: { code: "not_found", message: 'this client performs no "nobody"' } },
+    ]);
+  });
+
+  test("pushes reach on() listeners; SYNC pushes deliver the patched object", () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const news = [], boards = [];
+    const off = client.on("news", (data) => news.push(data));
+    client.on("board", (data) => boards.push(data));
+    socket().receive({ event: "news", data: 1 });
+    off();
+    socket().receive({ event: "news", data: 2 });
+    socket().receive({ event: "board", sync: "full", data: { a: 1, list: [1] } });
+    socket().receive({ event: "board", sync: "patch", data: [{ op: "replace", path: "/a", value: 2 }, { op: "add", path: "/list/-", value: 2 }] });
+    assert.deepEqual(news, [1]);
+    assert.deepEqual(boards, [{ a: 1, list: [1] }, { a: 2, list: [1, 2] }]);
+    assert.deepEqual(client.synced("board"), { a: 2, list: [1, 2] });
+  });
+
+  test("a SYNC patch that does not apply is an error event, and the object stays as it was", () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const errors = [];
+    client.on("ws:error", (e) => errors.push(e.code));
+    socket().receive({ event: "board", sync: "full", data: { a: 1 } });
+    socket().receive({ event: "board", sync: "patch", data: [{ op: "test", path: "/a", value: 9 }] });
+    assert.deepEqual(errors, ["bad_frame"]);
+    assert.deepEqual(client.synced("board"), { a: 1 });
+  });
+
+  test("publications reach their subscription once, in offset order; ws:knock is answered", async () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const got = [];
+    const subscribing = client.subscribe("room", (m) => got.push([m.event, m.data, m.offset]), { label: "Ada", meta: { a: 1 } });
+    assert.deepEqual(socket().sent[0], { event: "ws:subscribe", id: 1, data: { channel: "room", label: "Ada", meta: { a: 1 } } });
+    socket().receive({ event: "ws:subscribe", id: 1, data: { channel: "room", offset: 4, epoch: "e1", recovered: false } });
+    const room = await subscribing;
+    assert.deepEqual([room.offset, room.epoch, room.recovered], [4, "e1", false]);
+    socket().receive({ event: "say", channel: "room", data: "a", offset: 5 });
+    socket().receive({ event: "say", channel: "room", data: "a", offset: 5 });
+    socket().receive({ event: "say", channel: "room", data: "b", offset: 6 });
+    socket().receive({ event: "say", channel: "other", data: "c", offset: 7 });
+    assert.deepEqual(got, [["say", "a", 5], ["say", "b", 6]]);
+    const joins = [];
+    room.on("join", (d) => joins.push(d.client_id));
+    socket().receive({ event: "ws:join", channel: "room", data: { client_id: "c2" } });
+    assert.deepEqual(joins, ["c2"]);
+    socket().receive({ event: "ws:knock", channel: "room", data: { channel: "room" } });
+    assert.deepEqual(socket().sent.at(-1), { event: "ws:heartbeat", data: { channels: ["room"] } });
+  });
+
+  test("after a drop: backoff, resume secret, resubscribe with since, calls lost or retried", async () => {
+    const { client, clock, socket } = fakeClient();
+    const offline = [], states = [];
+    client.on("ws:offline", (d) => offline.push([d.code, d.delay]));
+    client.on("ws:state", ({ state }) => states.push(state));
+    socket().welcome();
+    const subscribing = client.subscribe("room", () => {});
+    socket().receive({ event: "ws:subscribe", id: 1, data: { channel: "room", offset: 7, epoch: "e1", recovered: false } });
+    await subscribing;
+    const lost = client.call("echo", 1);
+    const retried = client.call("echo", 2, { retry: true });
+    socket().drop(1006);
+    await assert.rejects(lost, ConnectionLost);
+    assert.deepEqual(offline, [[1006, 0.125]]);
+    client.tell("queued", 3);
+    assert.deepEqual(clock.fire(125), [125]);
+    const second = socket();
+    assert.match(second.url, /[?&]resume=secret-1$/);
+    second.welcome({ resume: "secret-2" });
+    assert.deepEqual(second.sent.map((f) => [f.event, f.data]), [
+      ["ws:subscribe", { channel: "room", since: { offset: 7, epoch: "e1" } }],
+      ["echo", 2],
+      ["queued", 3],
+    ]);
+    second.receive({ event: "echo", id: second.sent[1].id, data: 2 });
+    assert.equal(await retried, 2);
+    assert.equal(client.resume, "secret-2");
+    assert.deepEqual(states, ["open", "reconnecting", "open"]);
+  });
+
+  test("4401 and other no-reconnect codes close for good with ws:close", async () => {
+    for (const code of [1000, 1008, 4401, 4403, 4409]) {
+      const { client, clock, socket } = fakeClient();
+      const closes = [];
+      client.on("ws:close", (d) => closes.push(d));
+      const pending = client.call("x");
+      socket().drop(code, "go away");
+      await assert.rejects(pending, ConnectionLost);
+      assert.deepEqual(closes, [{ code, reason: "go away" }]);
+      assert.equal(client.state, "closed");
+      assert.equal(clock.timers.size, 0, "no reconnect is scheduled");
+      assert.throws(() => client.tell("x"), ConnectionLost);
+    }
+  });
+
+  test("4029 waits longDelay more; 1009 drops the offending call with TooLarge", async () => {
+    const { client, clock, socket } = fakeClient({ longDelay: 15 });
+    socket().welcome();
+    socket().drop(4029);
+    assert.deepEqual(clock.fire(), [15125]);
+    socket().welcome();
+    const big = client.call("big", "x", { retry: true });
+    socket().drop(1009);
+    await assert.rejects(big, TooLarge);
+  });
+
+  test("the offline queue is bounded (QueueFull) and frames over the server's limit are TooLarge", async () => {
+    const { client, socket } = fakeClient({ queueLimit: 2 });
+    client.tell("a");
+    client.tell("b");
+    assert.throws(() => client.tell("c"), QueueFull);
+    await assert.rejects(client.call("d"), QueueFull);
+    socket().welcome({ max_message_size: 64 });
+    assert.equal(client.queued, 0);
+    assert.throws(() => client.tell("e", "x".repeat(100)), TooLarge);
+  });
+
+  test("heartbeats carry an id; one unanswered for a period closes the dead socket and reconnects", async () => {
+    const { client, clock, socket } = fakeClient();
+    socket().welcome({ heartbeat: 5 });
+    assert.deepEqual(clock.fire(), [5000]);
+    const beat = socket().sent.at(-1);
+    assert.equal(beat.event, "ws:heartbeat");
+    socket().receive({ event: "ws:heartbeat", id: beat.id, data: {} });
+    await tick();
+    clock.fire(); // the next beat
+    const first = socket();
+    assert.equal(first.sent.filter((f) => f.event === "ws:heartbeat").length, 2);
+    clock.fire(); // its deadline passes unanswered
+    assert.equal(client.state, "reconnecting");
+    assert.equal(client.closeCode, 1006);
+    clock.fire();
+    assert.notEqual(socket(), first, "a new socket was opened");
+  });
+
+  test("relative URLs follow the page's scheme; resume is a query parameter", () => {
+    assert.equal(socketUrl("/ws", null, "https://example.test/app/"), "wss://example.test/ws");
+    assert.equal(socketUrl("/ws?a=1", "s", "http://example.test/"), "ws://example.test/ws?a=1&resume=s");
+  });
+});
