@@ -28,6 +28,7 @@ import click
 from aiohttp import web
 
 from . import config as config_module
+from . import logs
 from ._version import __version__
 from .config import Config
 from .errors import ConfigError, MonumentWSError
@@ -103,6 +104,7 @@ def run(
     """
     cfg = build_config(flags, config_file, os.environ)
     tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
+    logs.configure(cfg.log_format)
     if workers == 1:
         web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo, ssl_context=tls)
         return
@@ -136,6 +138,7 @@ def tls_context(cfg: Config) -> ssl.SSLContext | None:
 
 
 def _worker(target: str, cfg: Config, host: str, port: int) -> None:
+    logs.configure(cfg.log_format)  # a spawned process starts with no logging set up
     # SSLContext does not pickle: each spawned worker loads the files itself.
     web.run_app(
         load_app(target, cfg),

@@ -33,6 +33,14 @@ will retry), ``ws:close`` (final, with ``code`` and ``reason``, also after
 :meth:`Client.close`) and ``ws:error`` (an error frame without an ``id``). A
 late answer to a call that timed out or a stream left early is dropped.
 
+**Several servers.** ``Client([url_a, url_b])`` is given every process (or
+every load balancer) it may use: it connects to the first and, each time the
+connection drops or an attempt fails, tries the next one in turn. A process
+that shuts down gracefully closes its sockets with 1001 in batches; its
+clients reconnect after a short jitter to the next URL, resume their
+``client_id`` (when the processes share ``secret``) and resubscribe with
+``since``, so the channel history on a shared broker fills the gap.
+
 **Offline queue.** Every outgoing frame goes through one ordered queue of at
 most ``queue_limit`` frames. While disconnected, tells and calls wait there
 (calls within their own timeout) and are sent in order after reconnecting.
@@ -61,7 +69,7 @@ import random
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -78,6 +86,7 @@ from .errors import (
     QueueFull,
     Timeout,
     TooLarge,
+    Unavailable,
     from_error_frame,
 )
 from .protocol import CloseCode, Kind, Queued, Reconnect
@@ -168,7 +177,7 @@ class Client:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         reconnect: bool = True,
         backoff_initial: float = 0.25,
@@ -186,7 +195,11 @@ class Client:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
     ) -> None:
-        self.url = url
+        #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("Client needs at least one URL")
+        self._url_index = 0
         self.reconnect = reconnect
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -280,6 +293,11 @@ class Client:
             await self._emit("ws:close", {"code": self.close_code, "reason": self.close_reason})
         if self._own_session and self._session is not None:
             await self._session.close()
+
+    @property
+    def url(self) -> str:
+        """The server URL in use (or being tried) now."""
+        return self.urls[self._url_index]
 
     @property
     def connected(self) -> bool:
@@ -449,15 +467,34 @@ class Client:
             subscription.offset = int(reply["offset"])
 
     async def _rejoin(self, subscription: Subscription) -> None:
-        try:
-            await self._join(subscription)
-        except MonumentWSError as exc:
-            log.warning("resubscribing to %r failed: %s", subscription.channel, exc)
-            await self._emit(
-                "ws:error",
-                {"code": exc.code.value, "message": exc.message, "channel": subscription.channel},
-            )
-            return
+        """Resubscribe after a reconnect. A transient refusal (``unavailable``, e.g. the
+        server's broker is overloaded by everyone reconnecting at once, or ``timeout``) is
+        retried with backoff and jitter while this connection lasts; others are reported."""
+        attempt = 0
+        while True:
+            try:
+                await self._join(subscription)
+                break
+            except (Unavailable, Timeout) as exc:
+                if not self.connected or not subscription.active:
+                    return  # the next reconnect resubscribes
+                delay = self._random() * min(self.backoff_max, self.backoff_initial * 2**attempt)
+                attempt += 1
+                log.info(
+                    "resubscribing to %r: %s; retrying in %.2f s", subscription.channel, exc, delay
+                )
+                await self._sleep(delay)
+            except MonumentWSError as exc:
+                log.warning("resubscribing to %r failed: %s", subscription.channel, exc)
+                await self._emit(
+                    "ws:error",
+                    {
+                        "code": exc.code.value,
+                        "message": exc.message,
+                        "channel": subscription.channel,
+                    },
+                )
+                return
         await self._emit(
             "ws:resubscribed",
             {"channel": subscription.channel, "recovered": subscription.recovered},
@@ -663,6 +700,7 @@ class Client:
             if policy is Reconnect.LONG_DELAY:
                 delay += self.long_delay
             attempt += 1
+            self._url_index = (self._url_index + 1) % len(self.urls)
             await self._sleep(delay)
 
     async def _welcomed(self, ws: aiohttp.ClientWebSocketResponse, *, reconnected: bool) -> bool:

@@ -111,6 +111,23 @@ def parse_str_list(value: object) -> tuple[str, ...]:
     raise ValueError(f"expected a list of strings, got {value!r}")
 
 
+def parse_path(value: object) -> str:
+    """A URL path: starts with ``/``."""
+    text = parse_str(value)
+    if not text.startswith("/"):
+        raise ValueError(f"expected a URL path starting with '/', got {value!r}")
+    return text
+
+
+def parse_log_format(value: object) -> Literal["text", "json"]:
+    text = parse_str(value).strip().lower()
+    if text == "text":
+        return "text"
+    if text == "json":
+        return "json"
+    raise ValueError(f"expected 'text' or 'json', got {value!r}")
+
+
 def option(
     default: Any,
     doc: str,
@@ -352,6 +369,65 @@ class Config:
         "host. A browser upgrade from any other Origin is refused with HTTP 403.",
         parse_str_list,
         aliases=("allowedOrigins",),
+    )
+    # --- operating: graceful shutdown, metrics, health, admin page, logs ---
+    drain_period: float = option(
+        10.0,
+        "Graceful shutdown: seconds over which the sockets are closed with 1001, in batches "
+        "of drain_batch, so clients reconnect to other processes at an even rate. Keep the "
+        "process manager's stop timeout above drain_period + drain_grace.",
+        parse_float,
+        aliases=("drainPeriod",),
+        minimum=0.0,
+    )
+    drain_batch: int = option(
+        100,
+        "Graceful shutdown: sockets closed together; up to this many close at once.",
+        parse_int,
+        aliases=("drainBatch",),
+        minimum=1,
+    )
+    drain_grace: float = option(
+        5.0,
+        "Graceful shutdown: seconds a closing socket's running requests get to answer "
+        "(new requests get unavailable) before it closes anyway.",
+        parse_float,
+        aliases=("drainGrace",),
+        minimum=0.0,
+    )
+    metrics: bool = option(
+        False,
+        "Serve Prometheus metrics at metrics_path (pip install 'monument-ws[metrics]').",
+        parse_bool,
+    )
+    metrics_path: str = option(
+        "/metrics", "URL path of the Prometheus metrics.", parse_path, aliases=("metricsPath",)
+    )
+    health: bool = option(
+        False,
+        "Serve health checks: <health_path>/live (the process answers) and "
+        "<health_path>/ready (503 while the broker is disconnected or the server drains).",
+        parse_bool,
+    )
+    health_path: str = option(
+        "/health", "URL path prefix of the health checks.", parse_path, aliases=("healthPath",)
+    )
+    admin_token: str = option(
+        "",
+        "Token of the admin page (live sockets, channels, presence, recent errors); empty: "
+        "no admin page. Open <admin_path>#token=<token>.",
+        parse_str,
+        aliases=("adminToken",),
+    )
+    admin_path: str = option(
+        "/_monument/admin", "URL path of the admin page.", parse_path, aliases=("adminPath",)
+    )
+    log_format: Literal["text", "json"] = option(
+        "text",
+        "Log lines written by `monument-ws run`: 'text' or 'json' (one object per line); "
+        "both carry socket_id and client_id for lines about a socket.",
+        parse_log_format,
+        aliases=("logFormat",),
     )
 
     certfile: str = option(

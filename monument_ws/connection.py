@@ -51,6 +51,15 @@ from .peerqueue import PeerQueues, Queued
 from .protocol import CloseCode, ErrorCode, Frame, Invalid, RequestId
 from .router import Route, Router
 from .rpc import PendingCalls
+from .stats import (
+    IN_COMMAND,
+    IN_EVENT,
+    IN_INVALID,
+    IN_REFUSED,
+    OUT_ERROR,
+    OUT_PUSH,
+    OUT_REPLY,
+)
 from .sync import SyncState
 from .yields import Yield, YieldType
 
@@ -78,11 +87,13 @@ Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
 
 
 class _SocketLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with the socket's id, so one connection's story can be grepped."""
+    """Adds ``socket_id`` and ``client_id`` to every record, so one connection's story can be
+    grepped (:mod:`monument_ws.logs` formats them, as text or JSON). Explicit, not taken from
+    the context: these lines are also written from other sockets' tasks (e.g. fan-out)."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        assert self.extra is not None
-        return f"[{self.extra['socket']}] {msg}", kwargs
+        kwargs["extra"] = self.extra
+        return msg, kwargs
 
 
 class _Request:
@@ -115,6 +126,7 @@ class Socket:
         "_config",
         "_dead",
         "_drained",
+        "_draining",
         "_fanout",
         "_inflight",
         "_limited_in_a_row",
@@ -172,13 +184,14 @@ class Socket:
         self._bus = bus
         self._router = router
         self._stats = stats
-        self._log = _SocketLog(log, {"socket": self.id})
+        self._log = _SocketLog(log, {"socket_id": self.id, "client_id": client_id})
         self._queue: deque[bytes] = deque()
         self._writing = False
         self._writer: asyncio.Task[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._closing = False  # no new frames are accepted
         self._dead = False  # the transport is gone: drop everything
+        self._draining = False  # the server is shutting down: no new requests
         self._inflight: dict[RequestId, _Request] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # running requests, with or without id
         self._waiting: deque[tuple[Frame, Route, _Request | None]] = deque()
@@ -298,8 +311,11 @@ class Socket:
         """Like :meth:`send` without waiting; a full queue closes the socket with 4008."""
         return self.send_raw_nowait(protocol.push(event, data))
 
-    async def send_raw(self, frame: bytes) -> bool:
-        """Send an already encoded text frame, waiting for room in the queue."""
+    async def send_raw(self, frame: bytes, kind: int = OUT_PUSH) -> bool:
+        """Send an already encoded text frame, waiting for room in the queue.
+
+        ``kind`` (a ``monument_ws.stats.OUT_*`` constant) only labels the frame in the counters.
+        """
         middleware = self._middleware
         if middleware is not None and middleware.outgoing_hooks:
             hooked = middleware.run_outgoing(frame, self)
@@ -308,16 +324,20 @@ class Socket:
                 return True  # refused by a hook: not sent, but the socket is fine
             frame = hooked
         if self._write_now(frame, None):
+            self._stats.frames_out_by[kind] += 1
             return True
         if not self._enqueue(frame):
             return False
+        self._stats.frames_out_by[kind] += 1
         if not self._writing:
             await self._flush()
         elif len(self._queue) > self._config.send_queue_limit // 2:
             await self.drain()
         return True
 
-    def send_raw_nowait(self, frame: bytes, wire: bytes | None = None) -> bool:
+    def send_raw_nowait(
+        self, frame: bytes, wire: bytes | None = None, kind: int = OUT_PUSH
+    ) -> bool:
         """Send an already encoded text frame without waiting.
 
         ``wire`` is the same frame already framed by :func:`protocol.text_frame`;
@@ -333,9 +353,11 @@ class Socket:
                 return True
             frame = hooked
         if self._write_now(frame, wire):
+            self._stats.frames_out_by[kind] += 1
             return True
         if not self._enqueue(frame):
             return False
+        self._stats.frames_out_by[kind] += 1
         if not self._writing:
             self._writer = asyncio.create_task(self._flush())
         return True
@@ -389,6 +411,16 @@ class Socket:
             return False
         return await self._answer(request, protocol.reply(event, request_id, data))
 
+    async def finish(self, grace: float) -> None:
+        """Stop taking requests (new ones get ``unavailable``) and wait up to ``grace``
+        seconds for the running ones to send their answers; the graceful shutdown
+        calls it before closing with 1001."""
+        self._draining = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self._tasks:  # queued requests start as running ones end
+                    await asyncio.wait([*self._tasks])
+
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close with ``code``; frames already queued are written first (up to 5 s)."""
         if self._ws.closed:
@@ -408,6 +440,7 @@ class Socket:
             or self.queued_bytes + len(frame) > cfg.send_queue_bytes
         ):
             self._stats.slow_consumers += 1
+            self._stats.send_queue_dropped += len(self._queue) + 1
             self._log.warning(
                 "send queue overflowed (%d frames, %d bytes); closing as a slow consumer",
                 len(self._queue),
@@ -470,12 +503,12 @@ class Socket:
             if request.answered:
                 return False
             request.answered = True
-        return await self.send_raw(frame)
+        return await self.send_raw(frame, OUT_REPLY)
 
     async def _fail(
         self, request_id: RequestId | None, request: _Request | None, code: ErrorCode, message: str
     ) -> None:
-        self._stats.errors[code] += 1
+        self._stats.error(code, message, self.id)
         if request_id is None:
             return
         await self._answer(request, protocol.error(code, message, request_id))
@@ -483,8 +516,8 @@ class Socket:
     def _error_now(
         self, code: ErrorCode, message: str, request_id: RequestId | None = None
     ) -> None:
-        self._stats.errors[code] += 1
-        self.send_raw_nowait(protocol.error(code, message, request_id))
+        self._stats.error(code, message, self.id)
+        self.send_raw_nowait(protocol.error(code, message, request_id), kind=OUT_ERROR)
 
     # --- reading ----------------------------------------------------------
 
@@ -496,6 +529,7 @@ class Socket:
                     self._on_text(msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     self._stats.frames_in += 1
+                    self._stats.frames_in_by[IN_INVALID] += 1
                     self._refuse(
                         Invalid(
                             ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text"
@@ -514,11 +548,14 @@ class Socket:
         if middleware is not None and middleware.listeners:
             middleware.show(self, text)
         frame = protocol.decode(text)
+        by_kind = self._stats.frames_in_by
         if self._bucket is not None and not self._bucket.take():
+            by_kind[IN_REFUSED] += 1
             self._rate_limited(frame)
             return
         self._limited_in_a_row = 0
         if isinstance(frame, Invalid):
+            by_kind[IN_INVALID] += 1
             self._refuse(frame)
             return
         self._bad_in_a_row = 0
@@ -533,13 +570,16 @@ class Socket:
             and self.stage != AUTHENTICATED
             and frame.event not in _BEFORE_AUTH
         ):
+            by_kind[IN_REFUSED] += 1
             self._stats.refused["unauthenticated"] += 1
             if frame.id is not None:
                 self._error_now(ErrorCode.UNAUTHORIZED, "authenticate with ws:auth first", frame.id)
             return
         if frame.is_command:
+            by_kind[IN_COMMAND] += 1
             self._command(frame)
         else:
+            by_kind[IN_EVENT] += 1
             self._start(frame)
 
     def _rate_limited(self, frame: Frame | Invalid) -> None:
@@ -577,10 +617,10 @@ class Socket:
         if event in self._commands:
             self._start(frame, Route.COMMAND)
         elif event == "ws:ping":
-            self.send_raw_nowait(protocol.reply(event, request_id, {}))
+            self.send_raw_nowait(protocol.reply(event, request_id, {}), kind=OUT_REPLY)
         elif event == "ws:heartbeat":
             if request_id is not None:
-                self.send_raw_nowait(protocol.reply(event, request_id, {}))
+                self.send_raw_nowait(protocol.reply(event, request_id, {}), kind=OUT_REPLY)
         elif event == "ws:cancel":
             self._cancel(frame)
         elif event == protocol.RESULT_EVENT:
@@ -616,7 +656,7 @@ class Socket:
             request.task.cancel()
         self._error_now(ErrorCode.CANCELLED, "cancelled by the client", target)
         if frame.id is not None:
-            self.send_raw_nowait(protocol.reply(frame.event, frame.id, {}))
+            self.send_raw_nowait(protocol.reply(frame.event, frame.id, {}), kind=OUT_REPLY)
 
     def _start(self, frame: Frame, route: Route | None = None) -> None:
         request_id = frame.id
@@ -626,6 +666,14 @@ class Socket:
                 f"a request with id {request_id!r} is still running",
                 request_id,
             )
+            return
+        if self._draining:
+            if request_id is None:
+                self._stats.dropped += 1
+            else:
+                self._error_now(
+                    ErrorCode.UNAVAILABLE, "the server is shutting down; reconnect", request_id
+                )
             return
         if route is None:
             route = self._router.route(frame.event, self._bus)
@@ -679,6 +727,8 @@ class Socket:
 
     async def _run(self, frame: Frame, route: Route, request: _Request | None) -> None:
         request_id = frame.id
+        latency = self._stats.route_latency(route.value)
+        started = time.perf_counter()
         try:
             if route is Route.DATA:
                 value = await self._bus.ask(
@@ -713,6 +763,7 @@ class Socket:
             self._log.exception("handler for %r failed", frame.event)
             await self._fail(request_id, request, ErrorCode.INTERNAL, "internal error")
         finally:
+            latency.observe(time.perf_counter() - started)
             if request_id is not None and self._inflight.get(request_id) is request:
                 del self._inflight[request_id]
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -36,6 +37,7 @@ from .kick import Kick
 from .middleware import Middleware
 from .peerqueue import NUDGE, PeerQueues
 from .protocol import CloseCode
+from .stats import OUT_PUBLICATION
 
 log = logging.getLogger("monument_ws")
 
@@ -96,11 +98,41 @@ class Hub:
         """The live sockets of ``client_id`` on this process (usually zero or one)."""
         return list(self._by_client.get(client_id, ()))
 
-    async def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "") -> None:
-        """Close every socket with ``code`` (1001 on shutdown: clients reconnect with jitter)."""
+    async def drain(
+        self, period: float, batch: int, grace: float, reason: str = "server shutting down"
+    ) -> int:
+        """Close every socket with 1001, ``batch`` at a time, spread evenly over ``period`` s.
+
+        Phoenix's drainer, sized to the period: ``ceil(n / batch)`` batches, one
+        every ``period / batches`` seconds, so the clients' reconnects reach the
+        other processes at an even rate instead of all in the same second (a
+        few sockets, one batch: closed at once). The pauses are relative, so a
+        busy process stretches the drain but never bunches it up. Each socket
+        of a batch first stops taking requests and lets its running ones
+        answer (up to ``grace`` seconds, :meth:`Socket.finish`), then closes.
+        Returns how many sockets it closed, once every close has finished.
+        """
         sockets = list(self)
-        if sockets:
-            await asyncio.gather(*(s.close(code, reason) for s in sockets), return_exceptions=True)
+        if not sockets:
+            return 0
+        batches = math.ceil(len(sockets) / batch)
+        interval = period / batches
+        log.info("draining %d sockets in %d batches over %.3g s", len(sockets), batches, period)
+        closing: list[asyncio.Task[None]] = []
+        loop = asyncio.get_running_loop()
+        for index in range(batches):
+            if index:
+                await asyncio.sleep(interval)
+            for socket in sockets[index * batch : (index + 1) * batch]:
+                if not socket.closed:
+                    closing.append(loop.create_task(self._drain_one(socket, grace, reason)))
+        await asyncio.gather(*closing, return_exceptions=True)
+        return len(closing)
+
+    @staticmethod
+    async def _drain_one(socket: Socket, grace: float, reason: str) -> None:
+        await socket.finish(grace)
+        await socket.close(CloseCode.GOING_AWAY, reason)
 
     def targets(self, kick: Kick) -> list[Socket]:
         """The local sockets ``kick`` names: by client id, or the subscribers of the
@@ -172,7 +204,7 @@ class Hub:
                 for publication in history.publications:
                     shared = self._shared(publication.frame)
                     if shared is not None:
-                        socket.send_raw_nowait(*shared)
+                        socket.send_raw_nowait(*shared, OUT_PUBLICATION)
                     last = publication.offset
             reply = {
                 "channel": channel,
@@ -196,7 +228,7 @@ class Hub:
             if publication.offset > after:
                 shared = self._shared(publication.frame)
                 if shared is not None:
-                    socket.send_raw_nowait(*shared)
+                    socket.send_raw_nowait(*shared, OUT_PUBLICATION)
 
     async def unsubscribe(self, socket: Socket, channel: str) -> bool:
         """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""
@@ -225,7 +257,7 @@ class Hub:
         frame, wire = shared
         for socket, buffer in subs.items():
             if buffer is None:
-                socket.send_raw_nowait(frame, wire)
+                socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
             else:
                 buffer.append(publication)
 

@@ -13,8 +13,12 @@
         return message.data
 
 With ``websocket`` false (the default) no socket route is mounted at all. The
-plugin's state lives under :data:`MONUMENT_WS` (a ``web.AppKey``); on shutdown
-every socket is closed with 1001 so clients reconnect (with jitter) elsewhere.
+plugin's state lives under :data:`MONUMENT_WS` (a ``web.AppKey``). On shutdown
+the sockets are drained: closed with 1001 in batches over ``drain_period``, so
+clients reconnect (with jitter) elsewhere at an even rate; then the broker stops.
+Operating endpoints (each off by default): Prometheus metrics
+(:mod:`monument_ws.metrics`), health checks (:mod:`monument_ws.health`) and the
+admin page (:mod:`monument_ws.admin`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import brokers, protocol
+from . import admin, brokers, health, logs, protocol
 from ._version import __version__
 from .auth import (
     AUTHENTICATED,
@@ -52,7 +56,15 @@ from .bus import EventBus, events
 from .channels import Namespaces, allows
 from .config import Config
 from .connection import Command, Socket
-from .errors import BadFrame, Forbidden, NotFound, RateLimited, Unauthorized, Unavailable
+from .errors import (
+    BadFrame,
+    Forbidden,
+    MonumentWSError,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from .hub import Hub
 from .kick import Kick
 from .middleware import Middleware
@@ -115,6 +127,10 @@ class MonumentWS:
             if config.plugs and config.websocket is not False
             else None
         )
+        #: True once a graceful shutdown began: upgrades are refused, readiness fails.
+        self.draining = False
+        #: The application's own Prometheus registry (with ``metrics`` on), never the global one.
+        self.metrics_registry: Any = None
         self.tokens = ResumeTokens(config.secret, config.resume_ttl)
         self.commands: dict[str, Command] = {
             "ws:subscribe": self._subscribe_command,
@@ -139,13 +155,19 @@ class MonumentWS:
         if problem is not None:
             raise ValueError(problem)
         options = self.namespaces.options(channel)
-        offset, _ = await self.broker.publish(
-            channel,
-            event,
-            data,
-            history_size=options.history_size,
-            history_ttl=options.history_ttl,
-        )
+        started = time.perf_counter()
+        try:
+            offset, _ = await self.broker.publish(
+                channel,
+                event,
+                data,
+                history_size=options.history_size,
+                history_ttl=options.history_ttl,
+            )
+        except MonumentWSError:
+            self.stats.publish_errors += 1
+            raise
+        self.stats.publish_latency.observe(time.perf_counter() - started)
         return offset
 
     async def broadcast(self, event: str, data: Any = None) -> None:
@@ -367,6 +389,11 @@ class MonumentWS:
         on an upgrade); too many sockets for the user closes with 4029.
         """
         cfg = self.config
+        if self.draining:
+            # aiohttp closed the listener already; this catches upgrades on kept-alive connections.
+            raise web.HTTPServiceUnavailable(
+                text="this server is shutting down", headers={"Retry-After": "1"}
+            )
         ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), cfg.trusted_proxies)
         origin = request.headers.get("Origin")
         if origin is not None and not origin_allowed(origin, request.host, cfg.allowed_origins):
@@ -422,6 +449,7 @@ class MonumentWS:
         )
         socket.ip = ip
         socket.queues = self.queues
+        logs.bind(socket.id, client_id)
         self._set_session(socket, session)
         self.stats.connections += 1
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
@@ -600,7 +628,14 @@ class MonumentWS:
             log.exception("a receiver of %s failed", event)
 
     async def on_shutdown(self, app: web.Application) -> None:
-        await self.hub.close_all(CloseCode.GOING_AWAY, "server shutting down")
+        """Graceful shutdown: refuse upgrades, then close every socket with 1001 in batches
+        over ``drain_period`` (see :meth:`Hub.drain`). The broker stops afterwards, in
+        :meth:`lifespan`, so the last answers and publishes still go through."""
+        self.draining = True
+        cfg = self.config
+        self.stats.drained += await self.hub.drain(
+            cfg.drain_period, cfg.drain_batch, cfg.drain_grace
+        )
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: start the broker (then the plugs folder) with the app, stop them after
@@ -656,6 +691,21 @@ def setup(
         app.on_shutdown.append(plugin.on_shutdown)
         if cfg.client_path:
             app.router.add_get(cfg.client_path, serve_client, name="monument_ws_client")
+    if cfg.metrics:
+        try:
+            from . import metrics
+        except ImportError:
+            raise RuntimeError(
+                "metrics need prometheus-client: pip install 'monument-ws[metrics]'"
+            ) from None
+        plugin.metrics_registry = metrics.registry_for(plugin)
+        app.router.add_get(
+            cfg.metrics_path, metrics.handler(plugin.metrics_registry), name="monument_ws_metrics"
+        )
+    if cfg.health:
+        health.add_routes(app, plugin, cfg.health_path)
+    if cfg.admin_token:
+        admin.add_routes(app, plugin, cfg.admin_path, cfg.admin_token)
     return plugin
 
 

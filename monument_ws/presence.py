@@ -100,6 +100,10 @@ class Presence:
     def local_members(self) -> int:
         return len(self._local)
 
+    def local_channels(self) -> list[str]:
+        """The channel of each member held by this process's sockets (one entry per member)."""
+        return [channel for channel, _ in self._local]
+
     # --- transitions ------------------------------------------------------
 
     async def _replace(

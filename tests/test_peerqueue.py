@@ -120,7 +120,8 @@ async def test_queues_survive_a_reconnect_to_another_process(servers, redis_pref
     reach it on B after the ones it had; what it queued on A is consumed on B, by filter."""
     a = await servers()
     b = Server("--broker", REDIS_URL, "--broker-prefix", redis_prefix, "--secret", "s")
-    c = Client(a.url, backoff_initial=0.01, backoff_max=0.1)
+    # A first; once A is gone the client rotates to B (not running yet, so it stays offline)
+    c = Client([a.url, b.url], backoff_initial=0.01, backoff_max=0.1)
     try:
         await c.connect()
         client_id = c.client_id
@@ -130,7 +131,6 @@ async def test_queues_survive_a_reconnect_to_another_process(servers, redis_pref
         async with Publisher(REDIS_URL, broker_prefix=redis_prefix) as publisher:
             await publisher.enqueue(client_id, {"kind": "a"})
             await eventually(lambda: c.enqueued == 1, "the live message on A")
-            c.url = b.url  # B is not running yet: the client stays offline
             await a.stop()
             await eventually(lambda: c.state == "reconnecting", "the client to go offline")
             await publisher.enqueue(client_id, {"kind": "b"})

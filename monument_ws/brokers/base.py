@@ -67,6 +67,8 @@ class Broker(abc.ABC):
         self.on_ephemeral = _ignore
         self.on_gap = _ignore
         self.on_control = _ignore
+        #: Times the broker lost its connection and got it back (metrics read it).
+        self.reconnects = 0
 
     async def start(self) -> None:  # noqa: B027 - optional hook: nothing to connect by default
         """Connect; called once before use (the plugin does it at app startup)."""
@@ -76,7 +78,12 @@ class Broker(abc.ABC):
 
     @property
     def healthy(self) -> bool:
-        """Whether the broker can serve right now (readiness)."""
+        """Whether the broker is connected and can serve right now.
+
+        The readiness endpoint reports it: a broker that lost its connection
+        says False until it has reconnected (and resubscribed). An embedded
+        broker is always healthy.
+        """
         return True
 
     # --- channels -------------------------------------------------------

@@ -107,6 +107,7 @@ class RedisBroker(Broker):
         prefix: str = "monument_ws",
         registry_ttl: float = 60.0,
         backoff_max: float = 5.0,
+        max_connections: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
@@ -115,6 +116,7 @@ class RedisBroker(Broker):
         self.node = secrets.token_hex(6)
         self.registry_ttl = registry_ttl
         self.backoff_max = backoff_max
+        self.max_connections = max_connections
         self._clock = clock
         self._redis: aioredis.Redis | None = None
         self._pubsub: Any = None
@@ -128,7 +130,6 @@ class RedisBroker(Broker):
         self._script: Any = None
         self._replace: Any = None
         self._queue_push: Any = None
-        self.reconnects = 0
 
     # --- keys -------------------------------------------------------------
 
@@ -141,7 +142,17 @@ class RedisBroker(Broker):
     # --- lifecycle --------------------------------------------------------
 
     async def start(self) -> None:
-        self._redis = aioredis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5)
+        # A blocking pool: a burst of commands (e.g. hundreds of clients resubscribing after
+        # another process drained) waits for a free connection instead of failing at once
+        # with "Too many connections", as the default pool does beyond its size.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=5,
+            socket_connect_timeout=2,
+            socket_timeout=5,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._script = self._redis.register_script(_PUBLISH)
         self._replace = self._redis.register_script(_PRESENCE_REPLACE)
         self._queue_push = self._redis.register_script(_QUEUE_PUSH)
