@@ -19,6 +19,19 @@ async function eventually(predicate, what) {
   }
 }
 
+/** `promise`, or a failure naming `what` if it has not settled by a generous deadline. */
+async function within(promise, what) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), DEADLINE_MS);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 describe("the JS client against a real server", needs(globalThis.WebSocket ? null : "this Node has no WebSocket (run with --experimental-websocket)"), () => {
   let server;
   const clients = [];
@@ -158,6 +171,29 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.deepEqual(await closed, { code: 4401, reason: "credentials expired" });
     assert.equal(client.state, "closed");
     await assert.rejects(client.call("echo", 1), ConnectionLost);
+  });
+
+  test("a kick (4409) is final: ws:close carries the reason and the client never reconnects", async () => {
+    // random() = 0: a client that meant to reconnect would do it at once.
+    const kicked = await connect({ random: () => 0 });
+    const control = await connect({ random: () => 0 });
+    const observer = await connect();
+    const events = [];
+    kicked.on("ws:offline", (d) => events.push(["offline", d]));
+    kicked.on("ws:close", (d) => events.push(["close", d]));
+    const closed = new Promise((resolve) => kicked.on("ws:close", resolve));
+    const lost = assert.rejects(kicked.call("slow", 30), ConnectionLost);
+    await observer.call("kick", { client_id: kicked.clientId, reason: "account suspended" });
+    assert.deepEqual(await within(closed, "ws:close"), { code: 4409, reason: "account suspended" });
+    await lost;
+    assert.deepEqual([kicked.state, kicked.closeCode, kicked.closeReason], ["closed", 4409, "account suspended"]);
+    // The control, with the same settings, is closed with 1011 and reconnects: the server's
+    // welcome counter sees it. Once it has, a kicked client that reconnected would show too.
+    control.call("close-me", { code: 1011, reason: "control" }).catch(() => {});
+    await eventually(async () => (await observer.call("connections", control.clientId)) === 2, "the control's reconnect");
+    assert.equal(await observer.call("connections", kicked.clientId), 1, "the kicked client came back");
+    assert.deepEqual(events, [["close", { code: 4409, reason: "account suspended" }]]);
+    await assert.rejects(kicked.call("echo", 1), ConnectionLost);
   });
 
   test("a frame over the server's max_message_size is refused locally, even if queued before the welcome", async () => {

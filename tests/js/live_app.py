@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket
+from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket, signals
 from monument_ws.app_template.app import create_app as create_demo
 from monument_ws.yields import Yield, sync
 
@@ -20,6 +20,21 @@ def create_app(config: Config | None = None) -> web.Application:
     app = create_demo(config)
     ws = app[MONUMENT_WS]
     cancelled = {"count": 0}
+    welcomes: dict[str, int] = {}
+
+    @ws.bus.on(signals.SOCKET_CONNECTED)
+    async def count_welcome(event: str, *, socket: Socket, **_: Any) -> None:
+        welcomes[socket.client_id] = welcomes.get(socket.client_id, 0) + 1
+
+    @ws.handler("connections")
+    async def connections(message: Frame, socket: Socket) -> int:
+        """How many times the client id in ``data`` was welcomed (its first connect and reconnects)."""
+        return welcomes.get(str(message.data), 0)
+
+    @ws.handler("kick")
+    async def kick(message: Frame, socket: Socket) -> None:
+        """Kicks ``data["client_id"]`` with ``data["reason"]`` (close 4409)."""
+        await ws.kick(client_id=str(message.data["client_id"]), reason=str(message.data["reason"]))
 
     @ws.handler("slow")
     async def slow(message: Frame, socket: Socket) -> str:
