@@ -30,6 +30,14 @@
  *   order; after a reconnect the client resubscribes with `since` (offset and
  *   epoch), missed publications are replayed, and `recovered` says whether
  *   none were lost.
+ * - Frame middleware: `outgoing(hook)` sees every frame before it is queued (what it
+ *   throws is thrown by the tell or call that sent it), `incoming(hook)` every frame
+ *   after the welcome before dispatch (a refusal answers or fails whatever waited for
+ *   the frame), `listen(fn)` every frame first, even text that is not JSON.
+ * - Peer queue: `enqueue(data)` resolves once the message is stored for the server's
+ *   `socket.consume()`; messages the server queued for this client wait locally
+ *   (bounded by `queueSize` and `queueTtl`) for `consume(filter)`, each at most once
+ *   (after a reconnect the client says with `queued=` which it already has).
  * - Reconnect: exponential backoff with full jitter
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
  *   close-code table of the protocol (no reconnect after 1000, 1008, 4401,
@@ -430,6 +438,26 @@ function isObject(value) {
   return typeof value === "object" && value !== null;
 }
 
+/**
+ * The frame after one hook: its replacement, or the frame itself when it returned nothing.
+ * @param {FrameHook} hook @param {Record<string, any>} frame
+ * @returns {Record<string, any>}
+ */
+function hooked(hook, frame) {
+  const result = hook(frame);
+  if (result === null || result === undefined) return frame;
+  if (!isObject(result) || Array.isArray(result)) {
+    throw new TypeError("a frame hook must return an object, null or undefined");
+  }
+  return result;
+}
+
+/** @template T @param {T[]} array @param {T} item */
+function removeFrom(array, item) {
+  const index = array.indexOf(item);
+  if (index >= 0) array.splice(index, 1);
+}
+
 // --- the client ---------------------------------------------------------------------
 
 /**
@@ -445,6 +473,9 @@ function isObject(value) {
  *   treat a heartbeat unanswered for that long as a dead connection
  * @property {boolean} [connect=true] open at once (false: wait for `connect()`)
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests inject a fake one)
+ * @property {number} [queueSize=100] peer-queue messages kept for `consume()` (the oldest is dropped first)
+ * @property {number} [queueTtl=120] seconds a peer-queue message waits for `consume()`
+ * @property {() => number} [clock] seconds of a monotonic clock, for `queueTtl` (tests inject one)
  * @property {() => number} [random] random numbers in [0, 1) for the jitter (tests inject one)
  * @property {(fn: () => void, ms: number) => unknown} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
@@ -496,6 +527,19 @@ function isObject(value) {
  */
 
 /** @typedef {(data: any, frame: Record<string, any>) => unknown} Listener */
+
+/**
+ * A frame middleware hook: it gets the decoded frame and may change it in place or return a
+ * replacement object (null or undefined keeps the frame); throwing refuses the frame.
+ * @typedef {(frame: Record<string, any>) => Record<string, any> | null | undefined | void} FrameHook
+ */
+
+/**
+ * A message taken from the peer queue.
+ * @typedef {object} Queued
+ * @property {any} data
+ * @property {number} seq its number in this client's queue (increasing)
+ */
 
 class Pending {
   /**
@@ -638,6 +682,13 @@ export class Client {
     this.queueLimit = options.queueLimit ?? 1000;
     this.callTimeout = options.callTimeout ?? 60;
     this.heartbeat = options.heartbeat ?? true;
+    this.queueSize = options.queueSize ?? 100;
+    this.queueTtl = options.queueTtl ?? 120;
+    /** Peer-queue messages dropped by `queueSize` or `queueTtl` before they were consumed. */
+    this.queueDropped = 0;
+    /** Incoming frames refused by a hook. */
+    this.refused = 0;
+    this._clock = options.clock ?? (() => performance.now() / 1000);
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._random = options.random ?? Math.random;
     this._setTimeout = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
@@ -667,8 +718,16 @@ export class Client {
     this._outbox = [];
     /** @type {Map<string, Set<Listener>>} */
     this._listeners = new Map();
-    /** @type {Set<(frame: Record<string, any>) => unknown>} */
+    /** @type {Set<(frame: any) => unknown>} */
     this._raw = new Set();
+    /** @type {FrameHook[]} */
+    this._incoming = [];
+    /** @type {FrameHook[]} */
+    this._outgoing = [];
+    /** @type {Array<{ data: any, seq: number, expires: number }>} messages the server queued */
+    this._inbox = [];
+    /** The highest peer-queue seq received: the server never sends it again. */
+    this._queueLast = 0;
     /** @type {Map<string, (data: any, frame: Record<string, any>) => unknown>} */
     this._performers = new Map();
     /** @type {Map<string, Subscription>} */
@@ -821,13 +880,42 @@ export class Client {
   }
 
   /**
-   * Call `listener(frame)` with every decoded frame from the server, before dispatch.
+   * Call `listener(frame)` with every frame from the server, the welcome included, before the
+   * hooks and dispatch: the decoded JSON value, or the raw text when it is not JSON. It cannot
+   * change or refuse frames; one that throws is logged and the others still run.
    * Returns a function that removes it.
-   * @param {(frame: Record<string, any>) => unknown} listener
+   * @param {(frame: any) => unknown} listener
    */
   listen(listener) {
     this._raw.add(listener);
     return () => this._raw.delete(listener);
+  }
+
+  /**
+   * Run `hook(frame)` on every frame from the server after the welcome, before dispatch, in
+   * the order the hooks were added (see `FrameHook`). Hooks are synchronous. Throwing refuses
+   * the frame and counts it in `refused`: a server call is answered with `ws:error` and the
+   * error's code, a reply (or a stream's chunk) rejects its call with the error, anything else
+   * is dropped. An error that is not a `MonumentError` is logged and refuses as `internal`.
+   * Returns a function that removes the hook.
+   * @param {FrameHook} hook
+   */
+  incoming(hook) {
+    this._incoming.push(hook);
+    return () => removeFrom(this._incoming, hook);
+  }
+
+  /**
+   * Run `hook(frame)` on every frame before it enters the send queue — calls, tells, streams,
+   * subscribes, heartbeats, cancels, answers to the server's calls — in the order the hooks were
+   * added. What it throws is thrown by the `tell` (or rejects the `call`) that sent the frame,
+   * and nothing is queued. A call sent again after a reconnect (`retry: true`) goes as the hooks
+   * left it; they do not run twice. Returns a function that removes the hook.
+   * @param {FrameHook} hook
+   */
+  outgoing(hook) {
+    this._outgoing.push(hook);
+    return () => removeFrom(this._outgoing, hook);
   }
 
   /**
@@ -879,6 +967,60 @@ export class Client {
    */
   synced(event) {
     return this._synced.get(event);
+  }
+
+  // --- peer queue ------------------------------------------------------------------
+
+  /**
+   * Queue `data` for the server (its `socket.consume()` takes it); resolves with its seq once the
+   * message is stored in the server's broker (for `queue_ttl` seconds, reachable from any
+   * process). Queued while offline like any call; rejects like `call`.
+   * @param {unknown} [data] @param {CallOptions} [options]
+   * @returns {Promise<number>}
+   */
+  async enqueue(data, options) {
+    const reply = await this.call("ws:enqueue", data, options);
+    return reply.seq;
+  }
+
+  /**
+   * Take the oldest message the server queued for this client that `accept(data)` accepts
+   * (any, without `accept`); null when there is none. Messages queued while the client was
+   * away arrive after it reconnects.
+   * @param {(data: any) => boolean} [accept]
+   * @returns {Queued | null}
+   */
+  consume(accept) {
+    this._expireQueued();
+    const index = this._inbox.findIndex((entry) => !accept || accept(entry.data));
+    if (index < 0) return null;
+    const [{ data, seq }] = this._inbox.splice(index, 1);
+    return { data, seq };
+  }
+
+  /** How many queued messages wait for `consume()`. */
+  get enqueued() {
+    this._expireQueued();
+    return this._inbox.length;
+  }
+
+  /** @param {Record<string, any>} frame a `ws:enqueue` push with its integer `seq` */
+  _queued(frame) {
+    if (frame.seq <= this._queueLast) return; // already received (sent again after a reconnect)
+    this._queueLast = frame.seq;
+    this._inbox.push({ data: frame.data, seq: frame.seq, expires: this._clock() + this.queueTtl });
+    while (this._inbox.length > this.queueSize) {
+      this._inbox.shift();
+      this.queueDropped += 1;
+    }
+  }
+
+  _expireQueued() {
+    const now = this._clock();
+    while (this._inbox.length && this._inbox[0].expires < now) {
+      this._inbox.shift();
+      this.queueDropped += 1;
+    }
   }
 
   // --- channels ------------------------------------------------------------------
@@ -1018,6 +1160,12 @@ export class Client {
   /** @param {string} text @param {Pending | null} call @param {boolean} [first] */
   _enqueue(text, call, first = false) {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
+    if (this._outgoing.length) {
+      let frame = JSON.parse(text);
+      for (const hook of [...this._outgoing]) frame = hooked(hook, frame);
+      text = JSON.stringify(frame);
+      if (call) call.text = text;
+    }
     const limit = this.welcome.max_message_size;
     if (typeof limit === "number") {
       const size = new TextEncoder().encode(text).length;
@@ -1069,7 +1217,9 @@ export class Client {
     this._deadSocket = false;
     let ws;
     try {
-      ws = new this._WebSocket(socketUrl(this.url, this.resume), SUBPROTOCOL);
+      const target = new URL(socketUrl(this.url, this.resume));
+      if (this.resume && this._queueLast) target.searchParams.set("queued", String(this._queueLast));
+      ws = new this._WebSocket(target.toString(), SUBPROTOCOL);
     } catch (error) {
       console.warn("monument_ws: cannot open", this.url, error);
       this._dropped(CloseCode.ABNORMAL, String(error));
@@ -1203,23 +1353,60 @@ export class Client {
 
   /** @param {string} text */
   _onText(text) {
-    const frame = decodeFrame(text);
-    if (frame === null) {
-      console.warn("monument_ws: the server sent a frame that is not a JSON object");
-      return;
+    /** @type {any} */
+    let value = text;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      // not JSON: the raw listeners get the text
     }
     for (const listener of [...this._raw]) {
       try {
-        listener(frame);
+        listener(value);
       } catch (error) {
         console.error("monument_ws: a raw listener failed", error);
       }
     }
+    if (value === text || !isObject(value) || Array.isArray(value)) {
+      console.warn("monument_ws: the server sent a frame that is not a JSON object");
+      return;
+    }
+    /** @type {Record<string, any>} */
+    let frame = value;
     if (!this._welcomed) {
       if (classify(frame) === "welcome") this._onWelcome(frame);
       return;
     }
+    if (this._incoming.length) {
+      try {
+        for (const hook of [...this._incoming]) frame = hooked(hook, frame);
+      } catch (error) {
+        this._refuse(frame, error);
+        return;
+      }
+    }
     this._dispatch(frame);
+  }
+
+  /**
+   * An incoming hook refused `frame`: answer or fail whatever waited for it.
+   * @param {Record<string, any>} frame @param {unknown} error
+   */
+  _refuse(frame, error) {
+    this.refused += 1;
+    const known = error instanceof MonumentError;
+    if (!known) console.error("monument_ws: an incoming frame hook failed", error);
+    const refusal = known ? error : new InternalError("internal error");
+    if (Number.isSafeInteger(frame.call) && frame.event !== "ws:error") {
+      try {
+        this._enqueue(JSON.stringify({ event: "ws:error", call: frame.call, error: { code: refusal.code, message: refusal.message } }), null);
+      } catch {
+        // a full queue: the server's call times out
+      }
+      return;
+    }
+    const call = typeof frame.id === "number" ? this._calls.get(frame.id) : undefined;
+    call?.fail(refusal);
   }
 
   /** @param {Record<string, any>} frame */
@@ -1309,6 +1496,10 @@ export class Client {
     const data = isObject(frame.data) ? frame.data : {};
     const channel = typeof frame.channel === "string" ? frame.channel : data.channel;
     const subscription = typeof channel === "string" ? this._subscriptions.get(channel) : undefined;
+    if (event === "ws:enqueue" && Number.isSafeInteger(frame.seq)) {
+      this._queued(frame);
+      return;
+    }
     if (event === "ws:knock") {
       try {
         this._enqueue(JSON.stringify({ event: "ws:heartbeat", data: { channels: [channel] } }), null);

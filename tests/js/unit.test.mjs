@@ -484,6 +484,140 @@ describe("frame handling (fake socket)", () => {
     assert.notEqual(socket(), first, "a new socket was opened");
   });
 
+  test("outgoing hooks stamp every frame before it is queued; a refusal throws at the sender, nothing queued", async () => {
+    const { client, clock, socket } = fakeClient();
+    const seen = [];
+    client.outgoing((frame) => {
+      seen.push(frame.event);
+      if (frame.data === "forbidden-word") throw new Forbidden("the client refuses to send that");
+      frame.sender = "js";
+    });
+    const remove = client.outgoing((frame) => ({ ...frame, dt: seen.length }));
+    client.tell("early", 1); // queued before the welcome: hooked when queued, not again when sent
+    assert.throws(() => client.tell("echo", "forbidden-word"), (e) => e instanceof Forbidden && !e.remote);
+    await assert.rejects(client.call("echo", "forbidden-word"), Forbidden);
+    assert.equal(client.queued, 1);
+    socket().welcome();
+    const retried = client.call("echo", 2, { retry: true });
+    remove();
+    client.tell("late", 3);
+    assert.deepEqual(socket().sent, [
+      { event: "early", data: 1, sender: "js", dt: 1 },
+      { event: "echo", id: 2, data: 2, sender: "js", dt: 4 },
+      { event: "late", data: 3, sender: "js" },
+    ]);
+    socket().drop(1006);
+    assert.deepEqual(clock.fire(125), [125]);
+    socket().welcome();
+    assert.deepEqual(socket().sent, [{ event: "echo", id: 2, data: 2, sender: "js", dt: 4 }], "a retry goes as the hooks left it");
+    socket().receive({ event: "echo", id: 2, data: 2 });
+    assert.equal(await retried, 2);
+    assert.deepEqual(seen, ["early", "echo", "echo", "echo", "late"]);
+  });
+
+  test("incoming hooks rewrite frames; a refusal answers a server call, fails a reply, drops a push", async () => {
+    const { client, socket } = fakeClient();
+    const screened = [];
+    client.incoming((frame) => {
+      screened.push(frame.event);
+      if (frame.data === "secret") throw new Forbidden("screened");
+      if (frame.event === "news") return { ...frame, data: { wrapped: frame.data } };
+      return undefined;
+    });
+    client.incoming((frame) => {
+      if (frame.data === "bug") throw new Error("a bug in the hook");
+    });
+    socket().welcome();
+    assert.deepEqual(screened, [], "the welcome is not hooked");
+    const news = [];
+    client.on("news", (data) => news.push(data));
+    client.perform("confirm", () => "yes");
+    socket().receive({ event: "news", data: 1 });
+    socket().receive({ event: "news", data: "secret" });
+    const refused = client.call("echo", "x");
+    socket().receive({ event: "echo", id: 1, data: "secret" });
+    await assert.rejects(refused, (e) => e instanceof Forbidden && e.message === "screened" && !e.remote);
+    socket().receive({ event: "confirm", call: 7, data: "secret" });
+    const original = console.error;
+    console.error = () => {};
+    try {
+      socket().receive({ event: "confirm", call: 8, data: "bug" });
+    } finally {
+      console.error = original;
+    }
+    socket().receive({ event: "ws:error", call: 9, error: { code: "bad_frame" }, data: "secret" });
+    assert.deepEqual(news, [{ wrapped: 1 }]);
+    assert.equal(client.refused, 5);
+    assert.deepEqual(socket().sent.slice(1), [
+      { event: "ws:error", call: 7, error: { code: "forbidden", message: "screened" } },
+      { event: "ws:error", call: 8, error: { code: "internal", message: "internal error" } },
+    ]);
+  });
+
+  test("listen() gets every frame first: the welcome, frames hooks refuse, text that is not JSON", () => {
+    const { client, socket } = fakeClient();
+    const heard = [];
+    client.listen((frame) => heard.push(frame));
+    client.incoming(() => {
+      throw new Forbidden("nothing gets through");
+    });
+    const original = console.warn;
+    console.warn = () => {};
+    try {
+      socket().welcome();
+      socket().receive({ event: "news", data: 1 });
+      socket().receive("not json");
+      socket().receive("[1, 2]");
+    } finally {
+      console.warn = original;
+    }
+    assert.deepEqual(heard.map((f) => f.event ?? f), ["ws:welcome", "news", "not json", [1, 2]]);
+    assert.equal(client.refused, 1);
+  });
+
+  test("peer queue: ws:enqueue pushes wait for consume(filter), once each, bounded by size and ttl", async () => {
+    let now = 1000;
+    const { client, socket } = fakeClient({ queueSize: 3, queueTtl: 30, clock: () => now });
+    socket().welcome();
+    const pushed = [];
+    client.on("ws:enqueue", (data) => pushed.push(data));
+    assert.equal(client.consume(), null);
+    socket().receive({ event: "ws:enqueue", seq: 1, data: { kind: "invoice", n: 1 } });
+    socket().receive({ event: "ws:enqueue", seq: 2, data: { kind: "note", n: 2 } });
+    socket().receive({ event: "ws:enqueue", seq: 2, data: { kind: "note", n: 2 } }); // sent again: dropped
+    socket().receive({ event: "ws:enqueue", seq: 3, data: { kind: "invoice", n: 3 } });
+    assert.equal(client.enqueued, 3);
+    assert.deepEqual(client.consume((d) => d.kind === "note"), { data: { kind: "note", n: 2 }, seq: 2 });
+    assert.deepEqual(client.consume(), { data: { kind: "invoice", n: 1 }, seq: 1 });
+    assert.equal(client.consume((d) => d.kind === "note"), null);
+    for (const seq of [4, 5, 6]) socket().receive({ event: "ws:enqueue", seq, data: seq });
+    assert.deepEqual([client.enqueued, client.queueDropped], [3, 1], "the oldest is dropped past queueSize");
+    now += 31;
+    assert.deepEqual([client.enqueued, client.queueDropped], [0, 4], "and each waits queueTtl at most");
+    assert.deepEqual(pushed, [], "queued messages are not pushes");
+    const stored = client.enqueue({ kind: "order" });
+    assert.deepEqual(socket().sent.at(-1), { event: "ws:enqueue", id: 1, data: { kind: "order" } });
+    socket().receive({ event: "ws:enqueue", id: 1, data: { seq: 41 } });
+    assert.equal(await stored, 41);
+  });
+
+  test("after a reconnect the client says which queued messages it has (queued= beside resume=)", () => {
+    const { client, clock, socket } = fakeClient();
+    socket().welcome();
+    socket().drop(1006);
+    clock.fire();
+    assert.doesNotMatch(socket().url, /queued=/, "nothing received: nothing to say");
+    socket().welcome();
+    socket().receive({ event: "ws:enqueue", seq: 7, data: "a" });
+    socket().drop(1006);
+    clock.fire();
+    assert.match(socket().url, /[?&]resume=secret-1&queued=7$/);
+    socket().welcome();
+    socket().receive({ event: "ws:enqueue", seq: 7, data: "a" });
+    socket().receive({ event: "ws:enqueue", seq: 8, data: "b" });
+    assert.deepEqual([client.consume()?.data, client.consume()?.data, client.consume()], ["a", "b", null]);
+  });
+
   test("relative URLs follow the page's scheme; resume is a query parameter", () => {
     assert.equal(socketUrl("/ws", null, "https://example.test/app/"), "wss://example.test/ws");
     assert.equal(socketUrl("/ws?a=1", "s", "http://example.test/"), "ws://example.test/ws?a=1&resume=s");
