@@ -7,7 +7,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pathToFileURL } from "node:url";
 
-import { Client, ConnectionLost, NotFound, Timeout, TooLarge } from "../../monument_ws/static/monument.js";
+import { Client, ConnectionLost, Forbidden, NotFound, Timeout, TooLarge } from "../../monument_ws/static/monument.js";
 import { DEADLINE_MS, ROOT, needs, startServer } from "../browser/harness.mjs";
 
 /** Poll `predicate` until true, failing after a generous deadline (never a speed claim). */
@@ -30,6 +30,20 @@ async function within(promise, what) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Import the one `js` block of docs/websockets.md that contains `marker`, with its import of
+ * "/monument_ws/client.js" pointed at the repository's monument.js.
+ */
+async function docsExample(marker) {
+  const docs = readFileSync(path.join(ROOT, "docs", "websockets.md"), "utf8");
+  const blocks = [...docs.matchAll(/^```js\n(.*?)^```/gms)].map((m) => m[1]).filter((code) => code.includes(marker));
+  assert.equal(blocks.length, 1, `one js block of the docs contains ${marker}`);
+  const module = path.join(mkdtempSync(path.join(tmpdir(), "monument-docs-")), "example.mjs");
+  const client = pathToFileURL(path.join(ROOT, "monument_ws", "static", "monument.js")).href;
+  writeFileSync(module, blocks[0].replace('"/monument_ws/client.js"', JSON.stringify(client)));
+  return import(module);
 }
 
 describe("the JS client against a real server", needs(globalThis.WebSocket ? null : "this Node has no WebSocket (run with --experimental-websocket)"), () => {
@@ -196,6 +210,82 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await assert.rejects(kicked.call("echo", 1), ConnectionLost);
   });
 
+  test("frame middleware: the server's stamp reaches incoming hooks, outgoing hooks stamp what the server gets, refusals", async () => {
+    const client = await connect({ connect: false });
+    const heard = [];
+    client.listen((frame) => heard.push(frame));
+    client.outgoing((frame) => {
+      if (frame.data === "forbidden-word") throw new Forbidden("the client refuses to send that");
+      frame.sender = "js-client";
+    });
+    const senders = new Set();
+    client.incoming((frame) => {
+      senders.add(frame.sender);
+      if (frame.data === "secret" || frame.event === "classified") throw new Forbidden("screened");
+      if (frame.event === "news") return { ...frame, data: { wrapped: frame.data } };
+      return undefined;
+    });
+    const news = [];
+    client.on("news", (data) => news.push(data));
+    client.perform("confirm", () => "yes");
+    client.perform("classified", () => "leaked");
+    await client.connect();
+    assert.deepEqual([heard[0].event, heard[0].sender], ["ws:welcome", "live-app"]);
+    assert.equal(await client.call("whoami"), "js-client");
+    assert.throws(() => client.tell("echo", "forbidden-word"), (e) => e instanceof Forbidden && !e.remote);
+    // the server answered "secret"; the client's hook refused the reply
+    await assert.rejects(client.call("echo", "secret"), (e) => e instanceof Forbidden && e.message === "screened" && !e.remote);
+    assert.deepEqual(await client.call("ask", "confirm"), { result: "yes" });
+    assert.deepEqual(await client.call("ask", "classified"), { error: "forbidden" }, "a refused server call is answered");
+    await client.call("push-me", ["secret", 1]); // the pushes arrive before the reply
+    assert.deepEqual(news, [{ wrapped: 1 }]);
+    assert.equal(client.refused, 3);
+    assert.deepEqual([...senders], ["live-app"]);
+    assert.ok(heard.some((f) => f.event === "news" && f.data === "secret"), "listen() saw the refused push");
+  });
+
+  test("peer queues: what the server queued waits for consume(filter); what the client enqueues, the server consumes", async () => {
+    const client = await connect();
+    const observer = await connect();
+    const pushed = [];
+    client.on("ws:enqueue", (data) => pushed.push(data));
+    assert.equal(client.consume(), null);
+    const items = [{ kind: "invoice", n: 1 }, { kind: "note", n: 2 }, { kind: "invoice", n: 3 }];
+    const seqs = await observer.call("queue-for", { client_id: client.clientId, items });
+    await eventually(() => client.enqueued === 3, "three queued messages");
+    assert.deepEqual(client.consume((d) => d.kind === "note"), { data: items[1], seq: seqs[1] });
+    assert.deepEqual(client.consume(), { data: items[0], seq: seqs[0] });
+    assert.equal(client.consume((d) => d.kind === "note"), null);
+    assert.equal(client.enqueued, 1);
+    const mine = [];
+    for (const kind of ["a", "b", "a"]) mine.push(await client.enqueue({ kind }));
+    assert.deepEqual(mine, [...mine].sort((x, y) => x - y));
+    assert.deepEqual(await client.call("take", "b"), [2, { kind: "b" }]);
+    assert.deepEqual(await client.call("take"), [1, { kind: "a" }]);
+    assert.deepEqual(await client.call("take", "b"), [1, null]);
+    assert.deepEqual(await client.call("take"), [0, { kind: "a" }]);
+    assert.deepEqual(pushed, [], "queued messages are not pushes");
+  });
+
+  test("peer queue across a reconnect: each message reaches the client once, in order; queued= clears what it had", async () => {
+    const client = await connect({ random: () => 0 });
+    const observer = await connect();
+    const id = client.clientId;
+    await observer.call("queue-for", { client_id: id, items: [{ n: 1 }] });
+    await eventually(() => client.enqueued === 1, "the live message");
+    const back = new Promise((resolve) => client.on("ws:reconnect", resolve));
+    await assert.rejects(client.call("close-me", { code: 1011, reason: "test" }), ConnectionLost);
+    // Whether this lands while the client is offline or just after it is back, it arrives once.
+    await observer.call("queue-for", { client_id: id, items: [{ n: 2 }] });
+    await within(back, "the reconnect");
+    await eventually(() => client.enqueued === 2, "the message queued meanwhile");
+    assert.equal(client.clientId, id);
+    // The client said it had n: 1 (queued=): the server dropped it from the box and kept n: 2.
+    await eventually(async () => (await observer.call("box", id)).length === 1, "the box without n: 1");
+    assert.deepEqual(await observer.call("box", id), [{ n: 2 }]);
+    assert.deepEqual([client.consume(), client.consume(), client.consume()].map((q) => q?.data ?? null), [{ n: 1 }, { n: 2 }, null]);
+  });
+
   test("a frame over the server's max_message_size is refused locally, even if queued before the welcome", async () => {
     const client = await connect({ connect: false });
     const early = client.call("echo", "x".repeat(5000));
@@ -206,16 +296,10 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
   });
 
   test("the example of docs/websockets.md's browser client section runs", async () => {
-    const docs = readFileSync(path.join(ROOT, "docs", "websockets.md"), "utf8");
-    const blocks = [...docs.matchAll(/^```js\n(.*?)^```/gms)].map((m) => m[1]);
-    const [example] = blocks.filter((code) => code.includes('from "/monument_ws/client.js"'));
-    const module = path.join(mkdtempSync(path.join(tmpdir(), "monument-docs-")), "example.mjs");
-    const client = pathToFileURL(path.join(ROOT, "monument_ws", "static", "monument.js")).href;
-    writeFileSync(module, example.replace('"/monument_ws/client.js"', JSON.stringify(client)));
+    const { main } = await docsExample("export async function main(");
     const log = console.log;
     console.log = () => {};
     try {
-      const { main } = await import(module);
       const result = await main(server.url("/ws"));
       clients.push(result.client);
       assert.deepEqual(result.greeting, { greeting: "Hello from monument_ws!" });
@@ -228,5 +312,44 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     } finally {
       console.log = log;
     }
+  });
+});
+
+describe("the docs' JS examples against the servers of the python examples they name", needs(globalThis.WebSocket ? null : "this Node has no WebSocket (run with --experimental-websocket)"), () => {
+  const servers = [];
+  const clients = [];
+
+  after(async () => {
+    for (const client of clients) client.close();
+    for (const server of servers) await server.stop();
+  });
+
+  async function serve(factory) {
+    const server = await startServer({ app: `tests.js.docs_app:${factory}` });
+    servers.push(server);
+    return server;
+  }
+
+  test("frame middleware: the page stamps what it sends and screens what it gets", async () => {
+    const server = await serve("middleware_app");
+    const { stampAndScreen } = await docsExample("export async function stampAndScreen(");
+    const result = await within(stampAndScreen(server.url("/ws")), "the example");
+    clients.push(result.client);
+    assert.deepEqual(result.pong, {});
+    assert.equal(result.refused, "forbidden");
+    assert.deepEqual(result.stamps, [1, 2, 3]);
+    assert.equal(result.client.refused, 0);
+    const audit = await (await fetch(server.url("/audit"))).json();
+    assert.deepEqual(audit.map((m) => [m.event, m.sender]), [["ws:ping", "page-1"], ["admin:wipe", "page-1"]]);
+  });
+
+  test("peer queue: the page consumes what the server queued and the server what the page queued", async () => {
+    const server = await serve("queue_app");
+    const { queueRoundTrip } = await docsExample("export async function queueRoundTrip(");
+    const result = await within(queueRoundTrip(server.url("/ws")), "the example");
+    clients.push(result.client);
+    assert.deepEqual([result.text, result.total, result.order], ["hello", 12, 1]);
+    assert.ok(Number.isInteger(result.seq) && result.seq > 0);
+    assert.equal(result.client.enqueued, 0);
   });
 });

@@ -9,10 +9,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket, signals
 from monument_ws.app_template.app import create_app as create_demo
+from monument_ws.peerqueue import out_box
 from monument_ws.yields import Yield, sync
 
 
@@ -21,6 +23,11 @@ def create_app(config: Config | None = None) -> web.Application:
     ws = app[MONUMENT_WS]
     cancelled = {"count": 0}
     welcomes: dict[str, int] = {}
+
+    @ws.middleware.outgoing
+    def stamp(frame: dict[str, Any], socket: Socket | None) -> None:
+        """Every frame this server writes carries ``"sender": "live-app"``."""
+        frame["sender"] = "live-app"
 
     @ws.bus.on(signals.SOCKET_CONNECTED)
     async def count_welcome(event: str, *, socket: Socket, **_: Any) -> None:
@@ -80,5 +87,36 @@ def create_app(config: Config | None = None) -> web.Application:
             return {"result": await socket.call(str(message.data), {"why": "test"}, timeout=10)}
         except MonumentWSError as exc:
             return {"error": exc.code.value}
+
+    @ws.handler("whoami")
+    async def whoami(message: Frame, socket: Socket) -> Any:
+        """The ``sender`` key of the request as the server received it (a client hook's stamp)."""
+        return message.raw.get("sender")
+
+    @ws.handler("push-me")
+    async def push_me(message: Frame, socket: Socket) -> None:
+        """Pushes each item of ``data`` to this socket as a ``news`` event, then answers."""
+        for item in message.data:
+            await socket.send("news", item)
+
+    @ws.handler("queue-for")
+    async def queue_for(message: Frame, socket: Socket) -> list[int]:
+        """Queues each of ``data["items"]`` for ``data["client_id"]``; answers their seqs."""
+        client_id = str(message.data["client_id"])
+        return [await ws.enqueue(client_id, item) for item in message.data["items"]]
+
+    @ws.handler("take")
+    async def take(message: Frame, socket: Socket) -> list[Any]:
+        """Consumes this client's oldest queued message of kind ``data`` (any kind: null);
+        answers ``[messages left, the message's data or null]``."""
+        kind = message.data
+        taken = await socket.consume(None if kind is None else lambda d: d.get("kind") == kind)
+        return [await socket.enqueued(), None if taken is None else taken.data]
+
+    @ws.handler("box")
+    async def box(message: Frame, socket: Socket) -> list[Any]:
+        """The data of the messages kept for client id ``data`` (server → client box)."""
+        items = await ws.broker.queue_read(out_box(str(message.data)), 0)
+        return [orjson.loads(item) for _, item in items]
 
     return app
