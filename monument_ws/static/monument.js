@@ -615,7 +615,7 @@ export class Subscription {
     /** @type {boolean | null} after a (re)subscribe: whether every missed publication was replayed */
     this.recovered = null;
     this.active = true;
-    /** @type {Map<string, Set<Function>>} */
+    /** @private @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
   }
 
@@ -629,10 +629,12 @@ export class Subscription {
     let set = this._listeners.get(what);
     if (!set) this._listeners.set(what, (set = new Set()));
     set.add(listener);
-    return () => set.delete(listener);
+    return () => {
+      set.delete(listener);
+    };
   }
 
-  /** @param {string} what @param {unknown} data */
+  /** Hand `data` to the `what` listeners (the client calls it). @param {string} what @param {unknown} data */
   _emit(what, data) {
     for (const listener of [...(this._listeners.get(what) ?? [])]) {
       try {
@@ -657,6 +659,7 @@ export class Subscription {
 export class Periodic {
   /** @param {() => void} cancel */
   constructor(cancel) {
+    /** @private */
     this._cancel = cancel;
     this.cancelled = false;
   }
@@ -688,10 +691,15 @@ export class Client {
     this.queueDropped = 0;
     /** Incoming frames refused by a hook. */
     this.refused = 0;
+    /** @private */
     this._clock = options.clock ?? (() => performance.now() / 1000);
+    /** @private */
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    /** @private */
     this._random = options.random ?? Math.random;
+    /** @private */
     this._setTimeout = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
+    /** @private */
     this._clearTimeout = options.clearTimeout ?? ((handle) => globalThis.clearTimeout(handle));
 
     /** @type {string | null} issued by the server; kept across reconnects */
@@ -708,46 +716,53 @@ export class Client {
     /** Reconnect attempts since the last welcome. */
     this.attempt = 0;
 
-    /** @type {WebSocket | null} */
+    /** @private @type {WebSocket | null} */
     this._ws = null;
+    /** @private */
     this._welcomed = false;
+    /** @private */
     this._nextId = 1;
-    /** @type {Map<number, Pending>} */
+    /** @private @type {Map<number, Pending>} */
     this._calls = new Map();
-    /** @type {Array<{ text: string, call: Pending | null }>} */
+    /** @private @type {Array<{ text: string, call: Pending | null }>} */
     this._outbox = [];
-    /** @type {Map<string, Set<Listener>>} */
+    /** @private @type {Map<string, Set<Listener>>} */
     this._listeners = new Map();
-    /** @type {Set<(frame: any) => unknown>} */
+    /** @private @type {Set<(frame: any) => unknown>} */
     this._raw = new Set();
-    /** @type {FrameHook[]} */
+    /** @private @type {FrameHook[]} */
     this._incoming = [];
-    /** @type {FrameHook[]} */
+    /** @private @type {FrameHook[]} */
     this._outgoing = [];
-    /** @type {Array<{ data: any, seq: number, expires: number }>} messages the server queued */
+    /** @private @type {Array<{ data: any, seq: number, expires: number }>} messages the server queued */
     this._inbox = [];
-    /** The highest peer-queue seq received: the server never sends it again. */
+    /** The highest peer-queue seq received: the server never sends it again. @private */
     this._queueLast = 0;
-    /** @type {Map<string, (data: any, frame: Record<string, any>) => unknown>} */
+    /** @private @type {Map<string, (data: any, frame: Record<string, any>) => unknown>} */
     this._performers = new Map();
-    /** @type {Map<string, Subscription>} */
+    /** @private @type {Map<string, Subscription>} */
     this._subscriptions = new Map();
-    /** @type {Map<string, unknown>} */
+    /** @private @type {Map<string, unknown>} */
     this._synced = new Map();
-    /** @type {Set<any>} */
+    /** @private @type {Set<any>} */
     this._timers = new Set();
-    /** @type {any} */
+    /** @private @type {any} */
     this._retryTimer = null;
-    /** @type {any} */
+    /** @private @type {any} */
     this._beatTimer = null;
+    /** @private */
     this._lastSent = /** @type {Pending | null} */ (null);
+    /** @private */
     this._deadSocket = false;
     /** @type {Promise<void>} resolves at the first welcome; rejects if the client closes first */
     this.ready = new Promise((resolve, reject) => {
+      /** @private */
       this._readyResolve = resolve;
+      /** @private */
       this._readyReject = reject;
     });
     this.ready.catch(() => {});
+    /** @private */
     this._onOnline = () => this._retryNow();
     globalThis.addEventListener?.("online", this._onOnline);
     if (options.connect ?? true) this.connect();
@@ -888,7 +903,9 @@ export class Client {
    */
   listen(listener) {
     this._raw.add(listener);
-    return () => this._raw.delete(listener);
+    return () => {
+      this._raw.delete(listener);
+    };
   }
 
   /**
@@ -1004,7 +1021,7 @@ export class Client {
     return this._inbox.length;
   }
 
-  /** @param {Record<string, any>} frame a `ws:enqueue` push with its integer `seq` */
+  /** @private @param {Record<string, any>} frame a `ws:enqueue` push with its integer `seq` */
   _queued(frame) {
     if (frame.seq <= this._queueLast) return; // already received (sent again after a reconnect)
     this._queueLast = frame.seq;
@@ -1015,6 +1032,7 @@ export class Client {
     }
   }
 
+  /** @private */
   _expireQueued() {
     const now = this._clock();
     while (this._inbox.length && this._inbox[0].expires < now) {
@@ -1078,6 +1096,7 @@ export class Client {
 
   /**
    * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the queue
+   * @private
    */
   async _join(subscription, first) {
     /** @type {Record<string, unknown>} */
@@ -1097,7 +1116,7 @@ export class Client {
     if (!subscription.recovered) subscription.offset = reply.offset;
   }
 
-  /** @param {Subscription} subscription */
+  /** @private @param {Subscription} subscription */
   async _rejoin(subscription) {
     try {
       await this._join(subscription, true);
@@ -1112,7 +1131,11 @@ export class Client {
     this._emit("ws:resubscribed", data, {});
   }
 
-  /** A request sent ahead of everything queued (resubscribing after a reconnect). @param {string} event @param {unknown} data */
+  /**
+   * A request sent ahead of everything queued (resubscribing after a reconnect).
+   * @param {string} event @param {unknown} data
+   * @private
+   */
   async _callFirst(event, data) {
     const { id, call } = this._request(event, data, false, false, true);
     try {
@@ -1127,6 +1150,7 @@ export class Client {
   /**
    * @param {string} event @param {unknown} data @param {boolean} retry @param {boolean} stream
    * @param {boolean} [first]
+   * @private
    */
   _request(event, data, retry, stream, first = false) {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
@@ -1137,7 +1161,7 @@ export class Client {
     return { id, call };
   }
 
-  /** @param {number} id @param {Pending} call */
+  /** @private @param {number} id @param {Pending} call */
   _forget(id, call) {
     if (this._calls.get(id) === call) this._calls.delete(id);
     if (!call.sent) {
@@ -1146,7 +1170,7 @@ export class Client {
     }
   }
 
-  /** @param {number} id @param {Pending} call */
+  /** @private @param {number} id @param {Pending} call */
   _cancelRemote(id, call) {
     if (call.sent && this.connected) {
       try {
@@ -1157,7 +1181,7 @@ export class Client {
     }
   }
 
-  /** @param {string} text @param {Pending | null} call @param {boolean} [first] */
+  /** @private @param {string} text @param {Pending | null} call @param {boolean} [first] */
   _enqueue(text, call, first = false) {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
     if (this._outgoing.length) {
@@ -1179,6 +1203,7 @@ export class Client {
     this._flush();
   }
 
+  /** @private */
   _flush() {
     const ws = this._ws;
     if (!ws || !this._welcomed || ws.readyState !== 1) return;
@@ -1202,7 +1227,7 @@ export class Client {
 
   // --- internals: the connection -------------------------------------------------------
 
-  /** @param {ConnectionState} state */
+  /** @private @param {ConnectionState} state */
   _setState(state) {
     const previous = this.state;
     if (previous === state) return;
@@ -1210,6 +1235,7 @@ export class Client {
     this._emit("ws:state", { state, previous }, {});
   }
 
+  /** @private */
   _open() {
     this._retryTimer = null;
     this._setState(this.clientId ? "reconnecting" : "connecting");
@@ -1238,7 +1264,7 @@ export class Client {
     ws.onerror = () => {}; // a close event always follows
   }
 
-  /** @param {number} code @param {string} reason */
+  /** @private @param {number} code @param {string} reason */
   _dropped(code, reason) {
     this._stopHeartbeat();
     this._welcomed = false;
@@ -1278,7 +1304,7 @@ export class Client {
     this._retryTimer = this._later(() => this._open(), delay * 1000);
   }
 
-  /** The browser says the network is back: skip the rest of the backoff wait. */
+  /** @private The browser says the network is back: skip the rest of the backoff wait. */
   _retryNow() {
     if (this._retryTimer !== null && this.state !== "closed") {
       this._cancel(this._retryTimer);
@@ -1286,7 +1312,7 @@ export class Client {
     }
   }
 
-  /** @param {number} code @param {string} reason @param {boolean} announce */
+  /** @private @param {number} code @param {string} reason @param {boolean} announce */
   _finish(code, reason, announce) {
     if (this.state === "closed") return;
     this.closeCode = code;
@@ -1308,6 +1334,7 @@ export class Client {
 
   // --- internals: heartbeats -------------------------------------------------------------
 
+  /** @private */
   _startHeartbeat() {
     const period = this.welcome.heartbeat;
     if (!this.heartbeat || typeof period !== "number" || period <= 0) return;
@@ -1344,6 +1371,7 @@ export class Client {
     this._beatTimer = this._later(beat, period * 1000);
   }
 
+  /** @private */
   _stopHeartbeat() {
     if (this._beatTimer !== null) this._cancel(this._beatTimer);
     this._beatTimer = null;
@@ -1351,7 +1379,7 @@ export class Client {
 
   // --- internals: incoming ---------------------------------------------------------------
 
-  /** @param {string} text */
+  /** @private @param {string} text */
   _onText(text) {
     /** @type {any} */
     let value = text;
@@ -1391,6 +1419,7 @@ export class Client {
   /**
    * An incoming hook refused `frame`: answer or fail whatever waited for it.
    * @param {Record<string, any>} frame @param {unknown} error
+   * @private
    */
   _refuse(frame, error) {
     this.refused += 1;
@@ -1409,7 +1438,7 @@ export class Client {
     call?.fail(refusal);
   }
 
-  /** @param {Record<string, any>} frame */
+  /** @private @param {Record<string, any>} frame */
   _onWelcome(frame) {
     const reconnected = this.clientId !== null;
     this.welcome = isObject(frame.data) ? frame.data : {};
@@ -1427,7 +1456,7 @@ export class Client {
     this._emit(reconnected ? "ws:reconnect" : "ws:connect", this.welcome, frame);
   }
 
-  /** @param {Record<string, any>} frame */
+  /** @private @param {Record<string, any>} frame */
   _dispatch(frame) {
     const kind = classify(frame);
     const call = typeof frame.id === "number" ? this._calls.get(frame.id) : undefined;
@@ -1458,6 +1487,7 @@ export class Client {
 
   /**
    * @param {Pending} call @param {"chunk" | "end" | "reply"} kind @param {Record<string, any>} frame
+   * @private
    */
   _settle(call, kind, frame) {
     let value = frame.data;
@@ -1472,7 +1502,7 @@ export class Client {
     call.push({ kind, value });
   }
 
-  /** @param {Record<string, any>} frame */
+  /** @private @param {Record<string, any>} frame */
   _publication(frame) {
     const subscription = this._subscriptions.get(frame.channel);
     if (!subscription || frame.offset <= subscription.offset) return; // a duplicate after recovery
@@ -1490,7 +1520,7 @@ export class Client {
     }
   }
 
-  /** @param {Record<string, any>} frame */
+  /** @private @param {Record<string, any>} frame */
   _push(frame) {
     const event = frame.event;
     const data = isObject(frame.data) ? frame.data : {};
@@ -1538,7 +1568,7 @@ export class Client {
     this._emit(event, value, frame);
   }
 
-  /** @param {Record<string, any>} frame */
+  /** @private @param {Record<string, any>} frame */
   async _perform(frame) {
     const number = frame.call;
     const handler = typeof frame.event === "string" ? this._performers.get(frame.event) : undefined;
@@ -1563,7 +1593,7 @@ export class Client {
     }
   }
 
-  /** @param {string} event @param {unknown} data @param {Record<string, any>} frame */
+  /** @private @param {string} event @param {unknown} data @param {Record<string, any>} frame */
   _emit(event, data, frame) {
     for (const listener of [...(this._listeners.get(event) ?? [])]) {
       try {
@@ -1575,7 +1605,7 @@ export class Client {
     }
   }
 
-  /** @param {() => void} fn @param {number} ms */
+  /** @private @param {() => void} fn @param {number} ms */
   _later(fn, ms) {
     const handle = this._setTimeout(() => {
       this._timers.delete(handle);
@@ -1585,7 +1615,7 @@ export class Client {
     return handle;
   }
 
-  /** @param {any} handle */
+  /** @private @param {any} handle */
   _cancel(handle) {
     this._timers.delete(handle);
     this._clearTimeout(handle);

@@ -1,0 +1,52 @@
+// A TypeScript user of monument.js: tests/js/types.test.mjs type-checks this file (never runs it)
+// against the shipped monument.d.ts. Every @ts-expect-error must be an error, so declarations
+// that decay to `any` fail the test too.
+import {
+  Client,
+  CloseCode,
+  Forbidden,
+  MonumentError,
+  type FrameHook,
+  type Message,
+  type Queued,
+} from "../../monument_ws/static/monument.js";
+
+export async function use(): Promise<void> {
+  const client = new Client("/ws", { queueSize: 10, queueTtl: 60, callTimeout: 5, connect: false });
+  const stamp: FrameHook = (frame) => {
+    frame.sender = "ts";
+  };
+  const removeStamp: () => void = client.outgoing(stamp);
+  client.incoming((frame) => {
+    if (frame.data === "secret") throw new Forbidden("screened");
+    return { ...frame, seen: true };
+  });
+  client.listen((frame: unknown) => console.log(frame));
+  client.on("ws:close", (data) => {
+    if (data.code === CloseCode.KICKED) console.log("kicked:", data.reason);
+  });
+  await client.connect();
+  const seq: number = await client.enqueue({ kind: "order" });
+  const taken: Queued | null = client.consume((data) => data.kind === "note");
+  const waiting: number = client.enqueued + client.queueDropped + client.refused;
+  const room = await client.subscribe("chat", (message: Message) => console.log(message.offset));
+  const offset: number = await client.publish("chat", "message", { text: "hi" });
+  for await (const chunk of client.stream("countdown", 3)) console.log(chunk);
+  try {
+    await client.call("greet-me", null, { timeout: 1, retry: false });
+  } catch (error) {
+    if (error instanceof MonumentError) console.log(error.code, error.remote);
+  }
+  console.log(seq, taken?.seq, waiting, room.recovered, offset, client.closeCode, client.closeReason);
+  removeStamp();
+  // @ts-expect-error a call needs its event name
+  await client.call();
+  // @ts-expect-error the internals are private
+  console.log(client._calls);
+  // @ts-expect-error consume takes a filter function
+  client.consume("note");
+  // @ts-expect-error enqueue resolves with a number
+  const wrong: string = await client.enqueue(1);
+  console.log(wrong);
+  client.close();
+}
