@@ -157,7 +157,8 @@ class Config:
     client_path: str = option(
         "/monument_ws/client.js",
         "URL path where the plugin serves the browser client (monument.js, an ES module) "
-        "while the socket route is on; ?v=<version> makes it cacheable for a year. "
+        "while the socket route is on, with its TypeScript declarations beside it "
+        "(client.js -> client.d.ts); ?v=<version> makes both cacheable for a year. "
         "Empty: not served.",
         parse_str,
         aliases=("clientPath",),

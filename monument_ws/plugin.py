@@ -690,7 +690,17 @@ def setup(
         app.router.add_get(cfg.path, plugin.handle_upgrade, name="monument_ws")
         app.on_shutdown.append(plugin.on_shutdown)
         if cfg.client_path:
-            app.router.add_get(cfg.client_path, serve_client, name="monument_ws_client")
+            types = types_path(cfg.client_path)
+            app.router.add_get(
+                cfg.client_path,
+                functools.partial(serve_static, "monument.js", "text/javascript", types),
+                name="monument_ws_client",
+            )
+            app.router.add_get(
+                types,
+                functools.partial(serve_static, "monument.d.ts", "application/typescript", None),
+                name="monument_ws_client_types",
+            )
     if cfg.metrics:
         try:
             from . import metrics
@@ -709,13 +719,22 @@ def setup(
     return plugin
 
 
-async def serve_client(request: web.Request) -> web.Response:
-    """GET ``client_path``: monument.js, the browser client, with validators and cache headers.
+def types_path(client_path: str) -> str:
+    """Where the client's TypeScript declarations are served: ``client.js`` → ``client.d.ts``."""
+    return client_path.removesuffix(".js") + ".d.ts"
+
+
+async def serve_static(
+    name: str, content_type: str, types: str | None, request: web.Request
+) -> web.Response:
+    """GET ``client_path`` (monument.js, the browser client) or its declarations (monument.d.ts),
+    with validators and cache headers.
 
     With ``?v=<the served version>`` the response may be cached for a year
-    (``immutable``); without it, for five minutes and then revalidated by ETag.
+    (``immutable``); without it, for five minutes and then revalidated by ETag. The script's
+    response names its declarations in ``X-TypeScript-Types`` (read by Deno and some bundlers).
     """
-    script = browser_client()
+    script = packaged_static(name)
     headers = {
         "ETag": script.etag,
         "X-Monument-WS-Version": __version__,
@@ -723,10 +742,12 @@ async def serve_client(request: web.Request) -> web.Response:
         if request.query.get("v") == __version__
         else "public, max-age=300, must-revalidate",
     }
+    if types is not None:
+        headers["X-TypeScript-Types"] = types
     if script.etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers=headers)
     return web.Response(
-        body=script.body, content_type="text/javascript", charset="utf-8", headers=headers
+        body=script.body, content_type=content_type, charset="utf-8", headers=headers
     )
 
 
@@ -737,9 +758,9 @@ class ClientScript:
 
 
 @functools.cache
-def browser_client() -> ClientScript:
-    """monument.js as shipped inside the package (read once per process)."""
-    body = resources.files("monument_ws").joinpath("static", "monument.js").read_bytes()
+def packaged_static(name: str) -> ClientScript:
+    """A file of ``monument_ws/static`` as shipped inside the package (read once per process)."""
+    body = resources.files("monument_ws").joinpath("static", name).read_bytes()
     return ClientScript(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
