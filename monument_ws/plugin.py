@@ -456,7 +456,12 @@ class MonumentWS:
         user = session.user
         if user is not None:
             self._per_user[user] = self._per_user.get(user, 0) + 1
-        watcher = asyncio.get_running_loop().create_task(self._watch(socket))
+        # Only sockets with a deadline get a watcher task (an idle socket costs less).
+        watcher = (
+            asyncio.get_running_loop().create_task(self._watch(socket))
+            if cfg.require_auth or socket.session.expires_at is not None
+            else None
+        )
         await self.hub.add(socket)
         try:
             reserved = await self._join_reserved(socket)
@@ -481,7 +486,8 @@ class MonumentWS:
             await self._announce(SOCKET_CONNECTED, socket=socket)
             await socket.serve()
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             for channel in await self.hub.remove(socket):
                 await self._left(socket, channel, closed=True)
             self._release(self._per_ip, ip)
@@ -664,7 +670,7 @@ def setup(
     config: Config | Mapping[str, Any] | None = None,
     *,
     bus: EventBus | None = None,
-    broker: Broker | None = None,
+    broker: Broker | str | None = None,
     clock: Callable[[], float] = time.time,
     **settings: Any,
 ) -> MonumentWS:
@@ -674,11 +680,14 @@ def setup(
     aliases, e.g. ``{"webSocket": "data"}``); ``settings`` override it.
     ``bus`` defaults to the module-level :data:`monument_ws.events`; pass an
     :class:`EventBus` to give this application its own. ``broker`` defaults to
-    the one the ``broker`` setting names (``memory://``). ``clock`` (seconds)
+    the one the ``broker`` setting names (``memory://``); a string here is that
+    setting (``broker="redis://..."``). ``clock`` (seconds)
     drives presence transitions; tests inject a fake one.
     """
     if MONUMENT_WS in app:
         raise RuntimeError("monument_ws.setup() was already called for this application")
+    if isinstance(broker, str):
+        settings["broker"], broker = broker, None
     if isinstance(config, Config):
         cfg = config.replace(**settings) if settings else config
     else:

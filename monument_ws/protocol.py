@@ -225,18 +225,20 @@ def decode(text: str | bytes) -> Frame | Invalid:
 
 def validate(obj: object) -> Frame | Invalid:
     """Check an already parsed client frame (e.g. one a middleware rewrote). Never raises."""
-    if not isinstance(obj, dict):
+    if type(obj) is not dict and not isinstance(obj, dict):
         return Invalid(ErrorCode.BAD_FRAME, "a frame must be a JSON object")
-    request_id: RequestId | None = None
-    if "id" in obj:
-        problem = check_id(obj["id"])
+    request_id = obj.get("id")
+    # type() first: the common id (a small int) is checked without the general function.
+    if request_id is not None and not (type(request_id) is int and 0 <= request_id <= MAX_INT_ID):
+        problem = check_id(request_id)
         if problem is not None:
             return Invalid(ErrorCode.BAD_FRAME, problem)
-        request_id = obj["id"]
+    elif request_id is None and "id" in obj:
+        return Invalid(ErrorCode.BAD_FRAME, check_id(None) or "")
     event = obj.get("event")
     if event is None:
         return Invalid(ErrorCode.MISSING_EVENT, "the frame has no 'event'", request_id)
-    if not isinstance(event, str):
+    if type(event) is not str and not isinstance(event, str):
         return Invalid(ErrorCode.BAD_FRAME, "'event' must be a string", request_id)
     if not 1 <= len(event) <= MAX_EVENT_LENGTH:
         return Invalid(

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
+#: How many event names the router remembers the socket_events verdict of.
+_VERDICTS = 1024
+
 
 class Route(enum.Enum):
     DATA = "data"
@@ -61,6 +64,8 @@ class Router:
     ) -> None:
         self.mode = mode
         self._allowed = compile_patterns(socket_events)
+        #: allowed(event), remembered: the patterns never change after construction
+        self._verdicts: dict[str, bool] = {}
         self._handlers: dict[str, Handler] = {}
         #: The plugs folder's table (event -> handler). Never mutated: a reload
         #: assigns a new mapping, so a lookup sees the old table or the new one,
@@ -107,7 +112,13 @@ class Router:
         )
 
     def route(self, event: str, bus: EventBus) -> Route:
-        if not self.allowed(event):
+        allowed = self._verdicts.get(event)
+        if allowed is None:
+            allowed = self.allowed(event)
+            if len(self._verdicts) >= _VERDICTS:  # event names come from clients: stay bounded
+                self._verdicts.clear()
+            self._verdicts[event] = allowed
+        if not allowed:
             return Route.FORBIDDEN
         if self.mode in (True, "data") and set_event_for(event):
             return Route.DATA

@@ -65,6 +65,15 @@ async def test_setup_twice_fails_loudly(bus):
         monument_ws.setup(app, bus=bus, websocket=True)
 
 
+async def test_broker_keyword_takes_a_url(bus):
+    """``setup(app, broker="memory://")`` is the broker setting, not a Broker object."""
+    from monument_ws.brokers.memory import MemoryBroker
+
+    plugin = monument_ws.setup(web.Application(), bus=bus, broker="memory://")
+    assert plugin.config.broker == "memory://"
+    assert isinstance(plugin.broker, MemoryBroker)
+
+
 async def test_welcome_and_subprotocol(make_server, connect: Connect):
     """The welcome carries client_id, resume, protocol 1; monument.v1 is accepted."""
     client, _ = await make_server(heartbeat=12)
