@@ -1,0 +1,173 @@
+"""The three servers the benchmark compares, each a separate process.
+
+    python bench/servers.py {monument,aiohttp,socketio} PORT [--redis URL]
+
+Every server offers the same four things, each in its own idiom, so the load
+generator (bench/loadgen.mjs) can drive them alike:
+
+* an acked request/response ``echo`` (monument: a handler answering the
+  frame's ``id``; aiohttp: the text frame sent straight back; socket.io: an
+  event whose ack returns the data);
+* a channel ``bench`` to subscribe to (monument: ``ws:subscribe``; aiohttp: a
+  set of sockets; socket.io: a room);
+* a trigger ``fanout`` that makes the server itself send ``count`` messages to
+  that channel (monument: ``ws.publish``; aiohttp: a ``send_str`` loop over the
+  set; socket.io: ``emit(..., room=...)``);
+* with ``--redis``: publish from one process, deliver in another (monument:
+  the Redis broker and ``ws:publish``; aiohttp: redis-py pub/sub relaying to
+  the set; socket.io: ``AsyncRedisManager``).
+
+Compression is off everywhere (the load generator never offers
+permessage-deflate) and heartbeats are long enough not to run during a
+measurement. The runner waits until the port accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+CHANNEL = "bench"
+
+
+def monument_app(redis: str | None, prefix: str) -> web.Application:
+    import monument_ws
+
+    app = web.Application()
+    ws = monument_ws.setup(
+        app,
+        websocket=True,
+        bus=monument_ws.EventBus(),
+        broker=redis or "memory://",
+        broker_prefix=prefix,
+        upgrade_rate=0,
+        rate_limit=1_000_000,  # on, so its per-frame cost is counted, but never reached
+        rate_burst=1_000_000,
+        max_sockets_per_ip=100_000,
+        heartbeat=0,
+        channels={CHANNEL: {"publish": "anyone"}},
+    )
+
+    @ws.handler("echo")
+    async def echo(message: Any, socket: Any) -> Any:
+        return message.data
+
+    @ws.handler("fanout")
+    async def fanout(message: Any, socket: Any) -> int:
+        payload = message.data["payload"]
+        for n in range(message.data["count"]):
+            await ws.publish(CHANNEL, "tick", {"n": n, "payload": payload})
+        return int(message.data["count"])
+
+    return app
+
+
+def aiohttp_app(redis: str | None, prefix: str) -> web.Application:
+    """Raw aiohttp: what a hand-written server does, no protocol and no JSON."""
+    app = web.Application()
+    subscribers: set[web.WebSocketResponse] = set()
+
+    async def fan(text: str) -> None:
+        for sock in list(subscribers):
+            await sock.send_str(text)
+
+    async def handle(request: web.Request) -> web.WebSocketResponse:
+        sock = web.WebSocketResponse(compress=False, max_msg_size=0)
+        await sock.prepare(request)
+        try:
+            async for msg in sock:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                text = msg.data
+                if text == "sub":
+                    subscribers.add(sock)
+                    await sock.send_str("subscribed")
+                elif text.startswith("fanout:"):
+                    _, count, payload = text.split(":", 2)
+                    for n in range(int(count)):
+                        await fan(f'{{"n":{n},"payload":"{payload}"}}')
+                elif text.startswith("pub:"):
+                    await app["redis"].publish(prefix + CHANNEL, text[4:])
+                else:
+                    await sock.send_str(text)
+        finally:
+            subscribers.discard(sock)
+        return sock
+
+    app.router.add_get("/ws", handle)
+    if redis:
+        import redis.asyncio as aioredis
+
+        async def relay(app: web.Application) -> Any:
+            client = aioredis.from_url(redis)
+            app["redis"] = client
+            pubsub = client.pubsub()
+            await pubsub.subscribe(prefix + CHANNEL)
+
+            async def pump() -> None:
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        await fan(message["data"].decode())
+
+            task = asyncio.create_task(pump())
+            yield
+            task.cancel()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await client.aclose()
+
+        app.cleanup_ctx.append(relay)
+    return app
+
+
+def socketio_app(redis: str | None, prefix: str) -> web.Application:
+    import socketio  # type: ignore[import-untyped]
+
+    manager = socketio.AsyncRedisManager(redis, channel=prefix) if redis else None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp", client_manager=manager, ping_interval=300, ping_timeout=300
+    )
+    app = web.Application()
+    sio.attach(app)
+
+    @sio.on("echo")  # type: ignore[untyped-decorator]
+    async def echo(sid: str, data: Any) -> Any:
+        return data
+
+    @sio.on("sub")  # type: ignore[untyped-decorator]
+    async def sub(sid: str, data: Any = None) -> str:
+        await sio.enter_room(sid, CHANNEL)
+        return "subscribed"
+
+    @sio.on("fanout")  # type: ignore[untyped-decorator]
+    async def fanout(sid: str, data: Any) -> int:
+        for n in range(data["count"]):
+            await sio.emit("tick", {"n": n, "payload": data["payload"]}, room=CHANNEL)
+        return int(data["count"])
+
+    @sio.on("pub")  # type: ignore[untyped-decorator]
+    async def pub(sid: str, data: Any) -> None:
+        await sio.emit("tick", data, room=CHANNEL)
+
+    return app
+
+
+APPS = {"monument": monument_app, "aiohttp": aiohttp_app, "socketio": socketio_app}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("server", choices=APPS)
+    parser.add_argument("port", type=int)
+    parser.add_argument("--redis")
+    parser.add_argument("--prefix", default="bench:")
+    args = parser.parse_args()
+    app = APPS[args.server](args.redis, args.prefix)
+
+    web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The benchmark suite stays runnable: bench/run.py --quick against every server.
+
+Figures are not asserted (they belong to docs/benchmarks.md, measured by hand);
+what is asserted are counts: every request answered, every fan-out message and
+every publication through Redis delivered to every subscriber, every idle socket
+opened, for monument_ws, raw aiohttp and python-socketio alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REDIS_URL, redis_available
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_suite_delivers_everything(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("the benchmark's load generator needs Node.js")
+        pytest.skip("the benchmark's load generator needs Node.js (>= 20) on PATH")
+    redis_available()
+    out = tmp_path / "results.json"
+    subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--reps", "1", "--json", str(out),
+         "--redis", REDIS_URL],
+        cwd=ROOT, check=True, timeout=300, capture_output=True,
+    )  # fmt: skip
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"rpc-100", "fanout", "idle", "redis"}
+    for scenario, runs in results.items():
+        assert set(runs) == {"monument", "aiohttp", "socketio"}, scenario
+        for server, (row,) in runs.items():
+            where = f"{scenario} on {server}"
+            if scenario == "rpc-100":
+                assert row["operations"] > 0, where
+                assert row["p99_ms"] >= row["p50_ms"] > 0, where
+            elif scenario == "idle":
+                assert row["operations"] == 50, where
+                assert row["rss_growth_bytes"] > 0, where
+            else:
+                assert row["operations"] == row["expected"], where
+            if scenario != "idle":
+                assert row["server_cpu_s"] >= 0, where
