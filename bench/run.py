@@ -38,6 +38,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,8 +49,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SERVERS = ("monument", "aiohttp", "socketio")
-LABELS = {"monument": "monument_ws", "aiohttp": "raw aiohttp", "socketio": "python-socketio"}
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+LABELS = {
+    "monument": "monument_ws",
+    "monument+hook": "monument_ws + outgoing hook",
+    "aiohttp": "raw aiohttp",
+    "socketio": "python-socketio",
+}
 TICK = os.sysconf("SC_CLK_TCK")
 #: The interpreter the servers run on (--python): this one unless told otherwise.
 PYTHON = sys.executable
@@ -62,6 +67,8 @@ class Scenario:
     unit: str  # what one operation is
     spec: dict[str, Any]
     redis: bool = False
+    #: more server kinds this scenario runs, e.g. monument_ws with an outgoing frame hook
+    extra: tuple[str, ...] = ()
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -69,18 +76,26 @@ def scenarios(quick: bool) -> list[Scenario]:
     if quick:
         return [
             Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(10, 0.2, 0.5)),
-            Scenario("fanout", "fan-out, 1,000 subscribers", "deliveries", fanout(20, 10)),
+            Scenario(
+                "fanout", "fan-out, 1,000 subscribers", "deliveries", fanout(20, 10), extra=HOOK
+            ),
             Scenario("idle", "10,000 idle sockets", "sockets", idle(50)),
             Scenario("redis", "two processes through Redis", "deliveries", redis_(5, 20, 1), True),
         ]
     return [
         Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(100, 1, 4)),
         Scenario("rpc-1000", "acked echo, 1,000 sockets", "requests", rpc(1000, 1, 4)),
-        Scenario("fanout", "fan-out of 200 messages to 1,000 subscribers", "deliveries", fanout(1000, 200)),
+        Scenario("fanout", "fan-out of 200 messages to 1,000 subscribers", "deliveries",
+                 fanout(1000, 200), extra=HOOK),
         Scenario("idle", "10,000 idle sockets", "sockets", idle(10_000)),
         Scenario("redis", "two processes through Redis at 10,000 deliveries/s", "deliveries",
                  redis_(100, 100, 5), True),
     ]  # fmt: skip
+
+
+#: Fan-out also runs monument_ws with an outgoing hook stamping sender/dt on every frame:
+#: what frame middleware costs when frames are encoded once for all subscribers.
+HOOK = ("monument+hook",)
 
 
 def rpc(sockets: int, warmup: float, duration: float) -> dict[str, Any]:
@@ -201,7 +216,7 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 
 def measure(scenario: Scenario, kind: str, redis_url: str | None) -> dict[str, Any]:
-    spec = dict(scenario.spec, server=kind)
+    spec = dict(scenario.spec, server=kind.split("+")[0])  # the wire format to speak
     if scenario.redis:
         assert redis_url, "the redis scenario needs --redis"
         prefix = f"bench{os.getpid()}{time.monotonic_ns()}:"
@@ -297,12 +312,12 @@ def tables(results: dict[str, dict[str, list[dict[str, Any]]]], chosen: list[Sce
             out.append(
                 f"Median of {reps} runs; RSS growth of the server process per open socket.\n"
             )
-            out.append("| server | KiB per socket | vs monument_ws |")
+            out.append("| server | KiB per socket | monument_ws uses |")
             out.append("|---|---:|---:|")
             ours = median(runs.get("monument", []), "bytes_per_socket")
             for kind, rows in runs.items():
                 value = median(rows, "bytes_per_socket") or 0
-                ratio = f"{value / ours:.2f}x" if ours else "-"
+                ratio = f"{ours / value:.2f}x" if ours and value and kind != "monument" else "-"
                 out.append(f"| {LABELS[kind]} | {value / 1024:.1f} | {ratio} |")
             out.append("")
             continue
@@ -317,7 +332,7 @@ def tables(results: dict[str, dict[str, list[dict[str, Any]]]], chosen: list[Sce
         ours = median(runs.get("monument", []), "per_cpu_s")
         for kind, rows in runs.items():
             value = median(rows, "per_cpu_s") or 0
-            ratio = f"{ours / value:.2f}x" if ours and value and kind != "monument" else "-"
+            ratio = f"{ours / value:.2f}x" if ours and value and "monument" not in kind else "-"
             p50, p99 = median(rows, "p50_ms"), median(rows, "p99_ms")
             out.append(
                 f"| {LABELS[kind]} | {value:,.0f} | {ratio} | {median(rows, 'per_s') or 0:,.0f} | "
@@ -354,12 +369,16 @@ def environment() -> str:
     )
 
 
-def write_docs(text: str) -> None:
+def write_docs(section: str, text: str) -> None:
+    """Replace the text between ``<!-- bench:SECTION:begin -->`` and its end marker."""
     path = ROOT / "docs" / "benchmarks.md"
+    begin, end = f"<!-- bench:{section}:begin -->", f"<!-- bench:{section}:end -->"
     doc = path.read_text()
-    head, _, rest = doc.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    path.write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"docs/benchmarks.md has no {begin} ... {end} markers")
+    head, _, rest = doc.partition(begin)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{begin}\n{text}\n{end}{tail}")
 
 
 def chart(
@@ -379,9 +398,7 @@ def chart(
         base = median(runs.get("aiohttp", []), key)
         if not base:
             continue
-        names.append(
-            scenario.title.replace(" through Redis", "\nthrough Redis").replace(", ", ",\n")
-        )
+        names.append(textwrap.fill(scenario.title, 24))
         for kind in SERVERS:
             value = median(runs.get(kind, []), key) or 0
             # Memory: fewer bytes is better, so plot aiohttp's bytes over the server's.
@@ -423,8 +440,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--write", action="store_true", help="update docs/benchmarks.md and the chart"
     )
+    parser.add_argument(
+        "--section", default="main", help="which generated part of docs/benchmarks.md to replace"
+    )
     parser.add_argument("--json", type=Path, default=HERE / "results.json")
     parser.add_argument("--python", default=sys.executable, help="interpreter the servers run on")
+    parser.add_argument(
+        "--render", type=Path, help="measure nothing: write the tables and chart of a results file"
+    )
     args = parser.parse_args(argv)
     global PYTHON
     PYTHON = args.python
@@ -435,10 +458,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         chosen = [s for s in chosen if s.name in wanted]
     kinds = args.servers.split(",")
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    if args.render:
+        saved: dict[str, Any] = json.loads(args.render.read_text())
+        chosen = [s for s in scenarios(saved["quick"]) if s.name in saved["results"]]
+        results = saved["results"]
+        text = tables(results, chosen)
+        print(text)
+        if args.write:
+            publish(args.section, saved["environment"], text, results, chosen)
+        return saved
     for scenario in chosen:
-        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+        order = [*kinds, *(k for k in scenario.extra if "monument" in kinds)]
+        runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in order}
         for rep in range(args.reps):
-            for kind in kinds:
+            for kind in order:
                 row = measure(scenario, kind, args.redis)
                 runs[kind].append(row)
                 print(f"{scenario.name:9} {kind:9} rep {rep + 1}: {summarise(row)}", flush=True)
@@ -448,9 +481,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report = {"environment": environment(), "quick": args.quick, "results": results}
     args.json.write_text(json.dumps(report, indent=1))
     if args.write:
-        write_docs(f"Run on {report['environment']}.\n\n{text}\n![chart](benchmarks.png)\n")
-        chart(results, chosen, ROOT / "docs" / "benchmarks.png")
+        publish(args.section, report["environment"], text, results, chosen)
     return report
+
+
+def publish(
+    section: str,
+    environment: str,
+    text: str,
+    results: dict[str, dict[str, list[dict[str, Any]]]],
+    chosen: list[Scenario],
+) -> None:
+    image = "benchmarks.png" if section == "main" else f"benchmarks-{section}.png"
+    write_docs(section, f"Run on {environment}.\n\n{text}\n![chart]({image})\n")
+    chart(results, chosen, ROOT / "docs" / image)
 
 
 def summarise(row: dict[str, Any]) -> str:
