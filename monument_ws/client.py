@@ -536,8 +536,11 @@ class Client:
     def incoming(self, hook: FrameHook) -> FrameHook:
         """Run ``hook(frame) -> dict | None`` on every frame from the server after the welcome,
         before dispatch (a dict replaces the frame). Raising a MonumentWSError refuses it:
-        a server call is answered with ``ws:error`` and that code, a reply fails its call
-        with that error, and a push is dropped (counted in ``refused``)."""
+        a server call is answered with ``ws:error`` and that code, a reply (or a stream's
+        chunk) fails its call with that error, and a push is dropped (counted in
+        ``refused``). Any other exception, or a return value that is neither a dict nor
+        None, is logged and refuses the frame as ``internal`` (:class:`InternalError`); the
+        connection and the hooks stay in place, as in monument.js."""
         self._incoming.append(hook)
         return hook
 
@@ -810,6 +813,10 @@ class Client:
             except MonumentWSError as exc:
                 self._refuse(obj, exc)
                 return
+            except Exception:
+                log.exception("an incoming frame hook failed")
+                self._refuse(obj, InternalError("internal error"))
+                return
         parsed = protocol.classify(obj)
         if parsed is None:
             log.warning("the server sent a frame that is not a JSON object with an event")
@@ -950,7 +957,11 @@ _ANSWERS = frozenset({Kind.REPLY, Kind.CHUNK, Kind.END, Kind.ERROR})
 
 def _hooked(hook: FrameHook, frame: dict[str, Any]) -> dict[str, Any]:
     result = hook(frame)
-    return frame if result is None else result
+    if result is None:
+        return frame
+    if not isinstance(result, dict):
+        raise TypeError("a frame hook must return a dict or None")
+    return result
 
 
 async def _maybe_await(value: Any) -> Any:
