@@ -681,8 +681,9 @@ class Client:
                     if await self._welcomed(ws, reconnected=opened_once):
                         opened_once = True
                         attempt = 0
-                        await self._serve(ws)
-                    code = ws.close_code
+                        code = await self._serve(ws)
+                    if code is None:
+                        code = ws.close_code
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("connection attempt failed: %s", exc)
                 code = CloseCode.ABNORMAL
@@ -729,7 +730,12 @@ class Client:
         await self._emit("ws:reconnect" if reconnected else "ws:connect", self.welcome)
         return True
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """Read frames until the connection ends; the code of the server's close frame, if one
+        came. It is taken from the frame, not from ``ws.close_code``: aiohttp replaces that by
+        1006 when our close reply cannot be written. A draining server (1001) closes its side
+        right after its close frame, so a client busy in a listener just then finds its
+        transport gone, and would otherwise report a lost connection."""
         writer = self._spawn(self._write(ws))
         beat = self._spawn(self._heartbeats()) if self.heartbeat else None
         try:
@@ -740,13 +746,13 @@ class Client:
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
                     self.close_reason = msg.extra if isinstance(msg.extra, str) else ""
                     await ws.close()
-                    return
+                    return int(msg.data) if isinstance(msg.data, int) else None
                 elif msg.type in (
                     aiohttp.WSMsgType.CLOSING,
                     aiohttp.WSMsgType.CLOSED,
                     aiohttp.WSMsgType.ERROR,
                 ):
-                    return
+                    return None
         finally:
             writer.cancel()
             if beat is not None:
