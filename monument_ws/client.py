@@ -536,8 +536,11 @@ class Client:
     def incoming(self, hook: FrameHook) -> FrameHook:
         """Run ``hook(frame) -> dict | None`` on every frame from the server after the welcome,
         before dispatch (a dict replaces the frame). Raising a MonumentWSError refuses it:
-        a server call is answered with ``ws:error`` and that code, a reply fails its call
-        with that error, and a push is dropped (counted in ``refused``)."""
+        a server call is answered with ``ws:error`` and that code, a reply (or a stream's
+        chunk) fails its call with that error, and a push is dropped (counted in
+        ``refused``). Any other exception, or a return value that is neither a dict nor
+        None, is logged and refuses the frame as ``internal`` (:class:`InternalError`); the
+        connection and the hooks stay in place, as in monument.js."""
         self._incoming.append(hook)
         return hook
 
@@ -678,8 +681,9 @@ class Client:
                     if await self._welcomed(ws, reconnected=opened_once):
                         opened_once = True
                         attempt = 0
-                        await self._serve(ws)
-                    code = ws.close_code
+                        code = await self._serve(ws)
+                    if code is None:
+                        code = ws.close_code
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.debug("connection attempt failed: %s", exc)
                 code = CloseCode.ABNORMAL
@@ -726,7 +730,12 @@ class Client:
         await self._emit("ws:reconnect" if reconnected else "ws:connect", self.welcome)
         return True
 
-    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """Read frames until the connection ends; the code of the server's close frame, if one
+        came. It is taken from the frame, not from ``ws.close_code``: aiohttp replaces that by
+        1006 when our close reply cannot be written. A draining server (1001) closes its side
+        right after its close frame, so a client busy in a listener just then finds its
+        transport gone, and would otherwise report a lost connection."""
         writer = self._spawn(self._write(ws))
         beat = self._spawn(self._heartbeats()) if self.heartbeat else None
         try:
@@ -737,13 +746,13 @@ class Client:
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
                     self.close_reason = msg.extra if isinstance(msg.extra, str) else ""
                     await ws.close()
-                    return
+                    return int(msg.data) if isinstance(msg.data, int) else None
                 elif msg.type in (
                     aiohttp.WSMsgType.CLOSING,
                     aiohttp.WSMsgType.CLOSED,
                     aiohttp.WSMsgType.ERROR,
                 ):
-                    return
+                    return None
         finally:
             writer.cancel()
             if beat is not None:
@@ -809,6 +818,10 @@ class Client:
                     obj = _hooked(hook, obj)
             except MonumentWSError as exc:
                 self._refuse(obj, exc)
+                return
+            except Exception:
+                log.exception("an incoming frame hook failed")
+                self._refuse(obj, InternalError("internal error"))
                 return
         parsed = protocol.classify(obj)
         if parsed is None:
@@ -950,7 +963,11 @@ _ANSWERS = frozenset({Kind.REPLY, Kind.CHUNK, Kind.END, Kind.ERROR})
 
 def _hooked(hook: FrameHook, frame: dict[str, Any]) -> dict[str, Any]:
     result = hook(frame)
-    return frame if result is None else result
+    if result is None:
+        return frame
+    if not isinstance(result, dict):
+        raise TypeError("a frame hook must return a dict or None")
+    return result
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -99,6 +99,9 @@ else:
         return asyncio.get_running_loop().create_task(coro)
 
 
+#: Chunks a stream sends before it hands the event loop over, even when none had to wait.
+_STREAM_YIELD_EVERY = 64
+
 #: A ``ws:`` command offered by a layer above: ``await command(socket, frame)`` is the reply.
 Command = Callable[["Socket", Frame], Awaitable[Any]]
 
@@ -838,14 +841,22 @@ class Socket:
         """Send each item as a chunk (a push without an id), then ``end``.
 
         Each chunk waits for the send queue to drain, so a fast generator is
-        slowed down to the client's pace instead of overflowing the queue.
+        slowed down to the client's pace instead of overflowing the queue. A
+        generator that never awaits, read by a client that keeps up, never has
+        to wait: every ``_STREAM_YIELD_EVERY`` chunks the stream yields to the
+        event loop anyway, so it cannot starve the other sockets until it ends.
         An ERROR or NOT_FOUND yield ends the reply and closes the generator.
         """
+        chunks = 0
         async with contextlib.aclosing(items):  # type: ignore[type-var]
             async for item in items:
                 if not await self._deliver(frame, request, item, final=False):
                     return
                 await self.drain()
+                chunks += 1
+                if chunks == _STREAM_YIELD_EVERY:
+                    chunks = 0
+                    await asyncio.sleep(0)
         if frame.id is not None:
             await self._answer(request, protocol.end(frame.event, frame.id))
 

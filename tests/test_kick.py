@@ -115,6 +115,8 @@ async def test_kick_a_user_with_two_sockets_on_two_processes(servers, redis_pref
         await eventually(lambda: on_a.state == on_b.state == "closed", "both sockets closed")
         for c in (on_a, on_b):
             assert (c.close_code, c.close_reason) == (4409, "account suspended")
+        # ws:close is emitted from a task the client starts as it turns "closed": wait for it.
+        await eventually(lambda: bool(events["a"] and events["b"]), "ws:close on both clients")
         # "closed" is final: a client that meant to reconnect would be "reconnecting" and
         # would have said ws:offline first
         for name in ("a", "b"):

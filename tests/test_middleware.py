@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from monument_ws import Forbidden
+from monument_ws import Forbidden, MonumentWSError
 from monument_ws.client import Client
-from tests.conftest import eventually
+from monument_ws.errors import InternalError
+from tests.conftest import DEADLINE, eventually
 
 
 async def test_server_outgoing_hook_stamps_every_frame_and_fan_out_once(make_server, connect):
@@ -185,6 +186,63 @@ async def test_client_hooks_stamp_and_refuse_both_ways(make_server):
         await socket.send("news", 1)
         await eventually(lambda: news == [{"wrapped": 1}], "the wrapped push")
         assert c.refused == 3
+
+
+async def test_client_incoming_hook_bug_refuses_as_internal_and_the_connection_lives(
+    make_server, caplog
+):
+    """A hook that raises something else than a MonumentWSError (or returns something else
+    than a dict or None) refuses the frame as ``internal``, like monument.js: a server call
+    gets a ws:error, a reply fails its call, a push is dropped; it is logged, and the same
+    connection goes on serving."""
+    client, ws = await make_server()
+
+    @ws.handler("echo")
+    async def echo(message, socket):
+        return message.data
+
+    @ws.handler("ask")
+    async def ask(message, socket):
+        try:
+            return await socket.call("confirm", message.data, timeout=DEADLINE)
+        except MonumentWSError as exc:
+            return f"{exc.code.value}: {exc.message}"
+
+    c = Client(str(client.make_url("/ws")))
+
+    @c.incoming
+    def buggy(frame):
+        if frame.get("data") == "boom":
+            raise RuntimeError("a bug in the hook")
+        if frame.get("data") == "list":
+            return [frame]
+        return None
+
+    news: list[Any] = []
+    lifecycle: list[str] = []
+    c.on("news", news.append)
+    c.on("ws:offline", lambda data: lifecycle.append("offline"))
+    c.on("ws:reconnect", lambda data: lifecycle.append("reconnect"))
+    c.perform("confirm", lambda data: "yes")
+    async with c:
+        client_id = c.client_id
+        (socket,) = list(ws.hub)
+        with pytest.raises(InternalError, match="internal error") as refused:
+            await c.call("echo", "boom", timeout=DEADLINE)
+        assert refused.value.remote is False
+        with pytest.raises(InternalError):
+            await c.call("echo", "list", timeout=DEADLINE)
+        assert await c.call("ask", "boom", timeout=DEADLINE) == "internal: internal error"
+        await socket.send("news", "boom")
+        await socket.send("news", 1)
+        await eventually(lambda: news == [1], "the push after the refused one")
+        assert c.refused == 4
+        assert await c.call("echo", "still here", timeout=DEADLINE) == "still here"
+        assert (c.state, c.client_id, lifecycle) == ("open", client_id, [])
+        assert list(ws.hub) == [socket]
+    failures = [r for r in caplog.records if r.name == "monument_ws.client" and r.exc_info]
+    assert len(failures) == 4
+    assert "an incoming frame hook failed" in failures[0].getMessage()
 
 
 async def test_client_raw_listener_sees_every_frame(make_server):

@@ -8,8 +8,12 @@ max_queued limits (tests/test_routing.py).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import os
 import random
+import socket as pysocket
+import threading
 from typing import Any
 
 from monument_ws import ConnectionLost, Forbidden, Timeout
@@ -97,6 +101,76 @@ async def test_streamed_reply_in_order_and_terminated(make_server, connect: Conn
     assert frames == [*chunks, {"event": "count", "id": "s", "end": True}]
     await eventually(lambda: sockets[0].running == 0, "the handler finished")
     assert await frames_until(peer, "fence") == [{"event": "ws:ping", "id": "fence", "data": {}}]
+
+
+def _read_stream_raw(port: int, request: bytes, events: list[str]) -> None:
+    """A consumer as fast as a socket can be read, in a thread: a hand-made WebSocket
+    handshake, one masked request frame, then raw reads until the stream's end frame.
+    It keeps the server's transport buffer empty, so the server never has to wait for it."""
+    with pysocket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        received = b""
+        while b"ws:welcome" not in received:
+            data = sock.recv(65536)
+            if not data:
+                events.append("closed before the welcome")
+                return
+            received += data
+        assert len(request) < 126
+        mask = os.urandom(4)
+        masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(request))
+        sock.sendall(bytes([0x81, 0x80 | len(request)]) + mask + masked)
+        tail = b""
+        while True:
+            data = sock.recv(1 << 20)
+            if not data:
+                events.append("closed before the end")
+                return
+            if b'"end":true' in tail + data:
+                events.append("end")
+                return
+            tail = data[-32:]
+
+
+async def test_a_stream_that_never_awaits_lets_other_sockets_be_served(
+    make_server, connect: Connect
+):
+    """A generator that never awaits, read by a client that keeps up, takes the fast write
+    path for every chunk; the stream still hands the event loop over regularly, so another
+    socket's ws:ping is answered while the generator still has chunks to give — before the
+    stream's end frame is sent and arrives."""
+    client, ws = await make_server()
+    started = asyncio.Event()
+    events: list[str] = []
+
+    @ws.handler("long")
+    async def long(message, socket):
+        started.set()
+        for i in range(200_000):
+            yield i
+        events.append("generator done")  # the end frame is sent after this
+
+    other = await connect(client)
+    consumer = threading.Thread(
+        target=_read_stream_raw,
+        args=(client.port, b'{"event":"long","id":1}', events),
+        daemon=True,
+    )
+    consumer.start()
+    async with asyncio.timeout(DEADLINE):
+        await started.wait()
+    reply = await other.request({"event": "ws:ping", "id": "p"})
+    assert reply == {"event": "ws:ping", "id": "p", "data": {}}
+    events.append("pong")
+    await asyncio.to_thread(consumer.join, DEADLINE)
+    assert events == ["pong", "generator done", "end"]
 
 
 async def test_cancelling_a_stream(make_server, connect: Connect):

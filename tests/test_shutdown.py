@@ -48,6 +48,53 @@ async def test_drain_refuses_upgrades_finishes_requests_then_closes_with_1001(
     assert ws.stats.drained == 5
 
 
+async def test_a_python_client_busy_when_drained_reports_1001_and_reconnects(make_server):
+    """The server closes its side right after its 1001 close frame. A Python client that is
+    not reading just then (an async listener is running) finds its transport gone when it
+    answers that close frame; it still reports the code the server sent — 1001, not 1006 —
+    and reconnects after a jittered delay, keeping its client_id."""
+    client, ws = await make_server()
+    entered, release = asyncio.Event(), asyncio.Event()
+    offline: list[int] = []
+    delays: list[float] = []
+
+    async def recorded_sleep(delay: float) -> None:
+        delays.append(delay)
+        await asyncio.sleep(0)
+
+    c = Client(
+        str(client.make_url("/ws")), heartbeat=False, random=lambda: 0.5, sleep=recorded_sleep
+    )
+
+    async def busy(data: object) -> None:
+        entered.set()
+        await release.wait()
+
+    c.on("work", busy)
+    c.on("ws:offline", lambda data: offline.append(data["code"]))
+    reconnected = asyncio.Event()
+    c.on("ws:reconnect", lambda data: reconnected.set())
+    async with c:
+        client_id = c.client_id
+        (socket,) = list(ws.hub)
+        await socket.send("work")
+        async with asyncio.timeout(DEADLINE):
+            await entered.wait()
+        assert await ws.hub.drain(0, 10, 1.0) == 1
+        connection = c._ws
+        assert connection is not None
+        await eventually(
+            lambda: connection.get_extra_info("peername") is None,
+            "the client's transport lost the connection",
+        )
+        release.set()
+        async with asyncio.timeout(DEADLINE):
+            await reconnected.wait()
+        assert offline == [1001]
+        assert delays == [0.5 * c.backoff_initial]  # random() * the first backoff step
+        assert (c.client_id, c.connected) == (client_id, True)
+
+
 DRAIN_PERIOD = 5.0
 CLIENTS = 500
 

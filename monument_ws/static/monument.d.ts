@@ -129,6 +129,9 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *   close-code table of the protocol (no reconnect after 1000, 1008, 4401,
  *   4403, 4409; 4029 waits `longDelay` more; after 1009 the offending frame is
  *   not sent again). The `resume` secret keeps the `client_id`.
+ * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
+ *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
+ *   the one in use), so a page moves to another process when one drains (1001).
  *
  * @module monument
  */
@@ -255,11 +258,16 @@ export class Periodic {
 /** A monument_ws connection that reconnects, resumes and queues by itself. */
 export class Client {
     /**
-     * @param {string | URL} [url="/ws"] the socket URL; relative URLs resolve against the page
+     * @param {string | URL | Array<string | URL>} [url="/ws"] the socket URL, or every URL the
+     *   client may use (each process or load balancer), tried in turn; relative URLs resolve
+     *   against the page
      * @param {ClientOptions} [options]
      */
-    constructor(url?: string | URL, options?: ClientOptions);
-    url: string | URL;
+    constructor(url?: string | URL | Array<string | URL>, options?: ClientOptions);
+    /** @type {Array<string | URL>} every server URL this client may use, in the order tried */
+    urls: Array<string | URL>;
+    /** @private */
+    private _urlIndex;
     reconnect: boolean;
     backoffInitial: number;
     backoffMax: number;
@@ -347,6 +355,8 @@ export class Client {
     connect(): Promise<void>;
     /** Close for good (code 1000): no reconnect; waiting calls fail with ConnectionLost. */
     close(code?: number, reason?: string): void;
+    /** The server URL in use (or being tried) now: one of `urls`. */
+    get url(): string | URL;
     get connected(): boolean;
     /** Frames waiting in the offline queue. */
     get queued(): number;

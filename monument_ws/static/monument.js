@@ -43,6 +43,9 @@
  *   close-code table of the protocol (no reconnect after 1000, 1008, 4401,
  *   4403, 4409; 4029 waits `longDelay` more; after 1009 the offending frame is
  *   not sent again). The `resume` secret keeps the `client_id`.
+ * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
+ *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
+ *   the one in use), so a page moves to another process when one drains (1001).
  *
  * @module monument
  */
@@ -672,11 +675,17 @@ export class Periodic {
 /** A monument_ws connection that reconnects, resumes and queues by itself. */
 export class Client {
   /**
-   * @param {string | URL} [url="/ws"] the socket URL; relative URLs resolve against the page
+   * @param {string | URL | Array<string | URL>} [url="/ws"] the socket URL, or every URL the
+   *   client may use (each process or load balancer), tried in turn; relative URLs resolve
+   *   against the page
    * @param {ClientOptions} [options]
    */
   constructor(url = "/ws", options = {}) {
-    this.url = url;
+    /** @type {Array<string | URL>} every server URL this client may use, in the order tried */
+    this.urls = Array.isArray(url) ? [...url] : [url];
+    if (!this.urls.length) throw new TypeError("Client needs at least one URL");
+    /** @private */
+    this._urlIndex = 0;
     this.reconnect = options.reconnect ?? true;
     this.backoffInitial = options.backoffInitial ?? 0.25;
     this.backoffMax = options.backoffMax ?? 30;
@@ -782,6 +791,11 @@ export class Client {
     const ws = this._ws;
     this._finish(code, reason, false);
     if (ws && ws.readyState <= 1) ws.close(code, reason);
+  }
+
+  /** The server URL in use (or being tried) now: one of `urls`. */
+  get url() {
+    return this.urls[this._urlIndex];
   }
 
   get connected() {
@@ -1261,7 +1275,16 @@ export class Client {
       const code = this._deadSocket ? CloseCode.ABNORMAL : event.code;
       this._dropped(code, event.reason || "");
     };
-    ws.onerror = () => {}; // a close event always follows
+    ws.onerror = () => {
+      // Browsers fire close in the same task as error. Node 20's WebSocket fires no close when
+      // the connection cannot be made (a server down): a socket still connecting after that
+      // task counts as dropped, so the client retries, on the next URL when it has several.
+      this._later(() => {
+        if (this._ws !== ws || ws.readyState !== 0) return;
+        this._ws = null;
+        this._dropped(CloseCode.ABNORMAL, "the connection failed");
+      }, 0);
+    };
   }
 
   /** @private @param {number} code @param {string} reason */
@@ -1301,6 +1324,7 @@ export class Client {
     this.attempt += 1;
     this._setState(this.clientId ? "reconnecting" : "connecting");
     this._emit("ws:offline", { code, reason, delay }, {});
+    this._urlIndex = (this._urlIndex + 1) % this.urls.length;
     this._retryTimer = this._later(() => this._open(), delay * 1000);
   }
 

@@ -178,6 +178,41 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.deepEqual(seen.slice(-2), offsets);
   });
 
+  test("several URLs (the docs' failover example): a client on a process that drains moves to the next one; one created while the first is down starts on the second", async () => {
+    const { failover } = await docsExample("export async function failover(");
+    const args = ["--heartbeat", "0.3", "--secret", "live-test"];
+    const first = await startServer({ app: "tests.js.live_app:create_app", args });
+    const second = await startServer({ app: "tests.js.live_app:create_app", args });
+    const urls = [first.url("/ws"), second.url("/ws")];
+    const log = console.log;
+    console.log = () => {};
+    try {
+      const client = await within(failover(urls), "the first connection");
+      clients.push(client);
+      assert.deepEqual(client.urls, urls);
+      assert.equal(client.url, urls[0]);
+      const id = client.clientId;
+      const offline = [];
+      client.on("ws:offline", ({ code }) => offline.push([code, client.url]));
+      const reconnected = new Promise((resolve) => client.on("ws:reconnect", resolve));
+      await first.stop(); // SIGTERM: the first process drains its sockets with 1001
+      await within(reconnected, "the reconnect to the second process");
+      assert.equal(client.url, urls[1]);
+      assert.equal(client.clientId, id, "resumed: the processes share the secret");
+      assert.deepEqual(offline, [[1001, urls[0]]]);
+      assert.equal(await client.call("connections", id), 1, "welcomed once by the second process");
+      const late = await within(failover(urls), "the connection to the second process");
+      clients.push(late);
+      assert.equal(late.url, urls[1]);
+      assert.equal(await late.call("echo", "served"), "served");
+      assert.throws(() => new Client([]), TypeError);
+    } finally {
+      console.log = log;
+      await first.stop();
+      await second.stop();
+    }
+  });
+
   test("a server close with 4401 is final: no reconnect, ws:close with the reason", async () => {
     const client = await connect();
     const closed = new Promise((resolve) => client.on("ws:close", resolve));

@@ -39,6 +39,12 @@ export async function use(): Promise<void> {
   }
   console.log(seq, taken?.seq, waiting, room.recovered, offset, client.closeCode, client.closeReason);
   removeStamp();
+  const spread = new Client(["ws://a.example/ws", new URL("ws://b.example/ws")], { connect: false });
+  const current: string | URL = spread.url;
+  const every: Array<string | URL> = spread.urls;
+  console.log(current, every);
+  // @ts-expect-error the URL in use is read-only: the client moves along `urls` by itself
+  spread.url = "ws://c.example/ws";
   // @ts-expect-error a call needs its event name
   await client.call();
   // @ts-expect-error the internals are private

@@ -399,6 +399,48 @@ describe("frame handling (fake socket)", () => {
     assert.deepEqual(socket().sent.at(-1), { event: "ws:heartbeat", data: { channels: ["room"] } });
   });
 
+  test("several URLs: each drop or failed attempt moves to the next, round and round, resume secret along", () => {
+    FakeSocket.all = [];
+    const clock = new FakeClock();
+    const urls = ["ws://a.test/ws", "ws://b.test/ws"];
+    const client = new Client(urls, { WebSocket: FakeSocket, setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout, random: () => 0.5 });
+    const offline = [];
+    client.on("ws:offline", ({ code }) => offline.push([code, client.url]));
+    assert.deepEqual([client.urls, client.url, FakeSocket.all[0].url], [urls, urls[0], "ws://a.test/ws"]);
+    FakeSocket.all[0].welcome();
+    FakeSocket.all[0].drop(1001);
+    assert.equal(client.url, urls[1]);
+    clock.fire();
+    assert.equal(FakeSocket.all[1].url, "ws://b.test/ws?resume=secret-1");
+    FakeSocket.all[1].drop(1006); // the attempt failed
+    clock.fire();
+    assert.equal(FakeSocket.all[2].url, "ws://a.test/ws?resume=secret-1");
+    FakeSocket.all[2].welcome();
+    assert.deepEqual(offline, [[1001, urls[0]], [1006, urls[1]]]);
+    assert.equal(client.state, "open");
+    assert.throws(() => new Client([], { connect: false }), TypeError);
+    client.close();
+  });
+
+  test("an error no close follows (Node 20's WebSocket, server down) is a drop; with a close, the close counts", () => {
+    const { client, clock, socket } = fakeClient();
+    const offline = [];
+    client.on("ws:offline", ({ code, reason }) => offline.push([code, reason]));
+    const first = socket();
+    first.onerror({});
+    assert.deepEqual(offline, [], "not before the task that would carry the close is over");
+    assert.deepEqual(clock.fire(0), [0]);
+    assert.deepEqual(offline, [[1006, "the connection failed"]]);
+    clock.fire();
+    const second = socket();
+    assert.notEqual(second, first);
+    second.onerror({});
+    second.drop(1006, "refused"); // a browser: close in the same task
+    clock.fire(0);
+    assert.deepEqual(offline, [[1006, "the connection failed"], [1006, "refused"]]);
+    client.close();
+  });
+
   test("after a drop: backoff, resume secret, resubscribe with since, calls lost or retried", async () => {
     const { client, clock, socket } = fakeClient();
     const offline = [], states = [];
