@@ -33,6 +33,22 @@ from aiohttp import WSMsgType, web
 CHANNEL = "bench"
 
 
+def hooked_app(redis: str | None, prefix: str) -> web.Application:
+    """monument_ws with an outgoing frame hook stamping ``sender`` and ``dt`` on every frame."""
+    import time
+
+    import monument_ws
+
+    app = monument_app(redis, prefix)
+
+    @app[monument_ws.MONUMENT_WS].middleware.outgoing
+    def stamp(frame: dict[str, Any], sock: Any) -> None:
+        frame["sender"] = "bench"
+        frame["dt"] = time.time()
+
+    return app
+
+
 def monument_app(redis: str | None, prefix: str) -> web.Application:
     import monument_ws
 
@@ -154,7 +170,12 @@ def socketio_app(redis: str | None, prefix: str) -> web.Application:
     return app
 
 
-APPS = {"monument": monument_app, "aiohttp": aiohttp_app, "socketio": socketio_app}
+APPS = {
+    "monument": monument_app,
+    "monument+hook": hooked_app,
+    "aiohttp": aiohttp_app,
+    "socketio": socketio_app,
+}
 
 
 def main() -> None:
