@@ -19,7 +19,7 @@ import re
 import shutil
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,16 @@ DEFAULT_APP = "monument_ws.app_template.app:create_app"
 #: What ``run`` changes from the schema's defaults: it serves sockets.
 RUN_DEFAULTS = {"websocket": True}
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def project_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--project DIR``: the existing directory a scaffolding command writes into."""
+    return click.option(
+        "--project",
+        type=click.Path(file_okay=False, exists=True, path_type=Path),
+        default=".",
+        help=help_text,
+    )
 
 
 def _config_options(fn: Any) -> Any:
@@ -299,12 +309,7 @@ async def test_{name}_over_http_and_socket():
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
-@click.option(
-    "--project",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=".",
-    help="The app made by `monument-ws new` (default: the current directory).",
-)
+@project_option("The app made by `monument-ws new` (default: the current directory).")
 def data(name: str, project: Path) -> None:
     """Add a data provider NAME (data:get:NAME → data:set:NAME) with its test, wired in."""
     if not name.isidentifier() or keyword.iskeyword(name) or not name.islower():
@@ -441,12 +446,7 @@ _PLUG_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("name")
-@click.option(
-    "--project",
-    type=click.Path(file_okay=False, exists=True, path_type=Path),
-    default=".",
-    help="The directory holding plugs/ and tests/ (default: the current directory).",
-)
+@project_option("The directory holding plugs/ and tests/ (default: the current directory).")
 def generate(name: str, project: Path) -> None:
     """Write plugs/NAME.py answering the event NAME (chat/send: plugs/chat/send.py), and its test."""
     segments = name.split("/")

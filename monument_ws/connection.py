@@ -542,7 +542,7 @@ class Socket:
             if request.answered:
                 return False
             request.answered = True
-        return await self.send_raw(frame, OUT_REPLY)
+        return self._reply_now(frame) or await self.send_raw(frame, OUT_REPLY)
 
     async def _fail(
         self, request_id: RequestId | None, request: _Request | None, code: ErrorCode, message: str
@@ -828,12 +828,9 @@ class Socket:
             result = await result
         if isinstance(result, Yield):
             await self._deliver(frame, request, result, final=True)
-        elif request is not None and not request.answered:
+        elif request is not None:
             # The common case, a plain value answering an id, without _deliver's generality.
-            request.answered = True
-            reply = protocol.reply(frame.event, frame.id, result)
-            if not self._reply_now(reply):
-                await self.send_raw(reply, OUT_REPLY)
+            await self._answer(request, protocol.reply(frame.event, frame.id, result))
 
     async def _stream(
         self, frame: Frame, request: _Request | None, items: AsyncIterator[Any]

@@ -45,6 +45,7 @@ class Publisher:
                 "reach its subscribers; use the servers' redis:// broker"
             )
         self.namespaces = Namespaces(self.config.channels)
+        self.queues = PeerQueues(self.broker, self.config.queue_size, self.config.queue_ttl)
 
     async def __aenter__(self) -> Publisher:
         await self.broker.start()
@@ -72,9 +73,7 @@ class Publisher:
 
     async def enqueue(self, client_id: str, data: Any = None) -> int:
         """Queue ``data`` for ``client_id`` (see :mod:`monument_ws.peerqueue`); returns its seq."""
-        return await PeerQueues(self.broker, self.config.queue_size, self.config.queue_ttl).enqueue(
-            client_id, data
-        )
+        return await self.queues.enqueue(client_id, data)
 
     async def kick(
         self,
