@@ -134,30 +134,3 @@ def _trusted(address: str, trusted: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(entry, strict=False) for entry in trusted)
-
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; ``take()`` says whether one was available."""
-
-    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = burst
-        self._last = clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-        self._last = now
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    @property
-    def full(self) -> bool:
-        now = self._clock()
-        return self._tokens + (now - self._last) * self.rate >= self.burst

@@ -46,7 +46,6 @@ from .auth import (
     ResumeTokens,
     Session,
     SessionParser,
-    TokenBucket,
     channel_of_session,
     channel_of_user,
     client_ip,
@@ -54,8 +53,10 @@ from .auth import (
 from .brokers.base import Broker
 from .bus import EventBus, events
 from .channels import Namespaces, allows
+from .commands import Commands, RequestCommand
 from .config import Config
-from .connection import Command, Socket
+from .connection import INLINE_COMMANDS, Socket
+from .dispatch import Dispatcher
 from .errors import (
     BadFrame,
     Forbidden,
@@ -67,6 +68,7 @@ from .errors import (
 )
 from .hub import Hub
 from .kick import Kick
+from .limits import TokenBucket
 from .middleware import Middleware
 from .peerqueue import QUEUE_EVENT, QUEUED_PARAM, PeerQueues
 from .plugs import Plugs
@@ -132,7 +134,7 @@ class MonumentWS:
         #: The application's own Prometheus registry (with ``metrics`` on), never the global one.
         self.metrics_registry: Any = None
         self.tokens = ResumeTokens(config.secret, config.resume_ttl)
-        self.commands: dict[str, Command] = {
+        requests: dict[str, RequestCommand] = {
             "ws:subscribe": self._subscribe_command,
             "ws:unsubscribe": self._unsubscribe_command,
             "ws:publish": self._publish_command,
@@ -141,6 +143,11 @@ class MonumentWS:
             "ws:auth": self._auth_command,
             QUEUE_EVENT: self._enqueue_command,
         }
+        #: every ``ws:`` command: the socket's own (inline) and the server's (requests)
+        self.commands = Commands(INLINE_COMMANDS, requests)
+        self.dispatcher = Dispatcher(
+            config, bus, self.router, self.stats, self.commands, self.middleware, self._fanout
+        )
 
     # --- server API ---------------------------------------------------------
 
@@ -439,16 +446,10 @@ class MonumentWS:
             request,
             client_id=client_id,
             resumed=resumed_id is not None,
-            config=cfg,
-            bus=self.bus,
-            router=self.router,
-            stats=self.stats,
-            commands=self.commands,
-            middleware=self.middleware,
-            fanout=self._fanout,
+            dispatch=self.dispatcher,
+            ip=ip,
+            queues=self.queues,
         )
-        socket.ip = ip
-        socket.queues = self.queues
         logs.bind(socket.id, client_id)
         self._set_session(socket, session)
         self.stats.connections += 1

@@ -125,7 +125,7 @@ def test_encoders_write_what_clients_read():
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-(2**63), 2**64 - 1)
+    | st.integers(-(2**63), 2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=10),
     lambda children: (
@@ -174,6 +174,43 @@ def test_encode_decode_round_trip(event, request_id, data):
     got = protocol.decode(protocol.encode(frame))
     assert isinstance(got, Frame)
     assert (got.event, got.id, got.data, got.has_data) == (event, request_id, data, True)
+
+
+@pytest.mark.parametrize(
+    "literal", ["9223372036854775808", "18446744073709551616", "-9223372036854775809", "1" * 40]
+)
+def test_integers_outside_signed_64_bits_are_bad_frames(literal):
+    """An integer a 64-bit peer cannot hold, anywhere in the frame, is a bad_frame with the id;
+    a JSON parser would otherwise make it a float or an unsigned integer without a word."""
+    text = f'{{"event":"echo","id":3,"data":{{"n":[1,{literal}]}}}}'
+    for raw in (text, text.encode()):
+        got = protocol.decode(raw)
+        assert got == Invalid(
+            ErrorCode.BAD_FRAME, "integers must be within the signed 64-bit range", 3
+        )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [2**63 - 1, -(2**63), "12345678901234567890123", 1.5e300, 12345678901234567890.5, [1e19]],
+)
+def test_in_range_integers_long_digit_strings_and_floats_decode(data):
+    """The 64-bit edges, digits inside strings and long floats are no reason to refuse."""
+    got = protocol.decode(json.dumps({"event": "echo", "id": 1, "data": data}).encode())
+    assert isinstance(got, Frame)
+    assert got.data == data
+
+
+def test_bytes_that_are_not_utf8_close_with_1007():
+    """Invalid UTF-8 in a text frame is no JSON error: the connection closes with 1007."""
+    got = protocol.decode(b'{"event":"echo","data":"\xff\xfe"}')
+    assert isinstance(got, Invalid)
+    assert got.close is protocol.CloseCode.INVALID_DATA
+    assert protocol.CloseCode.INVALID_DATA.reconnect is protocol.Reconnect.NEVER
+    plain = protocol.decode(b'{"event": nope}')
+    assert isinstance(plain, Invalid)
+    assert plain.close is None
+    assert plain.code == "bad_json"
 
 
 def test_non_finite_floats_become_null():

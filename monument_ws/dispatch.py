@@ -1,0 +1,200 @@
+"""Running one admitted request: its route, the handler, data events, streams, typed yields.
+
+One :class:`Dispatcher` serves every socket of a server (it holds no
+per-socket state, so an idle socket costs nothing here). The socket decides
+*whether* a request runs (its :class:`~monument_ws.request_table.RequestTable`)
+and *when* (its task); the dispatcher decides *what* runs and turns the result
+into frames, which it hands back to the socket's answer and send methods.
+
+* A handler's return value, or each item of an async generator, is the reply;
+  an exception becomes an error frame (``internal`` with a generic message for
+  anything not a :class:`~monument_ws.errors.MonumentWSError`; the traceback
+  goes to the server log only).
+* Streams: each chunk waits until the socket's send queue has drained, so a
+  fast generator is slowed to the client's pace instead of getting the socket
+  closed as a slow consumer; every ``_STREAM_YIELD_EVERY`` chunks the stream
+  hands the loop over anyway, so a generator that never awaits cannot starve
+  other sockets. An ERROR or NOT_FOUND yield is the request's final answer
+  and closes the generator.
+* SYNC yields are computed from the socket's remembered objects and queued
+  with no await in between, so one socket's patches arrive in the order they
+  were made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import CoroutineType
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .errors import MonumentWSError, NotFound
+from .protocol import ErrorCode, Frame
+from .router import Route, Router
+from .yields import Yield, YieldType
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+    from .commands import Commands
+    from .config import Config
+    from .connection import Socket
+    from .middleware import Middleware
+    from .request_table import Request
+    from .stats import Stats
+
+#: Chunks a stream sends before it hands the event loop over, even when none had to wait.
+_STREAM_YIELD_EVERY = 64
+
+#: Sends a BROADCAST yield: ``await fanout(event, data, channel)`` (channel None: every socket).
+Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
+
+
+class Dispatcher:
+    """What every socket of one server shares: settings, bus, handlers, commands, counters."""
+
+    __slots__ = ("bus", "commands", "config", "fanout", "middleware", "router", "stats")
+
+    def __init__(
+        self,
+        config: Config,
+        bus: EventBus,
+        router: Router,
+        stats: Stats,
+        commands: Commands,
+        middleware: Middleware | None = None,
+        fanout: Fanout | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.router = router
+        self.stats = stats
+        self.commands = commands
+        self.middleware = middleware
+        self.fanout = fanout
+
+    def route(self, event: str) -> Route:
+        """The route of an application event (commands are routed by the socket's reader)."""
+        return self.router.route(event, self.bus)
+
+    async def run(self, socket: Socket, frame: Frame, route: Route, request: Request) -> None:
+        """Run ``request`` to its one final answer; never raises but CancelledError."""
+        request_id = frame.id
+        started = time.perf_counter()
+        try:
+            if route is Route.HANDLER:
+                await self._run_handler(socket, frame, request)
+            elif route is Route.DATA:
+                value = await self.bus.ask(
+                    frame.event,
+                    frame.data,
+                    timeout=self.config.data_timeout,
+                    message=frame.raw,
+                    socket=socket,
+                )
+                set_event = protocol.set_event_for(frame.event)
+                assert set_event is not None
+                # Data events are answered even without an id, as monument did.
+                await socket.answer(request, protocol.reply(set_event, request_id, value))
+            elif route is Route.COMMAND:
+                result = await self.commands.requests[frame.event](socket, frame)
+                if request_id is not None:
+                    await socket.answer(request, protocol.reply(frame.event, request_id, result))
+            else:
+                values = await self.bus.emit(
+                    frame.event, frame.data, message=frame.raw, socket=socket
+                )
+                if request_id is not None:
+                    value = next((v for v in values if v is not None), None)
+                    await socket.answer(request, protocol.reply(frame.event, request_id, value))
+        except MonumentWSError as exc:
+            await socket.fail(request, exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            socket.log.exception("handler for %r failed", frame.event)
+            await socket.fail(request, ErrorCode.INTERNAL, "internal error")
+        finally:
+            self.stats.route_latency(route.value).observe(time.perf_counter() - started)
+
+    async def _run_handler(self, socket: Socket, frame: Frame, request: Request) -> None:
+        handler = self.router.get(frame.event)
+        if handler is None:  # removed (e.g. by a hot reload) after routing
+            raise NotFound(f"no handler for event {frame.event!r}")
+        result = handler(frame, socket)
+        if type(result) is not CoroutineType:
+            if inspect.isasyncgen(result):
+                await self._stream(socket, frame, request, result)
+                return
+            if inspect.isawaitable(result):
+                result = await result
+        else:
+            result = await result
+        if isinstance(result, Yield):
+            await self._deliver(socket, frame, request, result, final=True)
+        elif frame.id is not None:
+            # The common case, a plain value answering an id, without _deliver's generality.
+            await socket.answer(request, protocol.reply(frame.event, frame.id, result))
+
+    async def _stream(
+        self, socket: Socket, frame: Frame, request: Request, items: AsyncIterator[Any]
+    ) -> None:
+        """Send each item as a chunk, then ``end`` (see the module's guarantees)."""
+        chunks = 0
+        async with contextlib.aclosing(items):  # type: ignore[type-var]
+            async for item in items:
+                if not await self._deliver(socket, frame, request, item, final=False):
+                    return
+                await socket.drain()
+                chunks += 1
+                if chunks == _STREAM_YIELD_EVERY:
+                    chunks = 0
+                    await asyncio.sleep(0)
+        if frame.id is not None:
+            await socket.answer(request, protocol.end(frame.event, frame.id))
+
+    async def _deliver(
+        self, socket: Socket, frame: Frame, request: Request, item: Any, *, final: bool
+    ) -> bool:
+        """Send one value a handler yielded, or returned (``final``); False: stop it."""
+        if request.answered:
+            return False
+        kind = item.type if isinstance(item, Yield) else YieldType.MESSAGE
+        if kind is YieldType.ERROR or kind is YieldType.NOT_FOUND:
+            await socket.fail(request, item.code, item.message)
+            return False
+        if kind is YieldType.BROADCAST:
+            if self.fanout is None:
+                raise RuntimeError("broadcast yields need a socket served by monument_ws.setup()")
+            await self.fanout(item.event or frame.event, item.data, item.channel)
+            if final and frame.id is not None:
+                await socket.answer(request, protocol.reply(frame.event, frame.id, None))
+            return True
+        event = frame.event
+        body: dict[str, Any]
+        if isinstance(item, Yield):
+            event = item.event or frame.event
+            if kind is YieldType.SYNC:
+                mode, data = socket.sync_state().frame_data(event, item.data)
+                body = {"sync": mode, "data": data}
+            elif kind.is_custom:
+                body = {"type": kind.value, "data": item.data}
+            else:
+                body = {"data": item.data}
+        else:
+            body = {"data": item}
+        if frame.id is None or event != frame.event:
+            sent = await socket.send_raw(protocol.encode({"event": event, **body}))
+            if final and frame.id is not None:  # the request still gets its one answer
+                return await socket.answer(request, protocol.reply(frame.event, frame.id, None))
+            return sent
+        if final:
+            return await socket.answer(
+                request, protocol.encode({"event": event, "id": frame.id, **body})
+            )
+        return await socket.send_raw(
+            protocol.encode({"event": event, "id": frame.id, **body, "more": True})
+        )

@@ -1,0 +1,294 @@
+"""The send path alone: one writer, order, the bound, overflow, drain and close.
+
+A fake transport stands in for the socket and behaves as asyncio's does: a
+write lands in its buffer, the protocol is paused above the high-water mark
+and resumed at the low-water mark, and the test plays the client by taking
+bytes out of the buffer (or not). The invariants of :mod:`monument_ws.sender`
+are checked on the sender's own counters and on every write the fake saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monument_ws.protocol import text_frame
+from monument_ws.sender import Sender
+from monument_ws.stats import Stats
+
+HIGH, LOW = 1024, 256
+
+
+class FakeTransport:
+    """asyncio's flow control without a network: the test decides what the client reads."""
+
+    def __init__(self) -> None:
+        self.buffered = 0
+        self.written: list[bytes] = []
+        self.peak = 0  # the most ever buffered right after a write
+        self.closing = False
+        self.resumed = asyncio.Event()
+        self.resumed.set()
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "written after close"
+        self.written.append(data)
+        self.buffered += len(data)
+        self.peak = max(self.peak, self.buffered)
+        if self.buffered > HIGH:
+            self.resumed.clear()
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return LOW, HIGH
+
+    def read(self, n: int) -> None:
+        """The client reads ``n`` bytes."""
+        self.buffered = max(0, self.buffered - n)
+        if self.buffered <= LOW:
+            self.resumed.set()
+
+    async def wait_writable(self) -> None:
+        if self.closing:
+            raise ConnectionResetError("lost")
+        await self.resumed.wait()
+        if self.closing:
+            raise ConnectionResetError("lost")
+
+    def lose(self) -> None:
+        self.closing = True
+        self.resumed.set()
+
+
+def make(
+    transport: FakeTransport, max_frames: int = 100, max_bytes: int = 10_000
+) -> tuple[Sender, list[tuple[int, int]]]:
+    overflows: list[tuple[int, int]] = []
+    sender = Sender(
+        transport,
+        transport.wait_writable,
+        max_frames=max_frames,
+        max_bytes=max_bytes,
+        on_overflow=lambda frames, queued: overflows.append((frames, queued)),
+        stats=Stats(),
+    )
+    return sender, overflows
+
+
+def payloads(written: list[bytes]) -> list[bytes]:
+    """The JSON payloads of whole text frames (none of the tests' is 64 KiB or more)."""
+    return [frame[2:] if frame[1] < 126 else frame[4:] for frame in written]
+
+
+async def test_an_idle_sender_writes_at_once_without_a_task():
+    """Nothing queued and room in the transport: written in the call, no writer task."""
+    transport = FakeTransport()
+    sender, _ = make(transport)
+    assert sender.offer(b'{"event":"a"}')
+    assert transport.written == [text_frame(b'{"event":"a"}')]
+    assert not sender.busy
+    assert sender.peak_writers == 0
+
+
+async def test_a_paused_transport_queues_and_one_writer_writes_in_order():
+    """Above the high-water mark frames queue; once the client reads they go out in order."""
+    transport = FakeTransport()
+    sender, _ = make(transport)
+    transport.write(b"x" * (HIGH + 1))  # a client that stopped reading
+    frames = [b'{"n":%d}' % i for i in range(20)]
+    assert all(sender.offer(f) for f in frames)
+    assert sender.queued == 20
+    assert sender.busy
+    await asyncio.sleep(0)
+    assert len(transport.written) == 1  # still paused: nothing more written
+    transport.read(10**6)
+    await sender.drain()
+    assert payloads(transport.written[1:]) == frames
+    assert sender.peak_writers == 1
+    assert not sender.busy
+    assert sender.queued_bytes == 0
+
+
+async def test_many_producers_in_one_loop_turn_never_start_two_writers():
+    """Finding 1 of the socket-core issue, socket-free: producers that run in the same loop
+    turn while the client does not read get one writer, and the queue keeps its bound."""
+    transport = FakeTransport()
+    sender, overflows = make(transport, max_frames=1000, max_bytes=4_000)
+    big = b'{"pad":"' + b"p" * 90 + b'"}'
+
+    async def publisher() -> None:
+        for _ in range(50):
+            sender.offer(big)
+            await asyncio.sleep(0)
+
+    transport.write(b"x" * (HIGH + 1))
+    await asyncio.gather(*(publisher() for _ in range(4)))
+    assert sender.peak_writers == 1
+    assert sender.peak_bytes <= 4_000
+    assert overflows
+    assert len(overflows) == 1
+    assert sender.closed
+    assert not sender.offer(big)
+    assert transport.peak <= HIGH + 1  # nothing was written past the mark
+
+
+async def test_overflow_by_frames_or_bytes_drops_the_queue_once():
+    """The frame that crosses either limit is refused, the queue dropped, on_overflow once."""
+    for max_frames, max_bytes in ((5, 10**6), (10**6, 50)):
+        transport = FakeTransport()
+        sender, overflows = make(transport, max_frames=max_frames, max_bytes=max_bytes)
+        transport.write(b"x" * (HIGH + 1))
+        accepted = 0
+        while sender.offer(b'{"n":12345}'):
+            accepted += 1
+        assert accepted == min(max_frames, max_bytes // len(text_frame(b'{"n":12345}')))
+        assert len(overflows) == 1
+        assert overflows[0][0] == accepted + 1
+        assert sender.queued == 0
+        assert sender.queued_bytes == 0
+        assert not sender.offer(b"{}")
+        assert len(overflows) == 1
+
+
+async def test_send_waits_while_the_queue_is_over_half_full():
+    """send() returns only once the queue drained below half; offer() never waits."""
+    transport = FakeTransport()
+    sender, overflows = make(transport, max_frames=10)
+    transport.write(b"x" * (HIGH + 1))
+    for _ in range(5):
+        assert await sender.send(b"{}")
+    waiting = asyncio.get_running_loop().create_task(sender.send(b"{}"))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    transport.read(10**6)
+    assert await asyncio.wait_for(waiting, 5)
+    assert not overflows
+
+
+async def test_close_refuses_frames_releases_drain_and_stops_the_writer():
+    """After close(): offers refused, drain() returns, the writer writes nothing more."""
+    transport = FakeTransport()
+    sender, _ = make(transport)
+    transport.write(b"x" * (HIGH + 1))
+    for _ in range(3):
+        sender.offer(b"{}")
+    draining = asyncio.get_running_loop().create_task(sender.drain())
+    await asyncio.sleep(0)
+    assert sender.close() == 3
+    await asyncio.wait_for(draining, 5)
+    transport.read(10**6)
+    await asyncio.sleep(0.01)
+    assert len(transport.written) == 1
+    assert not sender.busy
+    assert not sender.offer(b"{}")
+
+
+async def test_a_lost_transport_ends_the_writer_and_refuses_frames():
+    """The connection drops while frames wait: the writer ends, the queue goes, offers fail."""
+    transport = FakeTransport()
+    sender, overflows = make(transport)
+    transport.write(b"x" * (HIGH + 1))
+    sender.offer(b"{}")
+    await asyncio.sleep(0)
+    transport.lose()
+    await asyncio.wait_for(sender.drain(), 5)
+    assert sender.closed
+    assert not sender.busy
+    assert not overflows
+    assert not sender.offer(b"{}")
+
+
+async def test_a_sender_without_a_transport_is_closed():
+    """A connection lost before its socket was made: every frame is refused."""
+    sender = Sender(
+        None,
+        FakeTransport().wait_writable,
+        max_frames=1,
+        max_bytes=1024,
+        on_overflow=lambda *_: None,
+        stats=Stats(),
+    )
+    assert sender.closed
+    assert not sender.offer(b"{}")
+
+
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("offer"), st.integers(1, 4), st.integers(10, 120)),
+        st.tuples(st.just("send"), st.integers(1, 2), st.integers(10, 120)),
+        st.tuples(st.just("read"), st.integers(0, 3000), st.just(0)),
+        st.tuples(st.just("turn"), st.just(0), st.just(0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=steps)
+def test_any_interleaving_keeps_order_and_the_bound(steps):
+    """Random producers (several per loop turn, waiting or not) and random client reads:
+    frames arrive in accepted order, the queue never passes its limits, the transport never
+    holds more than the high-water mark plus one frame, and never two writers at once."""
+    asyncio.run(_interleave(steps))
+
+
+async def _interleave(steps: list[tuple[str, int, int]]) -> None:
+    max_frames, max_bytes = 12, 900
+    transport = FakeTransport()
+    sender, overflows = make(transport, max_frames=max_frames, max_bytes=max_bytes)
+    accepted: list[bytes] = []
+    pending: list[asyncio.Task[Any]] = []
+    counter = 0
+
+    def frame(size: int) -> bytes:
+        nonlocal counter
+        counter += 1
+        return b'{"n":%d,"p":"%s"}' % (counter, b"p" * size)
+
+    async def send_one(payload: bytes) -> None:
+        # accepted when send() returns True; recorded before the await so order is kept
+        if sender.offer(payload):
+            accepted.append(payload)
+            if sender.queued_bytes and sender.pressed:
+                await sender.drain()
+
+    for op, count, size in steps:
+        if op == "offer":
+            for _ in range(count):
+                payload = frame(size)
+                if sender.offer(payload):
+                    accepted.append(payload)
+        elif op == "send":
+            for _ in range(count):
+                pending.append(asyncio.get_running_loop().create_task(send_one(frame(size))))
+        elif op == "read":
+            transport.read(count)
+        await asyncio.sleep(0)
+        assert sender.peak_writers <= 1
+        assert sender.queued <= max_frames
+        assert sender.queued_bytes <= max_bytes
+    transport.read(10**9)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    while sender.busy:
+        transport.read(10**9)
+        await asyncio.sleep(0)
+    assert sender.peak_frames <= max_frames
+    assert sender.peak_bytes <= max_bytes
+    assert transport.peak <= HIGH + max((len(w) for w in transport.written), default=0)
+    assert sender.peak_writers <= 1
+    assert len(overflows) <= 1
+    written = payloads(transport.written)
+    if overflows:  # the queue was dropped: what was written is a prefix of what was accepted
+        assert written == accepted[: len(written)]
+    else:
+        assert written == accepted
