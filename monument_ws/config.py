@@ -308,7 +308,8 @@ class Config:
     rate_limit: float = option(
         200.0,
         "Frames per second a socket may send on average (token bucket); beyond it frames get "
-        "rate_limited, and a socket that keeps going for rate_burst more frames is closed with 4029.",
+        "rate_limited, and a socket refused rate_burst times in one flooding episode (which "
+        "lasts until its bucket is full again) is closed with 4029.",
         parse_float,
         aliases=("rateLimit",),
         minimum=0.0,

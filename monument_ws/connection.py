@@ -650,29 +650,28 @@ class Socket:
         route: Route,
         start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
-        task = start(self._run(request, route))
+        task = start(self._dispatch.run(self, request.job, route, request))
         if not task.done():  # done: it ran to its end without suspending (eager start)
             request.task = task
 
-    async def _run(self, request: Request, route: Route) -> None:
-        dispatch = self._dispatch
-        try:
-            await dispatch.run(self, request.job, route, request)
-        finally:
-            following = self._table.finish(request)
-            if following is not None:
-                frame = following.job
-                # A plain task, not an eager one: a line of requests that end without
-                # suspending would otherwise start each other recursively.
-                self._launch(
-                    following,
-                    Route.COMMAND if frame.is_command else dispatch.route(frame.event),
-                    asyncio.get_running_loop().create_task,
-                )
-            elif self._settled is not None and self._table.idle:
-                settled, self._settled = self._settled, None
-                if not settled.done():
-                    settled.set_result(None)
+    def ended(self, request: Request) -> None:
+        """``request``'s task is ending (the dispatcher calls it last): free its slot for the
+        next waiting request, or wake :meth:`finish` when none is left."""
+        following = self._table.finish(request)
+        if following is not None:
+            frame = following.job
+            dispatch = self._dispatch
+            # A plain task, not an eager one: a line of requests that end without
+            # suspending would otherwise start each other recursively.
+            self._launch(
+                following,
+                Route.COMMAND if frame.is_command else dispatch.route(frame.event),
+                asyncio.get_running_loop().create_task,
+            )
+        elif self._settled is not None and self._table.idle:
+            settled, self._settled = self._settled, None
+            if not settled.done():
+                settled.set_result(None)
 
     def _cancel(self, frame: Frame) -> _Close | None:
         """``ws:cancel``: end a running or waiting request with ``cancelled``."""
@@ -688,8 +687,12 @@ class Socket:
                     ErrorCode.NOT_FOUND, f"no running request with id {target!r}", frame.id
                 )
             return None
-        if request.task is not None:
-            request.task.cancel()
+        task = request.task
+        if task is not None:
+            task.cancel()
+            # A task cancelled before its first step never runs its coroutine (nor the
+            # dispatcher's call to ended()): free the slot when it is done, whichever way.
+            task.add_done_callback(lambda _: self.ended(request))
         self._error_now(ErrorCode.CANCELLED, "cancelled by the client", target)
         if frame.id is not None:
             self.send_raw_nowait(protocol.reply(frame.event, frame.id, {}), kind=OUT_REPLY)
@@ -697,6 +700,8 @@ class Socket:
 
     async def _teardown(self) -> None:
         self._closing = True
+        # First: aiohttp may have written a close frame already (the client closed).
+        self._dispatch.stats.send_queue_dropped += self._sender.close()
         running = self._table.close()
         self._calls.fail_all(ConnectionLost("the socket closed"))
         tasks = [request.task for request in running if request.task is not None]
@@ -704,7 +709,6 @@ class Socket:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        self._dispatch.stats.send_queue_dropped += self._sender.close()
         settled, self._settled = self._settled, None
         if settled is not None and not settled.done():
             settled.set_result(None)

@@ -81,7 +81,8 @@ class Dispatcher:
         return self.router.route(event, self.bus)
 
     async def run(self, socket: Socket, frame: Frame, route: Route, request: Request) -> None:
-        """Run ``request`` to its one final answer; never raises but CancelledError."""
+        """Run ``request`` to its one final answer, then tell the socket it ended (which frees
+        its slot). This coroutine is the request's task; it never raises but CancelledError."""
         request_id = frame.id
         started = time.perf_counter()
         try:
@@ -119,6 +120,7 @@ class Dispatcher:
             await socket.fail(request, ErrorCode.INTERNAL, "internal error")
         finally:
             self.stats.route_latency(route.value).observe(time.perf_counter() - started)
+            socket.ended(request)
 
     async def _run_handler(self, socket: Socket, frame: Frame, request: Request) -> None:
         handler = self.router.get(frame.event)
@@ -148,7 +150,8 @@ class Dispatcher:
             async for item in items:
                 if not await self._deliver(socket, frame, request, item, final=False):
                     return
-                await socket.drain()
+                if socket.sender.busy:
+                    await socket.drain()
                 chunks += 1
                 if chunks == _STREAM_YIELD_EVERY:
                     chunks = 0

@@ -123,10 +123,12 @@ class RequestTable:
 
     def finish(self, request: Request) -> Request | None:
         """``request`` ended: free its slot and its id. Returns the waiting request that takes
-        the slot (now running), or None."""
-        if request not in self._running:  # the table was closed meanwhile
+        the slot (now running), or None. A second call for the same request does nothing."""
+        if not request.running:
             return None
-        del self._running[request]
+        request.running = False
+        if self._running.pop(request, False) is False:  # the table was closed meanwhile
+            return None
         if request.id is not None and self._by_id.get(request.id) is request:
             del self._by_id[request.id]
         waiting = self._waiting

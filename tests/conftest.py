@@ -8,8 +8,10 @@ third-party client would see it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import socket as pysocket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
@@ -193,3 +195,51 @@ def redis_prefix() -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+# --- raw sockets: a client that controls its own buffers and bytes ---------------
+
+
+def masked_text(payload: bytes) -> bytes:
+    """One masked client TEXT frame (FIN set) carrying ``payload``."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x81, 0x80 | n))
+    elif n < 65536:
+        header = bytes((0x81, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 0x80 | 127)) + n.to_bytes(8, "big")
+    return header + mask + masked
+
+
+async def open_raw(client: Any, rcvbuf: int | None = None) -> tuple[Any, Any]:
+    """A hand-made WebSocket upgrade over a plain TCP socket (optionally a tiny receive buffer)."""
+    raw = pysocket.socket()
+    if rcvbuf is not None:
+        raw.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, rcvbuf)
+    raw.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(raw, (client.host, client.port))
+    reader, writer = await asyncio.open_connection(sock=raw)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    return reader, writer
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    first, second = await asyncio.wait_for(reader.readexactly(2), DEADLINE)
+    n = second & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(n)

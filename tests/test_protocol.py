@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from monument_ws import protocol
 from monument_ws.errors import from_error_frame
 from monument_ws.protocol import COMMANDS, ErrorCode, Frame, Invalid, Kind
-from tests.conftest import Connect, Peer
+from tests.conftest import DEADLINE, Connect, Peer
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
 CLIENT = VECTORS["client_frames"]
@@ -264,3 +265,40 @@ async def send_vector(peer: Peer, vector: dict[str, Any]) -> None:
         await peer.ws.send_bytes(vector["binary"].encode())
     else:
         await peer.send(vector["text"])
+
+
+async def test_a_text_frame_with_invalid_utf8_closes_1007(make_server, connect: Connect):
+    """A TEXT frame whose payload is not UTF-8 closes the connection with 1007."""
+    client, ws = await make_server()
+    ws.handler("echo")(lambda message, socket: message.data)
+    peer = await connect(client)
+    await peer.ws.send_frame(b'{"event":"echo","id":1,"data":"\xff"}', aiohttp.WSMsgType.TEXT)
+    msg = await peer.ws.receive(timeout=DEADLINE)
+    assert msg.type is aiohttp.WSMsgType.CLOSE, f"expected a close, got {msg.type}: {msg.data!r}"
+    assert peer.ws.close_code == 1007
+
+
+async def test_integers_outside_signed_64_bits_are_refused_as_bad_frame(
+    make_server, connect: Connect
+):
+    """An integer beyond the signed 64-bit range anywhere in a frame gets bad_frame with the
+    request's id; integers inside it, and long digit strings, echo back exactly."""
+    client, ws = await make_server()
+    ws.handler("echo")(lambda message, socket: message.data)
+    peer = await connect(client)
+    refused: dict[str, Any] = {}
+    for data in (
+        "18446744073709551616",  # 2**64
+        "9223372036854775808",  # 2**63: fits unsigned 64 bits, not signed
+        "-9223372036854775809",  # -2**63 - 1
+        '{"a": [1, 2, 18446744073709551616]}',
+    ):
+        await peer.send(f'{{"event": "echo", "id": 1, "data": {data}}}')
+        answer = await peer.recv()
+        refused[data] = (answer.get("id"), answer.get("error", {}).get("code") or answer)
+    assert refused == dict.fromkeys(refused, (1, "bad_frame"))
+    echoed: dict[str, Any] = {}
+    for data in ("9223372036854775807", "-9223372036854775808", '"12345678901234567890123"'):
+        await peer.send(f'{{"event": "echo", "id": 2, "data": {data}}}')
+        echoed[data] = (await peer.recv()).get("data")
+    assert echoed == {data: json.loads(data) for data in echoed}

@@ -48,7 +48,7 @@ def test_waiting_requests_start_in_arrival_order_as_slots_free():
     assert started == ["w2", "w3", "w4"]
     assert table.idle
     assert all(table.get(i) is None for i in range(1, 5))
-    assert line[0].running
+    assert not any(request.running for request in [first, *line])
 
 
 def test_duplicate_id_is_refused_and_the_first_is_unaffected():
@@ -201,3 +201,16 @@ def test_random_operations_keep_the_rules(ops, max_running, max_waiting):
         assert table.waiting == len(line) <= max_waiting
         assert all(table.get(i) is r for i, r in ids.items())
         assert table.idle == (not running and not line)
+
+
+def test_finishing_a_request_twice_frees_one_slot():
+    """A second finish() of the same request (a cancelled task's callback after its own end)
+    neither frees another slot nor starts another waiting request."""
+    table = RequestTable(max_running=1, max_waiting=2)
+    first = admitted(table.admit(1, None))
+    second, third = admitted(table.admit(2, None)), admitted(table.admit(3, None))
+    assert table.finish(first) is second
+    assert table.finish(first) is None
+    assert table.running == 1
+    assert table.waiting == 1
+    assert table.finish(second) is third

@@ -455,3 +455,87 @@ async def fuzz_server(make_server, connect: Connect, bus):
 
     peer.recv = checked_recv  # type: ignore[method-assign]
     return peer
+
+
+async def pace(peer: Any, interval: float, seconds: float) -> int:
+    """Send echo requests one every ``interval`` s for ``seconds`` s, or until closed."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    sent = 0
+    while loop.time() < until and not peer.ws.closed:
+        try:
+            await peer.ws.send_str(json.dumps({"event": "echo", "id": sent, "data": sent}))
+        except ConnectionError:
+            break
+        sent += 1
+        await asyncio.sleep(interval)
+    return sent
+
+
+async def collect(peer: Any, frames: list[dict[str, Any]]) -> None:
+    """Read every frame until the socket closes."""
+    while True:
+        msg = await peer.ws.receive()
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return
+        frames.append(json.loads(msg.data))
+
+
+def flood_warnings(caplog: Any) -> tuple[list[str], list[str]]:
+    """The server's warnings about a socket over the frame rate: (refusing, closing)."""
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "monument_ws"
+        and r.levelname == "WARNING"
+        and ("frames/s" in r.getMessage() or "refus" in r.getMessage())
+    ]
+    return [m for m in lines if "4029" not in m], [m for m in lines if "4029" in m]
+
+
+async def test_a_sustained_flood_at_four_times_the_rate_is_closed_4029(
+    make_server, connect: Connect, caplog: Any
+):
+    """Frames at ~4x rate_limit for seconds: refused with rate_limited, then closed with 4029,
+    and the server warns once about the episode (and once about the close)."""
+    caplog.set_level("WARNING", logger="monument_ws")
+    client, ws = await make_server(rate_limit=50, rate_burst=20, heartbeat=0)
+    ws.handler("echo")(lambda message, socket: message.data)
+    peer = await connect(client)
+    frames: list[dict[str, Any]] = []
+    reading = asyncio.create_task(collect(peer, frames))
+    sent = await pace(peer, 0.005, 6.0)  # stops early once the server closed the socket
+    code = peer.ws.close_code
+    if not peer.ws.closed:
+        await peer.close()
+    await asyncio.wait_for(reading, DEADLINE)
+    refused = [f for f in frames if f["event"] == "ws:error"]
+    refusing, closing = flood_warnings(caplog)
+    assert code == 4029, (
+        f"{sent} frames sent: {len(frames) - len(refused)} answered, {len(refused)} refused, "
+        f"close code {code}, {len(refusing)} warnings about refusing frames"
+    )
+    assert refused
+    assert {f["error"]["code"] for f in refused} == {"rate_limited"}
+    assert len(refusing) == 1, f"{len(refusing)} warnings about one flood, e.g. {refusing[:3]}"
+    assert len(closing) == 1, closing
+
+
+async def test_a_client_just_below_the_rate_is_never_refused_or_closed(
+    make_server, connect: Connect, caplog: Any
+):
+    """40 frames/s against rate_limit=50 for 2 s: every frame answered, no refusal, no close."""
+    caplog.set_level("WARNING", logger="monument_ws")
+    client, ws = await make_server(rate_limit=50, rate_burst=20, heartbeat=0)
+    ws.handler("echo")(lambda message, socket: message.data)
+    peer = await connect(client)
+    frames: list[dict[str, Any]] = []
+    reading = asyncio.create_task(collect(peer, frames))
+    sent = await pace(peer, 0.025, 2.0)
+    await eventually(lambda: len(frames) == sent, "every answer")
+    assert not peer.ws.closed
+    assert [f["data"] for f in frames] == list(range(sent))
+    assert ws.stats.refused["frame_rate"] == 0
+    assert flood_warnings(caplog) == ([], [])
+    await peer.close()
+    await asyncio.wait_for(reading, DEADLINE)

@@ -10,14 +10,19 @@ are checked on the sender's own counters and on every write the fake saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from typing import Any
 
+import aiohttp
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from monument_ws import signals
 from monument_ws.protocol import text_frame
 from monument_ws.sender import Sender
 from monument_ws.stats import Stats
+from tests.conftest import Connect, eventually, masked_text, open_raw
 
 HIGH, LOW = 1024, 256
 
@@ -292,3 +297,104 @@ async def _interleave(steps: list[tuple[str, int, int]]) -> None:
         assert written == accepted[: len(written)]
     else:
         assert written == accepted
+
+
+# --- over a real socket ------------------------------------------------------------
+
+BIG = "x" * 20_000
+#: One publication of BIG as a WebSocket frame, roughly (payload, envelope, header).
+FRAME = 21_000
+
+
+async def test_a_slow_consumer_among_concurrent_publishers_is_closed_4008_within_its_bound(
+    make_server, connect: Connect
+):
+    """A never-reading subscriber of a channel four clients publish to concurrently: 4008, with
+    its transport buffer within send_queue_bytes + 64 KiB + a frame and no pile of writer tasks."""
+    limit = 1_048_576
+    client, ws = await make_server(
+        send_queue_limit=1024, send_queue_bytes=limit, heartbeat=0, rate_limit=0
+    )
+    ws.namespaces.add("chat", publish="subscribers", history_size=0)
+    seen: list[Any] = []
+    ws.bus.on(signals.SOCKET_CONNECTED, lambda event, *, socket, **_: seen.append(socket))
+    _reader, writer = await open_raw(client, rcvbuf=4096)
+    await eventually(lambda: len(seen) == 1, "the slow socket")
+    slow = seen[0]
+    writer.write(
+        masked_text(
+            json.dumps({"event": "ws:subscribe", "id": 1, "data": {"channel": "chat"}}).encode()
+        )
+    )
+    await writer.drain()
+    await eventually(lambda: ws.hub.subscribed(slow, "chat"), "the slow subscription")
+
+    publishers = [await connect(client) for _ in range(4)]
+    for peer in publishers:
+        answer = await peer.request({"event": "ws:subscribe", "id": 0, "data": {"channel": "chat"}})
+        assert "error" not in answer, answer
+
+    async def discard(peer: Any) -> None:
+        with contextlib.suppress(Exception):
+            while not peer.ws.closed:
+                msg = await peer.ws.receive()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    return
+
+    readers = [asyncio.create_task(discard(peer)) for peer in publishers]
+    transport = slow.request.transport
+    assert transport is not None
+    loop = asyncio.get_running_loop()
+
+    def extra_tasks() -> int:
+        """Live tasks that are not requests being served (those are bounded by max_inflight)."""
+        return len(asyncio.all_tasks()) - sum(int(socket.running) for socket in ws.hub)
+
+    baseline = extra_tasks()
+    peak_buffer = peak_tasks = 0
+
+    async def publish(peer: Any, round_: int) -> None:
+        for i in range(15):
+            frame = {
+                "event": "ws:publish",
+                "id": round_ * 100 + i + 1,
+                "data": {"channel": "chat", "event": "msg", "data": BIG},
+            }
+            await peer.ws.send_str(json.dumps(frame))
+
+    async def sample(seconds: float) -> None:
+        nonlocal peak_buffer, peak_tasks
+        until = loop.time() + seconds
+        while loop.time() < until and not slow.closed:
+            peak_buffer = max(peak_buffer, transport.get_write_buffer_size())
+            peak_tasks = max(peak_tasks, extra_tasks() - baseline)
+            await asyncio.sleep(0.005)
+
+    try:
+        for round_ in range(60):  # at most 6 s of publishing
+            if slow.closed:
+                break
+            # Clients' publications and the server's own, several in one turn of the loop.
+            await asyncio.gather(
+                *(publish(peer, round_) for peer in publishers),
+                *(ws.publish("chat", "msg", BIG) for _ in range(4)),
+                sample(0.1),
+            )
+        observed = (
+            f"transport buffer peaked at {peak_buffer} bytes, {peak_tasks} tasks above the "
+            f"baseline, slow_consumers={ws.stats.slow_consumers}, closed={slow.closed}"
+        )
+        assert peak_buffer <= limit + 64 * 1024 + FRAME, observed
+        assert peak_tasks <= 40, observed  # 9 are this test's own (the gather)
+        await eventually(lambda: slow not in list(ws.hub), "the slow consumer dropped")
+        assert slow.closed
+        assert ws.stats.slow_consumers == 1  # closed as a slow consumer (4008), not otherwise
+        # the send path's own counters: never two writers, the queue within its bound
+        assert slow.sender.peak_writers == 1
+        assert 0 < slow.sender.peak_bytes <= limit
+    finally:
+        for task in readers:
+            task.cancel()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

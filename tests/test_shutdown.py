@@ -1,14 +1,26 @@
 """Graceful shutdown: upgrades refused, sockets drained with 1001 in batches, requests finish."""
 
 import asyncio
+import contextlib
+import json
 import statistics
+from typing import Any
 
 import aiohttp
 import pytest
 
+from monument_ws import MonumentWS, signals
 from monument_ws.client import Client
 from monument_ws.publisher import Publisher
-from tests.conftest import DEADLINE, REDIS_URL, Connect, eventually
+from tests.conftest import (
+    DEADLINE,
+    REDIS_URL,
+    Connect,
+    eventually,
+    masked_text,
+    open_raw,
+    read_frame,
+)
 from tests.test_cluster import Server
 
 
@@ -184,3 +196,180 @@ def spread(times: list[float]) -> None:
     window = DRAIN_PERIOD / 10
     busiest = max(sum(1 for t in times if start <= t < start + window) for start in times)
     assert busiest <= len(times) // 2, busiest
+
+
+class Worker:
+    """One socket's traffic: lock-step loops of requests, each answer matched to its id."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+        self.finished = False
+        self.close_code: int | None = None
+        self.sent = 0
+        self.answered = 0
+        self.unanswered: dict[str, int] = {}
+        self.codes: dict[str, int] = {}
+        self._ids = 0
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
+
+    async def read(self) -> None:
+        """Resolve each request with its final answer (a reply, ``end`` or ws:error)."""
+        ws = self.peer.ws
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is not aiohttp.WSMsgType.TEXT:
+                    break
+                frame = json.loads(msg.data)
+                if frame.get("more"):
+                    continue  # a stream's chunk
+                waiter = self._waiting.pop(frame.get("id"), None)
+                assert waiter is not None, f"an answer to no request: {frame}"
+                waiter.set_result(frame)
+        finally:
+            self.finished = True
+            self.close_code = ws.close_code
+            for waiter in self._waiting.values():
+                waiter.set_result(None)  # the close came first
+            self._waiting.clear()
+
+    async def loop(self, event: str) -> None:
+        """Send a request, wait for its final answer, again, until the socket closes."""
+        loop = asyncio.get_running_loop()
+        while not self.finished:
+            self._ids += 1
+            request_id = self._ids
+            waiter = self._waiting[request_id] = loop.create_future()
+            try:
+                await self.peer.ws.send_str(json.dumps({"event": event, "id": request_id}))
+            except ConnectionError:
+                self._waiting.pop(request_id, None)
+                return
+            self.sent += 1
+            answer = await waiter
+            if answer is None:
+                self.unanswered[event] = self.unanswered.get(event, 0) + 1
+                return
+            self.answered += 1
+            if answer["event"] == "ws:error":
+                code = answer["error"]["code"]
+                self.codes[code] = self.codes.get(code, 0) + 1
+
+
+def watch_close_frames(ws: Any) -> dict[str, int]:
+    """Count the frames each server socket reads after its close frame was written."""
+    late = {"frames": 0}
+    close_sent: set[Any] = set()
+
+    def connected(event: str, *, socket: Any, **_: Any) -> None:
+        transport = socket.request.transport
+        write = transport.write
+
+        def watched(data: Any) -> None:
+            if bytes(data[:1]) == b"\x88" and len(data) < 128:  # FIN + close opcode
+                close_sent.add(socket)
+            write(data)
+
+        transport.write = watched
+
+    def listen(socket: Any, message: Any) -> None:
+        if socket in close_sent:
+            late["frames"] += 1
+
+    ws.bus.on(signals.SOCKET_CONNECTED, connected)
+    ws.middleware.listen(listen)
+    return late
+
+
+def serve_echo_and_countdown(ws: MonumentWS) -> None:
+    async def countdown(message: Any, socket: Any) -> Any:
+        for i in range(5, 0, -1):
+            yield i
+            await asyncio.sleep(0.02)
+
+    ws.handler("echo")(lambda message, socket: message.data)
+    ws.handler("countdown")(countdown)
+
+
+async def test_a_drain_answers_every_request_it_read_before_closing_1001(
+    make_server, connect: Connect
+):
+    """Draining 40 busy sockets in batches: each closes with 1001, and every request the server
+    read got its one final answer (a reply, an end, or unavailable) before the close frame."""
+    client, ws = await make_server(
+        drain_period=1, drain_batch=10, drain_grace=5, rate_limit=0, heartbeat=0
+    )
+    serve_echo_and_countdown(ws)
+    late = watch_close_frames(ws)
+    workers = [Worker(await connect(client)) for _ in range(40)]
+    traffic = [
+        asyncio.create_task(job)
+        for worker in workers
+        for job in (worker.read(), worker.loop("echo"), worker.loop("countdown"))
+    ]
+    await eventually(lambda: all(w.answered >= 10 for w in workers), "traffic on every socket")
+    drain = asyncio.get_running_loop().create_task(ws.on_shutdown(client.app))
+    await asyncio.wait_for(asyncio.gather(*traffic), DEADLINE)
+    await asyncio.wait_for(drain, DEADLINE)
+    assert [w.close_code for w in workers] == [1001] * 40
+    for worker in workers:
+        assert all(n <= 1 for n in worker.unanswered.values()), worker.unanswered
+    # Every frame sent was a request with an id; those read after the close frame went out
+    # cannot be answered any more.
+    read = sum(ws.stats.frames_in_by) - late["frames"]
+    answered = sum(w.answered for w in workers)
+    unavailable = sum(w.codes.get("unavailable", 0) for w in workers)
+    assert answered == read, (
+        f"the server read {read} requests before its close frames and answered {answered} "
+        f"({unavailable} with unavailable); {read - answered} got no answer"
+    )
+    assert set().union(*(w.codes for w in workers)) <= {"unavailable"}
+    assert ws.stats.drained == 40
+
+
+async def test_a_drain_closes_a_socket_whose_work_ended_in_its_batch_not_after_the_grace(
+    make_server, connect: Connect
+):
+    """With nothing left running (a request was cancelled at once and answered), every socket
+    closes with 1001 in its batch: the drain ends long before a 30 s drain_grace."""
+    client, ws = await make_server(
+        drain_period=1, drain_batch=10, drain_grace=30, rate_limit=0, heartbeat=0
+    )
+    serve_echo_and_countdown(ws)
+    workers = [Worker(await connect(client)) for _ in range(20)]
+    traffic = [
+        asyncio.create_task(job)
+        for worker in workers
+        for job in (worker.read(), worker.loop("echo"), worker.loop("countdown"))
+    ]
+    reader, writer = await open_raw(client)
+    drain: asyncio.Task[None] | None = None
+    try:
+        assert json.loads((await read_frame(reader))[1])["event"] == "ws:welcome"
+        # A stream and its cancel in one write: the cancel is read before the stream starts.
+        writer.write(
+            masked_text(b'{"event":"countdown","id":1}')
+            + masked_text(b'{"event":"ws:cancel","id":2,"data":{"id":1}}')
+        )
+        answers = [json.loads((await read_frame(reader))[1]) for _ in range(2)]
+        assert [a.get("error", {}).get("code") for a in answers] == ["cancelled", None], answers
+        await eventually(lambda: all(w.answered >= 10 for w in workers), "traffic on every socket")
+        drain = asyncio.get_running_loop().create_task(ws.on_shutdown(client.app))
+        done, _ = await asyncio.wait({drain}, timeout=DEADLINE)
+        assert drain in done, (
+            f"the drain was still waiting after {DEADLINE} s (drain_grace is 30 s); "
+            f"requests still counted as running: {[s.running for s in ws.hub]}"
+        )
+        await asyncio.wait_for(asyncio.gather(*traffic), DEADLINE)
+        assert [w.close_code for w in workers] == [1001] * 20
+        opcode, payload = await read_frame(reader)
+        assert (opcode, int.from_bytes(payload[:2], "big")) == (0x8, 1001)
+        assert ws.stats.drained == 21
+    finally:
+        if drain is not None:
+            drain.cancel()
+        for task in traffic:
+            task.cancel()
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
