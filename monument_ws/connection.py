@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import sys
@@ -181,13 +182,14 @@ class Socket:
         transport = request.transport
         self._sender = Sender(
             transport,
-            request.writer.drain,
+            request.writer,
             max_frames=config.send_queue_limit,
             max_bytes=config.send_queue_bytes,
-            on_overflow=self._overflowed,
             stats=dispatch.stats,
             # deflate state lives in aiohttp's writer: with compression every frame goes there
-            write_frame=self._send_compressed if config.compression else None,
+            write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
+            if config.compression
+            else None,
         )
         self._table = RequestTable(config.max_inflight, config.max_queued)
         self._guard = (
@@ -345,6 +347,7 @@ class Socket:
                 return True  # refused by a hook: not sent, but the socket is fine
             frame = hooked
         if not await self._sender.send(frame):
+            self._not_sent()
             return False
         self._dispatch.stats.frames_out_by[kind] += 1
         return True
@@ -368,6 +371,7 @@ class Socket:
                 return True
             frame = hooked
         if not self._sender.offer(frame, wire):
+            self._not_sent()
             return False
         dispatch.stats.frames_out_by[kind] += 1
         return True
@@ -401,13 +405,15 @@ class Socket:
         Used by the dispatcher. The common case -- no outgoing hook, nothing
         queued -- is written at once without another coroutine.
         """
-        if not request.claim():
+        if request.answered:  # Request.claim(), inlined on the reply path
             return False
+        request.answered = True
         middleware = self._dispatch.middleware
         if middleware is not None and middleware.outgoing_hooks:
             return await self.send_raw(frame, OUT_REPLY)
         sender = self._sender
         if not sender.offer(frame):
+            self._not_sent()
             return False
         self._dispatch.stats.frames_out_by[OUT_REPLY] += 1
         if sender.queued_bytes and sender.pressed:
@@ -461,14 +467,19 @@ class Socket:
         self._dispatch.stats.send_queue_dropped += self._sender.close()
         await self._ws.close(code=code, message=truncate(reason).encode())
 
-    def _overflowed(self, frames: int, queued: int) -> None:
-        """The sender's bound was crossed: the client does not read. Close it with 4008."""
+    def _not_sent(self) -> None:
+        """The sender refused a frame. The first time that is because its bound was crossed
+        (the client does not read), close it with 4008; otherwise it is closing already."""
+        overflow = self._sender.overflow
+        if overflow is None or self._closer is not None:
+            return
+        frames, queued = overflow
         stats = self._dispatch.stats
         stats.slow_consumers += 1
-        stats.send_queue_dropped += frames
+        stats.send_queue_dropped += frames + 1
         self.log.warning(
             "send queue overflowed (%d frames, %d bytes); closing as a slow consumer",
-            frames - 1,
+            frames,
             queued,
         )
         self._closing = True
@@ -487,9 +498,6 @@ class Socket:
             transport = self.request.transport
             if transport is not None:
                 transport.abort()
-
-    async def _send_compressed(self, payload: bytes) -> None:
-        await self._ws.send_frame(payload, WSMsgType.TEXT)
 
     # --- reading ----------------------------------------------------------
 
@@ -531,10 +539,9 @@ class Socket:
             verdict = guard.check()
             if verdict:
                 return self._rate_limited(frame, verdict)
-        if type(frame) is Invalid:
+        if isinstance(frame, Invalid):
             stats.frames_in_by[IN_INVALID] += 1
             return self._refuse(frame)
-        assert type(frame) is Frame
         self._bad_in_a_row = 0
         if middleware is not None and middleware.incoming_hooks:
             hooked = middleware.run_incoming(frame, self)
@@ -562,7 +569,7 @@ class Socket:
             self._start(frame, Route.COMMAND)
         else:
             stats.frames_in_by[IN_EVENT] += 1
-            self._start(frame, dispatch.route(event))
+            self._start(frame, dispatch.router.route(event, dispatch.bus))
         return None
 
     def _rate_limited(self, frame: Frame | Invalid, verdict: Verdict) -> _Close | None:
@@ -665,7 +672,9 @@ class Socket:
             # suspending would otherwise start each other recursively.
             self._launch(
                 following,
-                Route.COMMAND if frame.is_command else dispatch.route(frame.event),
+                Route.COMMAND
+                if frame.is_command
+                else dispatch.router.route(frame.event, dispatch.bus),
                 asyncio.get_running_loop().create_task,
             )
         elif self._settled is not None and self._table.idle:

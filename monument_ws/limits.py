@@ -71,10 +71,16 @@ class FloodGuard(TokenBucket):
         self.refusals = -1
 
     def check(self) -> Verdict:
-        if self.take():
-            if self.refusals >= 0 and self._tokens + 1 >= self.burst:
+        # take(), inlined: this runs for every frame a socket receives
+        now = self._clock()
+        tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if tokens >= 1:
+            if self.refusals >= 0 and tokens >= self.burst:
                 self.refusals = -1  # the bucket filled up again: the episode is over
+            self._tokens = tokens - 1
             return Verdict.ACCEPT
+        self._tokens = tokens
         self.refusals += 1
         if self.refusals == 0:
             self.refusals = 1

@@ -237,13 +237,26 @@ def decode(text: str | bytes) -> Frame | Invalid:
             )
         return Invalid(ErrorCode.BAD_JSON, "the frame is not valid JSON")
     verdict = validate(obj)
-    if _has_big_int(text):
-        return Invalid(
-            ErrorCode.BAD_FRAME,
-            "integers must be within the signed 64-bit range",
-            verdict.id,
-        )
+    if type(verdict) is not Frame:
+        return verdict
+    data = verdict.data
+    if len(obj) == 1 + (verdict.id is not None) + ("data" in obj):
+        # Only event, id (checked already) and data: data alone can hold a number.
+        kind = type(data)
+        if data is None or kind is str or kind is bool:
+            return verdict
+        if kind is int:
+            return verdict if _INT64_MIN <= data <= _INT64_MAX else _big_int(verdict)
+    # Anything else: most frames hold fewer than 19 digits in all, which one C-speed pass
+    # tells; only the others are parsed again to look at each integer literal.
+    raw = text if isinstance(text, bytes) else text.encode()
+    if len(raw) - len(raw.translate(None, _DIGITS)) >= 19 and _has_big_int(raw):
+        return _big_int(verdict)
     return verdict
+
+
+def _big_int(frame: Frame) -> Invalid:
+    return Invalid(ErrorCode.BAD_FRAME, "integers must be within the signed 64-bit range", frame.id)
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -255,6 +268,8 @@ def _is_utf8(raw: bytes) -> bool:
 
 
 _DIGITS: Final = b"0123456789"
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 #: 19 digits in a row: the shortest literal that can leave the signed 64-bit range.
 _LONG_NUMBER: Final = re.compile(rb"[0-9]{19}")
 
@@ -265,20 +280,18 @@ class _OutOfRange(Exception):
 
 def _int64(literal: str) -> int:
     value = int(literal)
-    if not -(2**63) <= value < 2**63:
+    if not _INT64_MIN <= value <= _INT64_MAX:
         raise _OutOfRange
     return value
 
 
-def _has_big_int(text: str | bytes) -> bool:
-    """Whether the (valid JSON) ``text`` holds an integer outside the signed 64-bit range.
+def _has_big_int(raw: bytes) -> bool:
+    """Whether the (valid JSON) ``raw`` holds an integer outside the signed 64-bit range.
 
-    Most frames hold fewer than 19 digits in all, which one C-speed pass
-    tells; only a frame with a run of 19 digits is parsed again, by a parser
+    Only a frame with a run of 19 digits can; it is parsed again, by a parser
     that shows each integer literal (digits inside strings are no integers).
     """
-    raw = text if isinstance(text, bytes) else text.encode()
-    if len(raw) - len(raw.translate(None, _DIGITS)) < 19 or not _LONG_NUMBER.search(raw):
+    if not _LONG_NUMBER.search(raw):
         return False
     try:
         json.loads(raw, parse_int=_int64)

@@ -17,8 +17,9 @@ Invariants, whatever the interleaving of producers:
   ``high_water`` bytes (asyncio's own mark, 64 KiB by default), so it never
   holds more than that plus one frame; the queue never holds more than
   ``max_frames`` frames or ``max_bytes`` bytes. The frame that would cross
-  either limit is refused, the whole queue is dropped and ``on_overflow`` is
-  called, once: the socket closes as a slow consumer (4008). A socket thus
+  either limit is refused, the whole queue is dropped, the sender closes and
+  :attr:`Sender.overflow` says what it held: the socket closes as a slow
+  consumer (4008). A socket thus
   costs at most ``max_bytes + high_water`` plus one frame of send buffers,
   whatever its client does.
 * **Closed**: after :meth:`Sender.close` (or when the transport is lost)
@@ -70,6 +71,12 @@ class _Gone:
         return 0, 0
 
 
+class Flow(Protocol):
+    """Waits while the transport is above its high-water mark (aiohttp's ``request.writer``)."""
+
+    async def drain(self) -> None: ...
+
+
 #: Writes one text frame's payload the way aiohttp does (used with compression, which
 #: needs aiohttp's deflate state): ``await ws.send_frame(payload, WSMsgType.TEXT)``.
 FrameWriter = Callable[[bytes], Awaitable[None]]
@@ -80,23 +87,23 @@ class Sender:
 
     ``transport`` is written to directly with whole frames, unless
     ``write_frame`` is given (compression): then every frame is queued and
-    the writer hands payloads to it. ``wait_writable`` returns once the
-    transport has gone below its low-water mark (aiohttp's ``writer.drain``).
+    the writer hands payloads to it. ``flow.drain()`` returns once the
+    transport is no longer paused (below its low-water mark).
     """
 
     __slots__ = (
+        "_flow",
         "_high_water",
         "_idle",
         "_max_bytes",
         "_max_frames",
-        "_on_overflow",
         "_queue",
         "_stats",
         "_transport",
-        "_wait_writable",
         "_write_frame",
         "_writer",
         "closed",
+        "overflow",
         "peak_buffered",
         "peak_bytes",
         "peak_frames",
@@ -108,29 +115,29 @@ class Sender:
     def __init__(
         self,
         transport: Transport | None,
-        wait_writable: Callable[[], Awaitable[None]],
+        flow: Flow,
         *,
         max_frames: int,
         max_bytes: int,
-        on_overflow: Callable[[int, int], None],
         stats: Stats,
         write_frame: FrameWriter | None = None,
     ) -> None:
         if transport is None:
             transport = _Gone()
         self._transport = transport
-        self._wait_writable = wait_writable
+        self._flow = flow
         self._write_frame = write_frame
         self._high_water = transport.get_write_buffer_limits()[1]
         self._max_frames = max_frames
         self._max_bytes = max_bytes
-        self._on_overflow = on_overflow
         self._stats = stats
         # The queue exists only while something waits in it: an empty deque costs 600 bytes.
         self._queue: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
         self.closed = transport.is_closing()
+        #: ``(frames, bytes)`` the queue held when its bound was crossed; None until then
+        self.overflow: tuple[int, int] | None = None
         self.queued_bytes = 0
         self.writers = 0
         self.peak_frames = 0
@@ -211,9 +218,8 @@ class Sender:
             queue = self._queue = deque()
         size = self.queued_bytes + len(item)
         if len(queue) >= self._max_frames or size > self._max_bytes:
-            frames, queued = len(queue), self.queued_bytes
+            self.overflow = (len(queue), self.queued_bytes)
             self.close()
-            self._on_overflow(frames + 1, queued)
             return False
         queue.append(item)
         self.queued_bytes = size
@@ -237,7 +243,7 @@ class Sender:
                     self.close()
                     break
                 if transport.get_write_buffer_size() > high_water:
-                    await self._wait_writable()
+                    await self._flow.drain()
                     continue
                 queue = self._queue
                 while queue and transport.get_write_buffer_size() <= high_water:

@@ -183,8 +183,14 @@ def test_encode_decode_round_trip(event, request_id, data):
 def test_integers_outside_signed_64_bits_are_bad_frames(literal):
     """An integer a 64-bit peer cannot hold, anywhere in the frame, is a bad_frame with the id;
     a JSON parser would otherwise make it a float or an unsigned integer without a word."""
-    text = f'{{"event":"echo","id":3,"data":{{"n":[1,{literal}]}}}}'
-    for raw in (text, text.encode()):
+    texts = [
+        f'{{"event":"echo","id":3,"data":{{"n":[1,{literal}]}}}}',
+        f'{{"event":"echo","id":3,"data":{literal}}}',
+        f'{{"event":"echo","id":3,"data":"x","extra":{literal}}}',
+        f'{{"event":"echo","id":3,"extra":[{literal}]}}',
+    ]
+    raws: list[str | bytes] = [*texts, *(text.encode() for text in texts)]
+    for raw in raws:
         got = protocol.decode(raw)
         assert got == Invalid(
             ErrorCode.BAD_FRAME, "integers must be within the signed 64-bit range", 3

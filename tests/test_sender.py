@@ -61,7 +61,7 @@ class FakeTransport:
         if self.buffered <= LOW:
             self.resumed.set()
 
-    async def wait_writable(self) -> None:
+    async def drain(self) -> None:
         if self.closing:
             raise ConnectionResetError("lost")
         await self.resumed.wait()
@@ -73,19 +73,8 @@ class FakeTransport:
         self.resumed.set()
 
 
-def make(
-    transport: FakeTransport, max_frames: int = 100, max_bytes: int = 10_000
-) -> tuple[Sender, list[tuple[int, int]]]:
-    overflows: list[tuple[int, int]] = []
-    sender = Sender(
-        transport,
-        transport.wait_writable,
-        max_frames=max_frames,
-        max_bytes=max_bytes,
-        on_overflow=lambda frames, queued: overflows.append((frames, queued)),
-        stats=Stats(),
-    )
-    return sender, overflows
+def make(transport: FakeTransport, max_frames: int = 100, max_bytes: int = 10_000) -> Sender:
+    return Sender(transport, transport, max_frames=max_frames, max_bytes=max_bytes, stats=Stats())
 
 
 def payloads(written: list[bytes]) -> list[bytes]:
@@ -96,7 +85,7 @@ def payloads(written: list[bytes]) -> list[bytes]:
 async def test_an_idle_sender_writes_at_once_without_a_task():
     """Nothing queued and room in the transport: written in the call, no writer task."""
     transport = FakeTransport()
-    sender, _ = make(transport)
+    sender = make(transport)
     assert sender.offer(b'{"event":"a"}')
     assert transport.written == [text_frame(b'{"event":"a"}')]
     assert not sender.busy
@@ -106,7 +95,7 @@ async def test_an_idle_sender_writes_at_once_without_a_task():
 async def test_a_paused_transport_queues_and_one_writer_writes_in_order():
     """Above the high-water mark frames queue; once the client reads they go out in order."""
     transport = FakeTransport()
-    sender, _ = make(transport)
+    sender = make(transport)
     transport.write(b"x" * (HIGH + 1))  # a client that stopped reading
     frames = [b'{"n":%d}' % i for i in range(20)]
     assert all(sender.offer(f) for f in frames)
@@ -126,7 +115,7 @@ async def test_many_producers_in_one_loop_turn_never_start_two_writers():
     """Finding 1 of the socket-core issue, socket-free: producers that run in the same loop
     turn while the client does not read get one writer, and the queue keeps its bound."""
     transport = FakeTransport()
-    sender, overflows = make(transport, max_frames=1000, max_bytes=4_000)
+    sender = make(transport, max_frames=1000, max_bytes=4_000)
     big = b'{"pad":"' + b"p" * 90 + b'"}'
 
     async def publisher() -> None:
@@ -138,35 +127,35 @@ async def test_many_producers_in_one_loop_turn_never_start_two_writers():
     await asyncio.gather(*(publisher() for _ in range(4)))
     assert sender.peak_writers == 1
     assert sender.peak_bytes <= 4_000
-    assert overflows
-    assert len(overflows) == 1
+    assert sender.overflow is not None
     assert sender.closed
     assert not sender.offer(big)
     assert transport.peak <= HIGH + 1  # nothing was written past the mark
 
 
 async def test_overflow_by_frames_or_bytes_drops_the_queue_once():
-    """The frame that crosses either limit is refused, the queue dropped, on_overflow once."""
+    """The frame that crosses either limit is refused, the queue dropped; overflow says what it
+    held, and is not overwritten by later refusals."""
     for max_frames, max_bytes in ((5, 10**6), (10**6, 50)):
         transport = FakeTransport()
-        sender, overflows = make(transport, max_frames=max_frames, max_bytes=max_bytes)
+        sender = make(transport, max_frames=max_frames, max_bytes=max_bytes)
         transport.write(b"x" * (HIGH + 1))
         accepted = 0
         while sender.offer(b'{"n":12345}'):
             accepted += 1
         assert accepted == min(max_frames, max_bytes // len(text_frame(b'{"n":12345}')))
-        assert len(overflows) == 1
-        assert overflows[0][0] == accepted + 1
+        frame_size = len(text_frame(b'{"n":12345}'))
+        assert sender.overflow == (accepted, accepted * frame_size)
         assert sender.queued == 0
         assert sender.queued_bytes == 0
         assert not sender.offer(b"{}")
-        assert len(overflows) == 1
+        assert sender.overflow == (accepted, accepted * frame_size)
 
 
 async def test_send_waits_while_the_queue_is_over_half_full():
     """send() returns only once the queue drained below half; offer() never waits."""
     transport = FakeTransport()
-    sender, overflows = make(transport, max_frames=10)
+    sender = make(transport, max_frames=10)
     transport.write(b"x" * (HIGH + 1))
     for _ in range(5):
         assert await sender.send(b"{}")
@@ -175,13 +164,13 @@ async def test_send_waits_while_the_queue_is_over_half_full():
     assert not waiting.done()
     transport.read(10**6)
     assert await asyncio.wait_for(waiting, 5)
-    assert not overflows
+    assert sender.overflow is None
 
 
 async def test_close_refuses_frames_releases_drain_and_stops_the_writer():
     """After close(): offers refused, drain() returns, the writer writes nothing more."""
     transport = FakeTransport()
-    sender, _ = make(transport)
+    sender = make(transport)
     transport.write(b"x" * (HIGH + 1))
     for _ in range(3):
         sender.offer(b"{}")
@@ -199,7 +188,7 @@ async def test_close_refuses_frames_releases_drain_and_stops_the_writer():
 async def test_a_lost_transport_ends_the_writer_and_refuses_frames():
     """The connection drops while frames wait: the writer ends, the queue goes, offers fail."""
     transport = FakeTransport()
-    sender, overflows = make(transport)
+    sender = make(transport)
     transport.write(b"x" * (HIGH + 1))
     sender.offer(b"{}")
     await asyncio.sleep(0)
@@ -207,20 +196,13 @@ async def test_a_lost_transport_ends_the_writer_and_refuses_frames():
     await asyncio.wait_for(sender.drain(), 5)
     assert sender.closed
     assert not sender.busy
-    assert not overflows
+    assert sender.overflow is None
     assert not sender.offer(b"{}")
 
 
 async def test_a_sender_without_a_transport_is_closed():
     """A connection lost before its socket was made: every frame is refused."""
-    sender = Sender(
-        None,
-        FakeTransport().wait_writable,
-        max_frames=1,
-        max_bytes=1024,
-        on_overflow=lambda *_: None,
-        stats=Stats(),
-    )
+    sender = Sender(None, FakeTransport(), max_frames=1, max_bytes=1024, stats=Stats())
     assert sender.closed
     assert not sender.offer(b"{}")
 
@@ -248,7 +230,7 @@ def test_any_interleaving_keeps_order_and_the_bound(steps):
 async def _interleave(steps: list[tuple[str, int, int]]) -> None:
     max_frames, max_bytes = 12, 900
     transport = FakeTransport()
-    sender, overflows = make(transport, max_frames=max_frames, max_bytes=max_bytes)
+    sender = make(transport, max_frames=max_frames, max_bytes=max_bytes)
     accepted: list[bytes] = []
     pending: list[asyncio.Task[Any]] = []
     counter = 0
@@ -291,9 +273,10 @@ async def _interleave(steps: list[tuple[str, int, int]]) -> None:
     assert sender.peak_bytes <= max_bytes
     assert transport.peak <= HIGH + max((len(w) for w in transport.written), default=0)
     assert sender.peak_writers <= 1
-    assert len(overflows) <= 1
     written = payloads(transport.written)
-    if overflows:  # the queue was dropped: what was written is a prefix of what was accepted
+    if (
+        sender.overflow is not None
+    ):  # the queue was dropped: what was written is a prefix of what was accepted
         assert written == accepted[: len(written)]
     else:
         assert written == accepted
