@@ -326,7 +326,9 @@ class Socket:
         """Push ``{"event", "data"}`` to this client; at most once, not recoverable.
 
         Waits while the send queue is more than half full (backpressure).
-        Returns False, without raising, if the socket is closed or closing.
+        Returns False, without raising, once the socket takes no more frames
+        (closed, or closed as a slow consumer); a socket that is closing
+        gracefully still takes frames until its close frame is written.
         """
         return await self.send_raw(protocol.push(event, data))
 
