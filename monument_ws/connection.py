@@ -85,7 +85,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("monument_ws")
 
 #: What a socket may send before it is authenticated (with require_auth).
-_BEFORE_AUTH = frozenset({"ws:auth", "ws:ping", "ws:heartbeat"})
+_BEFORE_AUTH = frozenset(name for name, command in protocol.COMMANDS.items() if command.before_auth)
 
 #: Seconds a slow consumer's close handshake may take before the connection is aborted.
 _SLOW_CLOSE_GRACE = 2.0

@@ -146,10 +146,12 @@ _MEANING: Final = {
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """A ``ws:`` protocol command and whether the client must give it an ``id``."""
+    """A ``ws:`` protocol command, whether the client must give it an ``id``, and whether a
+    server that requires authentication takes it before the client authenticated."""
 
     name: str
     requires_id: bool
+    before_auth: bool = False
 
 
 #: Every command of protocol version 1.
@@ -160,9 +162,9 @@ COMMANDS: Final = {
         Command("ws:unsubscribe", True),
         Command("ws:publish", True),
         Command("ws:presence", True),
-        Command("ws:heartbeat", False),
-        Command("ws:auth", True),
-        Command("ws:ping", True),
+        Command("ws:heartbeat", False, before_auth=True),
+        Command("ws:auth", True, before_auth=True),
+        Command("ws:ping", True, before_auth=True),
         Command("ws:cancel", False),
         Command("ws:enqueue", True),
         Command("ws:result", False),
