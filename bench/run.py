@@ -52,6 +52,8 @@ SERVERS = ("monument", "aiohttp", "socketio")
 LABELS = {
     "monument": "monument_ws",
     "monument+hook": "monument_ws + outgoing hook",
+    "monument+bare": "floor: bare protocol path, handler inline",
+    "monument+bare-task": "floor: bare protocol path, a task per request",
     "aiohttp": "raw aiohttp",
     "socketio": "python-socketio",
 }
@@ -75,7 +77,9 @@ def scenarios(quick: bool) -> list[Scenario]:
     """The full suite, or (``quick``) the same scenarios shrunk for the smoke test."""
     if quick:
         return [
-            Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(10, 0.2, 0.5)),
+            Scenario(
+                "rpc-100", "acked echo, 100 sockets", "requests", rpc(10, 0.2, 0.5), extra=BARE
+            ),
             Scenario(
                 "fanout", "fan-out, 1,000 subscribers", "deliveries", fanout(20, 10), extra=HOOK
             ),
@@ -83,8 +87,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("redis", "two processes through Redis", "deliveries", redis_(5, 20, 1), True),
         ]
     return [
-        Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(100, 1, 4)),
-        Scenario("rpc-1000", "acked echo, 1,000 sockets", "requests", rpc(1000, 1, 4)),
+        Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(100, 1, 4), extra=BARE),
+        Scenario("rpc-1000", "acked echo, 1,000 sockets", "requests", rpc(1000, 1, 4),
+                 extra=BARE),
         Scenario("fanout", "fan-out of 200 messages to 1,000 subscribers", "deliveries",
                  fanout(1000, 200), extra=HOOK),
         Scenario("idle", "10,000 idle sockets", "sockets", idle(10_000)),
@@ -96,6 +101,9 @@ def scenarios(quick: bool) -> list[Scenario]:
 #: Fan-out also runs monument_ws with an outgoing hook stamping sender/dt on every frame:
 #: what frame middleware costs when frames are encoded once for all subscribers.
 HOOK = ("monument+hook",)
+#: Request/response also runs the floor: this protocol's request path with nothing else,
+#: handlers inline and with a task per request (bench/servers.py, bare_app).
+BARE = ("monument+bare", "monument+bare-task")
 
 
 def rpc(sockets: int, warmup: float, duration: float) -> dict[str, Any]:
@@ -332,7 +340,8 @@ def tables(results: dict[str, dict[str, list[dict[str, Any]]]], chosen: list[Sce
         ours = median(runs.get("monument", []), "per_cpu_s")
         for kind, rows in runs.items():
             value = median(rows, "per_cpu_s") or 0
-            ratio = f"{ours / value:.2f}x" if ours and value and "monument" not in kind else "-"
+            compared = kind not in ("monument", "monument+hook")
+            ratio = f"{ours / value:.2f}x" if ours and value and compared else "-"
             p50, p99 = median(rows, "p50_ms"), median(rows, "p99_ms")
             out.append(
                 f"| {LABELS[kind]} | {value:,.0f} | {ratio} | {median(rows, 'per_s') or 0:,.0f} | "
@@ -391,7 +400,10 @@ def chart(
     import matplotlib.pyplot as plt
 
     names: list[str] = []
-    series: dict[str, list[float]] = {kind: [] for kind in SERVERS}
+    # The three servers, and the floor where it was measured (a server absent from every
+    # scenario, e.g. python-socketio in a run without it, gets no bars).
+    kinds = [k for k in (*SERVERS, *BARE) if any(results.get(c.name, {}).get(k) for c in chosen)]
+    series: dict[str, list[float]] = {kind: [] for kind in kinds}
     for scenario in chosen:
         runs = results.get(scenario.name, {})
         key = "bytes_per_socket" if scenario.spec["scenario"] == "idle" else "per_cpu_s"
@@ -399,17 +411,23 @@ def chart(
         if not base:
             continue
         names.append(textwrap.fill(scenario.title, 24))
-        for kind in SERVERS:
+        for kind in kinds:
             value = median(runs.get(kind, []), key) or 0
             # Memory: fewer bytes is better, so plot aiohttp's bytes over the server's.
             series[kind].append(
                 (base / value if value else 0) if key == "bytes_per_socket" else value / base
             )
     fig, ax = plt.subplots(figsize=(10, 4.5), dpi=110)
-    width = 0.27
-    colors = {"monument": "#2f6fde", "aiohttp": "#9aa3ad", "socketio": "#e0803c"}
-    for i, kind in enumerate(SERVERS):
-        xs = [x + (i - 1) * width for x in range(len(names))]
+    width = 0.8 / len(kinds)
+    colors = {
+        "monument": "#2f6fde",
+        "aiohttp": "#9aa3ad",
+        "socketio": "#e0803c",
+        "monument+bare": "#5aa469",
+        "monument+bare-task": "#a8d5a2",
+    }
+    for i, kind in enumerate(kinds):
+        xs = [x + (i - (len(kinds) - 1) / 2) * width for x in range(len(names))]
         bars = ax.bar(xs, series[kind], width, label=LABELS[kind], color=colors[kind])
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.axhline(1, color="#555", linewidth=0.8, linestyle="--")

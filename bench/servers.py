@@ -2,6 +2,11 @@
 
     python bench/servers.py {monument,aiohttp,socketio} PORT [--redis URL]
 
+Besides them, variants measured in some scenarios: ``monument+hook`` (with an
+outgoing frame hook) and the floor of the request path, ``monument+bare``
+(handlers run inline) and ``monument+bare-task`` (a task per request), which
+speak monument_ws's wire format with none of its features (:func:`bare_app`).
+
 Every server offers the same four things, each in its own idiom, so the load
 generator (bench/loadgen.mjs) can drive them alike:
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -79,6 +85,77 @@ def monument_app(redis: str | None, prefix: str) -> web.Application:
         return int(message.data["count"])
 
     return app
+
+
+def bare_app(inline: bool) -> Callable[[str | None, str], web.Application]:
+    """The floor of this protocol's request path: what any server of it must do per request.
+
+    orjson decode, :func:`monument_ws.protocol.validate`, look the handler up,
+    run it, encode ``{event, id, data}``, frame it and write it -- no limits,
+    counters, hooks, auth, routing modes or per-socket state. ``inline``: the
+    handler's coroutine runs in the reader's step and must finish without
+    suspending (``echo`` does); otherwise one task per request. Only ``echo``
+    is served: it is the reference for the request/response scenarios alone.
+    """
+
+    def make(redis: str | None, prefix: str) -> web.Application:
+        import orjson
+
+        from monument_ws.protocol import Frame, text_frame, validate
+
+        async def echo(frame: Frame) -> Any:
+            return frame.data
+
+        handlers = {"echo": echo}
+        welcome = text_frame(b'{"event":"ws:welcome","data":{}}')
+
+        async def handle(request: web.Request) -> web.WebSocketResponse:
+            sock = web.WebSocketResponse(compress=False, max_msg_size=0, decode_text=False)
+            await sock.prepare(request)
+            transport = request.transport
+            assert transport is not None
+            transport.write(welcome)
+            loop = asyncio.get_running_loop()
+
+            def answer(frame: Frame, value: Any) -> None:
+                body = {"event": frame.event, "id": frame.id, "data": value}
+                transport.write(text_frame(orjson.dumps(body)))
+
+            running: set[asyncio.Task[None]] = set()  # strong references, as any server keeps
+
+            async def in_task(frame: Frame, handler: Any) -> None:
+                try:
+                    answer(frame, await handler(frame))
+                finally:
+                    running.discard(asyncio.current_task())
+
+            async for msg in sock:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                frame = validate(orjson.loads(msg.data))
+                if type(frame) is not Frame:
+                    continue
+                handler = handlers.get(frame.event)
+                if handler is None:
+                    continue
+                if not inline:
+                    running.add(loop.create_task(in_task(frame, handler)))
+                    continue
+                coro = handler(frame)
+                try:
+                    coro.send(None)
+                except StopIteration as done:
+                    answer(frame, done.value)
+                else:
+                    coro.close()
+                    raise RuntimeError("the bare inline server only runs handlers that never wait")
+            return sock
+
+        app = web.Application()
+        app.router.add_get("/ws", handle)
+        return app
+
+    return make
 
 
 def aiohttp_app(redis: str | None, prefix: str) -> web.Application:
@@ -173,6 +250,8 @@ def socketio_app(redis: str | None, prefix: str) -> web.Application:
 APPS = {
     "monument": monument_app,
     "monument+hook": hooked_app,
+    "monument+bare": bare_app(inline=True),
+    "monument+bare-task": bare_app(inline=False),
     "aiohttp": aiohttp_app,
     "socketio": socketio_app,
 }

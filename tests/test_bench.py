@@ -37,7 +37,10 @@ def test_quick_suite_delivers_everything(tmp_path: Path) -> None:
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"rpc-100", "fanout", "idle", "redis"}
     for scenario, runs in results.items():
-        extra = {"monument+hook"} if scenario == "fanout" else set()
+        extra = {
+            "fanout": {"monument+hook"},
+            "rpc-100": {"monument+bare", "monument+bare-task"},
+        }.get(scenario, set())
         assert set(runs) == {"monument", "aiohttp", "socketio", *extra}, scenario
         for server, (row,) in runs.items():
             where = f"{scenario} on {server}"
