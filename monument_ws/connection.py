@@ -624,11 +624,13 @@ class Socket:
                     ErrorCode.NOT_FOUND, f"no handler for event {frame.event!r}", request_id
                 )
             return
-        admitted = self._table.admit(request_id, frame)
+        admitted = self._table.admit(request_id, None)
         if type(admitted) is Refusal:
             self._refused(admitted, frame)
         elif admitted.running:  # type: ignore[union-attr]
-            self._launch(admitted, route, _start_task)  # type: ignore[arg-type]
+            self._launch(admitted, frame, route, _start_task)  # type: ignore[arg-type]
+        else:  # it waits for a slot, with the route it was given now
+            admitted.job = (frame, route)  # type: ignore[union-attr]
 
     def _refused(self, refusal: Refusal, frame: Frame) -> None:
         request_id = frame.id
@@ -656,10 +658,11 @@ class Socket:
     def _launch(
         self,
         request: Request,
+        frame: Frame,
         route: Route,
         start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
     ) -> None:
-        task = start(self._dispatch.run(self, request.job, route, request))
+        task = start(self._dispatch.run(self, frame, route, request))
         if not task.done():  # done: it ran to its end without suspending (eager start)
             request.task = task
 
@@ -668,17 +671,10 @@ class Socket:
         next waiting request, or wake :meth:`finish` when none is left."""
         following = self._table.finish(request)
         if following is not None:
-            frame = following.job
-            dispatch = self._dispatch
+            frame, route = following.job
             # A plain task, not an eager one: a line of requests that end without
             # suspending would otherwise start each other recursively.
-            self._launch(
-                following,
-                Route.COMMAND
-                if frame.is_command
-                else dispatch.router.route(frame.event, dispatch.bus),
-                asyncio.get_running_loop().create_task,
-            )
+            self._launch(following, frame, route, asyncio.get_running_loop().create_task)
         elif self._settled is not None and self._table.idle:
             settled, self._settled = self._settled, None
             if not settled.done():

@@ -389,6 +389,32 @@ async def test_cancelling_a_queued_request(make_server, connect: Connect):
     assert started == ["a"]
 
 
+async def test_a_waiting_request_keeps_the_route_it_was_given(make_server, connect: Connect):
+    """A request that waits for a slot runs the route decided when it arrived: if its handler
+    is removed meanwhile (a hot reload), it gets not_found, and is never emitted on the bus."""
+    release = asyncio.Event()
+    client, ws = await make_server(max_inflight=1)
+    emitted: list[object] = []
+
+    @ws.handler("hold")
+    async def hold(message, socket):
+        await release.wait()
+        return "held"
+
+    ws.handler("gone")(lambda message, socket: "never")
+    peer = await connect(client)
+    await peer.send({"event": "hold", "id": 1})
+    await peer.send({"event": "gone", "id": 2})
+    await eventually(lambda: any(s.queued for s in ws.hub), "the second request waiting")
+    ws.router.remove("gone")
+    ws.bus.on("gone", lambda event, **kwargs: emitted.append(kwargs))
+    release.set()
+    assert await peer.recv() == {"event": "hold", "id": 1, "data": "held"}
+    refused = await peer.recv()
+    assert (refused["id"], refused["error"]["code"]) == (2, "not_found")
+    assert emitted == []
+
+
 async def test_slow_consumer_is_closed_with_4008(make_server, connect: Connect):
     """Overflowing a socket's send queue closes it with 4008 instead of growing memory."""
     client, ws = await make_server(send_queue_limit=10)
