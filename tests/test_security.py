@@ -5,7 +5,6 @@ import base64
 import contextlib
 import json
 import os
-import socket as pysocket
 from typing import Any
 
 import aiohttp
@@ -18,7 +17,16 @@ import monument_ws
 from monument_ws import Unauthorized, signals
 from monument_ws.auth import AuthStep, Session, channel_of_session, channel_of_user
 from monument_ws.client import Client
-from tests.conftest import DEADLINE, REDIS_URL, Connect, Peer, eventually, welcomed
+from tests.conftest import (
+    DEADLINE,
+    REDIS_URL,
+    Connect,
+    Peer,
+    eventually,
+    masked_text,
+    open_raw,
+    welcomed,
+)
 
 
 def token_parser() -> Any:
@@ -343,28 +351,11 @@ async def test_a_client_that_never_reads_is_closed_4008_within_its_bound(make_se
     client, ws = await make_server(send_queue_limit=500, send_queue_bytes=256 * 1024, heartbeat=0)
     seen: list[Any] = []
     ws.bus.on(signals.SOCKET_CONNECTED, lambda event, *, socket, **_: seen.append(socket))
-    raw = pysocket.socket()
-    raw.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_RCVBUF, 4096)
-    raw.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(raw, (client.host, client.port))
-    reader, writer = await asyncio.open_connection(sock=raw)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        (
-            f"GET /ws HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    await writer.drain()
-    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    _reader, writer = await open_raw(client, rcvbuf=4096)
     await eventually(lambda: len(seen) == 1, "the socket")
     # subscribe with a hand-masked frame, then never read again
-    payload = json.dumps(
-        {"event": "ws:subscribe", "id": 1, "data": {"channel": "firehose"}}
-    ).encode()
-    mask = os.urandom(4)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+    payload = json.dumps({"event": "ws:subscribe", "id": 1, "data": {"channel": "firehose"}})
+    writer.write(masked_text(payload.encode()))
     await writer.drain()
     await eventually(lambda: ws.hub.channels() == {"firehose": 1}, "the subscription")
     socket = seen[0]
@@ -481,6 +472,18 @@ async def collect(peer: Any, frames: list[dict[str, Any]]) -> None:
         frames.append(json.loads(msg.data))
 
 
+async def echo_peer(
+    make_server: Any, connect: Connect, caplog: Any
+) -> tuple[Any, Peer, list[dict[str, Any]], asyncio.Task[None]]:
+    """A server with rate_limit=50/s and rate_burst=20, a peer, and a task reading its frames."""
+    caplog.set_level("WARNING", logger="monument_ws")
+    client, ws = await make_server(rate_limit=50, rate_burst=20, heartbeat=0)
+    ws.handler("echo")(lambda message, socket: message.data)
+    peer = await connect(client)
+    frames: list[dict[str, Any]] = []
+    return ws, peer, frames, asyncio.create_task(collect(peer, frames))
+
+
 def flood_warnings(caplog: Any) -> tuple[list[str], list[str]]:
     """The server's warnings about a socket over the frame rate: (refusing, closing)."""
     lines = [
@@ -498,12 +501,7 @@ async def test_a_sustained_flood_at_four_times_the_rate_is_closed_4029(
 ):
     """Frames at ~4x rate_limit for seconds: refused with rate_limited, then closed with 4029,
     and the server warns once about the episode (and once about the close)."""
-    caplog.set_level("WARNING", logger="monument_ws")
-    client, ws = await make_server(rate_limit=50, rate_burst=20, heartbeat=0)
-    ws.handler("echo")(lambda message, socket: message.data)
-    peer = await connect(client)
-    frames: list[dict[str, Any]] = []
-    reading = asyncio.create_task(collect(peer, frames))
+    ws, peer, frames, reading = await echo_peer(make_server, connect, caplog)
     sent = await pace(peer, 0.005, 6.0)  # stops early once the server closed the socket
     code = peer.ws.close_code
     if not peer.ws.closed:
@@ -517,6 +515,8 @@ async def test_a_sustained_flood_at_four_times_the_rate_is_closed_4029(
     )
     assert refused
     assert {f["error"]["code"] for f in refused} == {"rate_limited"}
+    # every refusal was answered but the last, which closed the socket (after the others)
+    assert ws.stats.refused["frame_rate"] == len(refused) + 1
     assert len(refusing) == 1, f"{len(refusing)} warnings about one flood, e.g. {refusing[:3]}"
     assert len(closing) == 1, closing
 
@@ -525,12 +525,7 @@ async def test_a_client_just_below_the_rate_is_never_refused_or_closed(
     make_server, connect: Connect, caplog: Any
 ):
     """40 frames/s against rate_limit=50 for 2 s: every frame answered, no refusal, no close."""
-    caplog.set_level("WARNING", logger="monument_ws")
-    client, ws = await make_server(rate_limit=50, rate_burst=20, heartbeat=0)
-    ws.handler("echo")(lambda message, socket: message.data)
-    peer = await connect(client)
-    frames: list[dict[str, Any]] = []
-    reading = asyncio.create_task(collect(peer, frames))
+    ws, peer, frames, reading = await echo_peer(make_server, connect, caplog)
     sent = await pace(peer, 0.025, 2.0)
     await eventually(lambda: len(frames) == sent, "every answer")
     assert not peer.ws.closed
