@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import secrets
@@ -56,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from . import protocol
+from . import aiohttp_reader, protocol
 from .auth import AUTHENTICATED, Session
 from .commands import InlineCommand
 from .errors import ConnectionLost, Timeout, from_error_frame
@@ -504,8 +505,25 @@ class Socket:
     # --- reading ----------------------------------------------------------
 
     async def serve(self) -> None:
-        """Read frames until the socket closes, then clean up. Never raises on client input."""
+        """Read frames until the socket closes, then clean up. Never raises on client input.
+
+        On a verified aiohttp, text frames come through the response's tap
+        (:mod:`monument_ws.aiohttp_reader`) as soon as they are parsed, and
+        this loop only sees the rest (close, binary) and the text frames that
+        were queued before the socket was ready: the tap is attached once
+        those were read, so frames are taken in the order they arrived.
+        """
+        tap = aiohttp_reader.tap_of(self._ws)
+        # Frames from the tap are taken in this task's context (log ids, the app's context
+        # variables), as frames read here are, so requests start in the same world either way.
+        context = contextvars.copy_context()
+
+        def tapped(text: str | bytes) -> None:
+            context.run(self._tapped, text)
+
         try:
+            if tap is not None and tap.empty:
+                tap.attach(tapped)
             async for msg in self._ws:
                 if msg.type is WSMsgType.TEXT:
                     close = self._on_text(msg.data)
@@ -523,8 +541,25 @@ class Socket:
                 if close is not None:
                     await self.close(*close)
                     break
+                if tap is not None and tap.on_text is None and tap.empty:
+                    tap.attach(tapped)
         finally:
+            if tap is not None:
+                tap.attach(None)
             await self._teardown()
+
+    def _tapped(self, text: str | bytes) -> None:
+        """A text frame from the tap, inside the connection's ``data_received``: no task runs
+        this, so a close it calls for is started as a task, and what follows is dropped."""
+        if self._closer is not None:
+            return
+        try:
+            close = self._on_text(text)
+        except Exception:  # a bug of ours; the client must not be able to take the server down
+            self.log.exception("taking a frame failed")
+            close = CloseCode.INTERNAL, "internal error"
+        if close is not None:
+            self._closer = asyncio.get_running_loop().create_task(self.close(*close))
 
     def _on_text(self, text: str | bytes) -> _Close | None:
         """Take one text frame; returns how to close when the socket must close."""

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import admin, brokers, health, logs, protocol
+from . import admin, aiohttp_reader, brokers, health, logs, protocol
 from ._version import __version__
 from .auth import (
     AUTHENTICATED,
@@ -416,7 +416,7 @@ class MonumentWS:
             raise web.HTTPServiceUnavailable(
                 text="too many sockets from this address", headers={"Retry-After": "30"}
             )
-        ws = web.WebSocketResponse(
+        ws = aiohttp_reader.response(
             protocols=(protocol.SUBPROTOCOL,),
             compress=cfg.compression,
             max_msg_size=cfg.max_message_size,
