@@ -25,6 +25,7 @@ aiohttp versions.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -57,19 +58,26 @@ ENABLED = _Reader is not None and _version() in VERIFIED
 
 
 class TextTap(_Queue):  # type: ignore[misc]
-    """aiohttp's frame queue, with text frames handed to ``on_text`` instead, once attached.
+    """aiohttp's frame queue, with text frames handed to a callback instead, once attached.
 
     Until :meth:`attach` every frame is queued as aiohttp does; the socket
     attaches only when the queue is empty, so frames that arrived before it
-    was ready are read from the queue first and the order is kept.
+    was ready are read from the queue first and the order is kept. The
+    callback runs in the context given with it (the socket's), not in the
+    protocol's.
     """
 
-    on_text: Callable[[bytes | str], None] | None = None
+    __slots__ = ("context", "on_text")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_text: Callable[[bytes | str], None] | None = None
+        self.context: contextvars.Context | None = None
 
     def feed_data(self, data: Any, size: int) -> None:
         on_text = self.on_text
         if on_text is not None and data.type is WSMsgType.TEXT:
-            on_text(data.data)
+            self.context.run(on_text, data.data)  # type: ignore[union-attr]
             return
         super().feed_data(data, size)
 
@@ -78,9 +86,11 @@ class TextTap(_Queue):  # type: ignore[misc]
         """No frame waits in the queue."""
         return not self._buffer
 
-    def attach(self, on_text: Callable[[bytes | str], None] | None) -> None:
-        """From now on hand text frames to ``on_text`` (None: queue them again)."""
-        self.on_text = on_text
+    def attach(
+        self, on_text: Callable[[bytes | str], None] | None, context: contextvars.Context | None
+    ) -> None:
+        """From now on hand text frames to ``on_text``, run in ``context`` (None: queue them)."""
+        self.on_text, self.context = on_text, context
 
 
 class TappedResponse(web.WebSocketResponse):

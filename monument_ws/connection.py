@@ -516,14 +516,10 @@ class Socket:
         tap = aiohttp_reader.tap_of(self._ws)
         # Frames from the tap are taken in this task's context (log ids, the app's context
         # variables), as frames read here are, so requests start in the same world either way.
-        context = contextvars.copy_context()
-
-        def tapped(text: str | bytes) -> None:
-            context.run(self._tapped, text)
-
+        context = contextvars.copy_context() if tap is not None else None
         try:
             if tap is not None and tap.empty:
-                tap.attach(tapped)
+                tap.attach(self._tapped, context)
             async for msg in self._ws:
                 if msg.type is WSMsgType.TEXT:
                     close = self._on_text(msg.data)
@@ -542,10 +538,10 @@ class Socket:
                     await self.close(*close)
                     break
                 if tap is not None and tap.on_text is None and tap.empty:
-                    tap.attach(tapped)
+                    tap.attach(self._tapped, context)
         finally:
             if tap is not None:
-                tap.attach(None)
+                tap.attach(None, None)
             await self._teardown()
 
     def _tapped(self, text: str | bytes) -> None:
