@@ -26,14 +26,11 @@ aiohttp versions.
 from __future__ import annotations
 
 import contextvars
-import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import WSMsgType, web
-
-log = logging.getLogger("monument_ws")
 
 #: aiohttp releases (major, minor) whose internals this module was verified against.
 VERIFIED = ((3, 14),)

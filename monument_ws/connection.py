@@ -535,6 +535,8 @@ class Socket:
                 else:
                     continue
                 if close is not None:
+                    if tap is not None:  # what the client sends from now on is not taken
+                        tap.attach(None, None)
                     await self.close(*close)
                     break
                 if tap is not None and tap.on_text is None and tap.empty:
