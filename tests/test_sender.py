@@ -22,7 +22,7 @@ from monument_ws import signals
 from monument_ws.protocol import text_frame
 from monument_ws.sender import Sender
 from monument_ws.stats import Stats
-from tests.conftest import Connect, eventually, masked_text, open_raw
+from tests.conftest import Connect, eventually, masked_text, open_raw, welcomed
 
 HIGH, LOW = 1024, 256
 
@@ -381,3 +381,30 @@ async def test_a_slow_consumer_among_concurrent_publishers_is_closed_4008_within
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+async def test_with_compression_every_frame_goes_through_the_writer_deflated(make_server):
+    """compression=True: replies, pushes and channel publications reach a client that offered
+    permessage-deflate, in order, each frame through the one writer (aiohttp deflates it)."""
+    client, ws = await make_server(compression=True, heartbeat=0)
+    ws.handler("echo")(lambda message, socket: message.data)
+    sock = await client.ws_connect("/ws", protocols=("monument.v1",), compress=15)
+    assert sock.compress == 15  # the extension was agreed
+    peer = await welcomed(sock)
+    (server_socket,) = list(ws.hub)
+    assert server_socket._ws.compress  # the server deflates what it sends
+    big = "z" * 20_000
+    assert (await peer.request({"event": "ws:subscribe", "id": "s", "data": {"channel": "c"}}))[
+        "data"
+    ]["channel"] == "c"
+    for i in range(20):
+        await peer.send({"event": "echo", "id": i, "data": [i, big]})
+    await ws.publish("c", "news", {"n": 1})
+    got = [await peer.recv() for _ in range(21)]
+    answers = [g for g in got if g.get("event") == "echo"]
+    assert [a["id"] for a in answers] == list(range(20))
+    assert all(a["data"] == [a["id"], big] for a in answers)
+    assert [g["data"] for g in got if g.get("channel") == "c"] == [{"n": 1}]
+    assert server_socket.sender.peak_writers == 1
+    assert server_socket.sender.queued_bytes == 0
+    await peer.close()
