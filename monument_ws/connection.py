@@ -406,7 +406,9 @@ class Socket:
         """Send the one final answer of ``request`` (a no-op once it was answered).
 
         Used by the dispatcher. The common case -- no outgoing hook, nothing
-        queued -- is written at once without another coroutine.
+        queued -- is written at once without another coroutine: this repeats
+        the tail of :meth:`send_raw` on purpose (delegating to it costs 2,800
+        instructions per request, 3 %, by callgrind).
         """
         if request.answered:  # Request.claim(), inlined on the reply path
             return False

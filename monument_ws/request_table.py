@@ -124,10 +124,8 @@ class RequestTable:
     def finish(self, request: Request) -> Request | None:
         """``request`` ended: free its slot and its id. Returns the waiting request that takes
         the slot (now running), or None. A second call for the same request does nothing."""
-        if not request.running:
-            return None
         request.running = False
-        if self._running.pop(request, False) is False:  # the table was closed meanwhile
+        if self._running.pop(request, False) is False:  # ended already, or the table closed
             return None
         if request.id is not None and self._by_id.get(request.id) is request:
             del self._by_id[request.id]

@@ -25,9 +25,8 @@ Invariants, whatever the interleaving of producers:
 * **Closed**: after :meth:`Sender.close` (or when the transport is lost)
   every frame is refused, the queue is gone and :meth:`Sender.drain` returns.
 
-The counters ``peak_frames``, ``peak_bytes``, ``peak_buffered`` and
-``peak_writers`` record the most ever queued, buffered in the transport by
-the writer, and writing at once; the tests check the bound on them.
+The counters ``peak_frames``, ``peak_bytes`` and ``peak_writers`` record the
+most ever queued and writing at once; the tests check the bound on them.
 """
 
 from __future__ import annotations
@@ -104,7 +103,6 @@ class Sender:
         "_writer",
         "closed",
         "overflow",
-        "peak_buffered",
         "peak_bytes",
         "peak_frames",
         "peak_writers",
@@ -142,7 +140,6 @@ class Sender:
         self.writers = 0
         self.peak_frames = 0
         self.peak_bytes = 0
-        self.peak_buffered = 0
         self.peak_writers = 0
 
     @property
@@ -254,9 +251,6 @@ class Sender:
                     else:
                         await write_frame(item)
                     stats.frames_out += 1
-                buffered = transport.get_write_buffer_size()
-                if buffered > self.peak_buffered:
-                    self.peak_buffered = buffered
         except (ConnectionError, RuntimeError):  # the transport went away mid-write
             self.close()
         finally:
