@@ -51,6 +51,7 @@ ROOT = HERE.parent
 SERVERS = ("monument", "aiohttp", "socketio")
 LABELS = {
     "monument": "monument_ws",
+    "monument+demo": "monument_ws demo app (monument-ws run)",
     "monument+hook": "monument_ws + outgoing hook",
     "monument+bare": "floor: bare protocol path, handler inline",
     "monument+bare-task": "floor: bare protocol path, a task per request",
@@ -78,7 +79,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     if quick:
         return [
             Scenario(
-                "rpc-100", "acked echo, 100 sockets", "requests", rpc(10, 0.2, 0.5), extra=BARE
+                "rpc-100", "acked echo, 100 sockets", "requests", rpc(10, 0.2, 0.5), extra=RPC
             ),
             Scenario(
                 "fanout", "fan-out, 1,000 subscribers", "deliveries", fanout(20, 10), extra=HOOK
@@ -87,9 +88,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario("redis", "two processes through Redis", "deliveries", redis_(5, 20, 1), True),
         ]
     return [
-        Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(100, 1, 4), extra=BARE),
+        Scenario("rpc-100", "acked echo, 100 sockets", "requests", rpc(100, 1, 4), extra=RPC),
         Scenario("rpc-1000", "acked echo, 1,000 sockets", "requests", rpc(1000, 1, 4),
-                 extra=BARE),
+                 extra=RPC),
         Scenario("fanout", "fan-out of 200 messages to 1,000 subscribers", "deliveries",
                  fanout(1000, 200), extra=HOOK),
         Scenario("idle", "10,000 idle sockets", "sockets", idle(10_000)),
@@ -104,6 +105,9 @@ HOOK = ("monument+hook",)
 #: Request/response also runs the floor: this protocol's request path with nothing else,
 #: handlers inline and with a task per request (bench/servers.py, bare_app).
 BARE = ("monument+bare", "monument+bare-task")
+#: ... and the demo app as `monument-ws run` serves it (its echo is a plain function, run inline),
+#: beside the bench app's ``async def`` echo (``monument``: an eager task per request).
+RPC = ("monument+demo", *BARE)
 
 
 def rpc(sockets: int, warmup: float, duration: float) -> dict[str, Any]:
@@ -320,28 +324,27 @@ def tables(results: dict[str, dict[str, list[dict[str, Any]]]], chosen: list[Sce
             out.append(
                 f"Median of {reps} runs; RSS growth of the server process per open socket.\n"
             )
-            out.append("| server | KiB per socket | monument_ws uses |")
+            out.append("| server | KiB per socket | x raw aiohttp |")
             out.append("|---|---:|---:|")
-            ours = median(runs.get("monument", []), "bytes_per_socket")
+            base = median(runs.get("aiohttp", []), "bytes_per_socket")
             for kind, rows in runs.items():
                 value = median(rows, "bytes_per_socket") or 0
-                ratio = f"{ours / value:.2f}x" if ours and value and kind != "monument" else "-"
+                ratio = f"{value / base:.2f}x" if base and value and kind != "aiohttp" else "-"
                 out.append(f"| {LABELS[kind]} | {value / 1024:.1f} | {ratio} |")
             out.append("")
             continue
         out.append(
-            f"Median of {reps} runs. {scenario.unit.capitalize()} per server CPU-second, per "
-            "wall second, and latency (ms).\n"
+            f"Median of {reps} runs. {scenario.unit.capitalize()} per server CPU-second (and "
+            "relative to raw aiohttp's), per wall second, and latency (ms).\n"
         )
         out.append(
-            f"| server | {scenario.unit}/CPU-s | monument_ws is | {scenario.unit}/s | p50 | p99 |"
+            f"| server | {scenario.unit}/CPU-s | x raw aiohttp | {scenario.unit}/s | p50 | p99 |"
         )
         out.append("|---|---:|---:|---:|---:|---:|")
-        ours = median(runs.get("monument", []), "per_cpu_s")
+        base = median(runs.get("aiohttp", []), "per_cpu_s")
         for kind, rows in runs.items():
             value = median(rows, "per_cpu_s") or 0
-            compared = kind not in ("monument", "monument+hook")
-            ratio = f"{ours / value:.2f}x" if ours and value and compared else "-"
+            ratio = f"{value / base:.2f}x" if base and value and kind != "aiohttp" else "-"
             p50, p99 = median(rows, "p50_ms"), median(rows, "p99_ms")
             out.append(
                 f"| {LABELS[kind]} | {value:,.0f} | {ratio} | {median(rows, 'per_s') or 0:,.0f} | "
@@ -402,7 +405,7 @@ def chart(
     names: list[str] = []
     # The three servers, and the floor where it was measured (a server absent from every
     # scenario, e.g. python-socketio in a run without it, gets no bars).
-    kinds = [k for k in (*SERVERS, *BARE) if any(results.get(c.name, {}).get(k) for c in chosen)]
+    kinds = [k for k in (*SERVERS, *RPC) if any(results.get(c.name, {}).get(k) for c in chosen)]
     series: dict[str, list[float]] = {kind: [] for kind in kinds}
     for scenario in chosen:
         runs = results.get(scenario.name, {})
@@ -421,6 +424,7 @@ def chart(
     width = 0.8 / len(kinds)
     colors = {
         "monument": "#2f6fde",
+        "monument+demo": "#173f8a",
         "aiohttp": "#9aa3ad",
         "socketio": "#e0803c",
         "monument+bare": "#5aa469",

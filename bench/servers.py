@@ -2,7 +2,9 @@
 
     python bench/servers.py {monument,aiohttp,socketio} PORT [--redis URL]
 
-Besides them, variants measured in some scenarios: ``monument+hook`` (with an
+Besides them, variants measured in some scenarios: ``monument+demo`` (the demo
+app exactly as ``monument-ws run`` serves it, with :data:`LOAD_TEST_FLAGS`;
+its ``echo`` is a plain function, so it runs inline), ``monument+hook`` (with an
 outgoing frame hook) and the floor of the request path, ``monument+bare``
 (handlers run inline) and ``monument+bare-task`` (a task per request), which
 speak monument_ws's wire format with none of its features (:func:`bare_app`).
@@ -10,8 +12,8 @@ speak monument_ws's wire format with none of its features (:func:`bare_app`).
 Every server offers the same four things, each in its own idiom, so the load
 generator (bench/loadgen.mjs) can drive them alike:
 
-* an acked request/response ``echo`` (monument: a handler answering the
-  frame's ``id``; aiohttp: the text frame sent straight back; socket.io: an
+* an acked request/response ``echo`` (monument: an ``async def`` handler
+  answering the frame's ``id``, so each request is a task; aiohttp: the text frame sent straight back; socket.io: an
   event whose ack returns the data);
 * a channel ``bench`` to subscribe to (monument: ``ws:subscribe``; aiohttp: a
   set of sockets; socket.io: a room);
@@ -257,13 +259,35 @@ APPS = {
 }
 
 
+#: What a load test changes in ``monument-ws run``: every limit stays on, the rate and per-address
+#: limits are raised out of the way of one machine's 1,000 sockets, and heartbeats are off.
+LOAD_TEST_FLAGS = (
+    "--upgrade-rate", "0",
+    "--rate-limit", "1000000",
+    "--rate-burst", "1000000",
+    "--max-sockets-per-ip", "100000",
+    "--heartbeat", "0",
+)  # fmt: skip
+
+
+def run_demo(port: int) -> None:
+    """``monument-ws run`` serving the demo app, in this very process (the runner measures it)."""
+    import os
+    import sys
+
+    argv = [sys.executable, "-m", "monument_ws", "run", "--port", str(port), *LOAD_TEST_FLAGS]
+    os.execv(sys.executable, argv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("server", choices=APPS)
+    parser.add_argument("server", choices=[*APPS, "monument+demo"])
     parser.add_argument("port", type=int)
     parser.add_argument("--redis")
     parser.add_argument("--prefix", default="bench:")
     args = parser.parse_args()
+    if args.server == "monument+demo":
+        run_demo(args.port)
     app = APPS[args.server](args.redis, args.prefix)
 
     web.run_app(app, host="127.0.0.1", port=args.port, print=None, access_log=None)

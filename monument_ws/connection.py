@@ -50,14 +50,13 @@ import contextvars
 import functools
 import logging
 import secrets
-import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from . import aiohttp_reader, protocol
+from . import aiohttp_reader, eager, protocol
 from .auth import AUTHENTICATED, Session
 from .commands import InlineCommand
 from .errors import ConnectionLost, Timeout, from_error_frame
@@ -96,23 +95,6 @@ _CLOSE_DRAIN = 5.0
 
 #: Why the reader stops: the close code and reason it closes with.
 _Close = tuple[int, str]
-
-if sys.version_info >= (3, 12):
-
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a request's first step now, as its own task (current_task, context).
-
-        A handler that answers without awaiting anything never waits for a
-        turn of the event loop, which is most of the cost of a small request.
-        """
-        return asyncio.Task(coro, loop=asyncio.get_running_loop(), eager_start=True)
-
-else:
-
-    def _start_task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        # Python 3.11 has no eager tasks; running the first step inline there would run
-        # the handler as the reader's task (asyncio.timeout() would cancel the reader).
-        return asyncio.get_running_loop().create_task(coro)
 
 
 class _SocketLog(logging.LoggerAdapter[logging.Logger]):
@@ -431,7 +413,8 @@ class Socket:
         if request.id is not None:
             await self.answer(request, protocol.error(code, message, request.id))
 
-    def _error_now(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
+    def error_now(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
+        """Send an error frame without waiting (counted in the stats)."""
         self._dispatch.stats.error(code, message, self.id)
         self.send_raw_nowait(protocol.error(code, message, request_id), kind=OUT_ERROR)
 
@@ -584,7 +567,7 @@ class Socket:
             hooked = middleware.run_incoming(frame, self)
             if isinstance(hooked, Invalid):
                 stats.refused["middleware"] += 1
-                self._error_now(hooked.code, hooked.message, hooked.id)
+                self.error_now(hooked.code, hooked.message, hooked.id)
                 return None
             frame = hooked
         event = frame.event
@@ -596,7 +579,7 @@ class Socket:
             stats.frames_in_by[IN_REFUSED] += 1
             stats.refused["unauthenticated"] += 1
             if frame.id is not None:
-                self._error_now(ErrorCode.UNAUTHORIZED, "authenticate with ws:auth first", frame.id)
+                self.error_now(ErrorCode.UNAUTHORIZED, "authenticate with ws:auth first", frame.id)
             return None
         if frame.is_command:
             stats.frames_in_by[IN_COMMAND] += 1
@@ -624,7 +607,7 @@ class Socket:
                 "over %g frames/s; refusing frames until it slows down", config.rate_limit
             )
         if frame.id is not None:
-            self._error_now(
+            self.error_now(
                 ErrorCode.RATE_LIMITED,
                 f"more than {config.rate_limit:g} frames per second",
                 frame.id,
@@ -638,7 +621,7 @@ class Socket:
         if invalid.code in protocol.FRAME_ERRORS:
             self._dispatch.stats.bad_frames += 1
             self._bad_in_a_row += 1
-        self._error_now(invalid.code, invalid.message, invalid.id)
+        self.error_now(invalid.code, invalid.message, invalid.id)
         if self._bad_in_a_row >= self._dispatch.config.max_bad_frames:
             return CloseCode.POLICY, "too many bad frames"
         return None
@@ -651,26 +634,45 @@ class Socket:
             if request_id is None:
                 self._dispatch.stats.dropped += 1
             elif route is Route.FORBIDDEN:
-                self._error_now(
+                self.error_now(
                     ErrorCode.FORBIDDEN, f"sockets may not trigger {frame.event!r}", request_id
                 )
             else:
-                self._error_now(
+                self.error_now(
                     ErrorCode.NOT_FOUND, f"no handler for event {frame.event!r}", request_id
                 )
             return
+        if route is Route.HANDLER and self._table.free_now(request_id):
+            handler = self._dispatch.router.plain(frame.event)
+            if handler is not None:
+                self._dispatch.run_plain(self, frame, handler)
+                return
         admitted = self._table.admit(request_id, None)
         if type(admitted) is Refusal:
             self._refused(admitted, frame)
         elif admitted.running:  # type: ignore[union-attr]
-            self._launch(admitted, frame, route, _start_task)  # type: ignore[arg-type]
+            self._launch(admitted, frame, route, eager.start)  # type: ignore[arg-type]
         else:  # it waits for a slot, with the route it was given now
             admitted.job = (frame, route)  # type: ignore[union-attr]
+
+    def carry_on(self, frame: Frame, returned: Any, started: float) -> None:
+        """A plain-function handler that ran inline returned something that needs a task (an
+        awaitable, a stream, a yield): admit the request now and finish it in one."""
+        admitted = self._table.admit(frame.id, None)
+        if type(admitted) is Refusal:  # the handler itself began a drain
+            close = getattr(returned, "close", None)
+            if callable(close):
+                close()
+            self._refused(admitted, frame)
+            return
+        # A slot was free before the handler ran, and a plain function cannot take one.
+        assert admitted.running  # type: ignore[union-attr]
+        self._launch(admitted, frame, Route.HANDLER, eager.start, returned, started)  # type: ignore[arg-type]
 
     def _refused(self, refusal: Refusal, frame: Frame) -> None:
         request_id = frame.id
         if refusal is DUPLICATE:
-            self._error_now(
+            self.error_now(
                 ErrorCode.DUPLICATE_ID,
                 f"a request with id {request_id!r} is still running",
                 request_id,
@@ -678,12 +680,12 @@ class Socket:
         elif request_id is None:
             self._dispatch.stats.dropped += 1
         elif refusal is UNAVAILABLE:
-            self._error_now(
+            self.error_now(
                 ErrorCode.UNAVAILABLE, "the server is shutting down; reconnect", request_id
             )
         else:
             config = self._dispatch.config
-            self._error_now(
+            self.error_now(
                 ErrorCode.RATE_LIMITED,
                 f"{config.max_inflight} requests running and "
                 f"{config.max_queued} waiting on this socket",
@@ -696,8 +698,9 @@ class Socket:
         frame: Frame,
         route: Route,
         start: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        *returned: Any,
     ) -> None:
-        task = start(self._dispatch.run(self, frame, route, request))
+        task = start(self._dispatch.run(self, frame, route, request, *returned))
         if not task.done():  # done: it ran to its end without suspending (eager start)
             request.task = task
 
@@ -725,7 +728,7 @@ class Socket:
         request = self._table.cancel(target)
         if request is None:
             if frame.id is not None:
-                self._error_now(
+                self.error_now(
                     ErrorCode.NOT_FOUND, f"no running request with id {target!r}", frame.id
                 )
             return None
@@ -735,7 +738,7 @@ class Socket:
             # A task cancelled before its first step never runs its coroutine (nor the
             # dispatcher's call to ended()): free the slot when it is done, whichever way.
             task.add_done_callback(lambda _: self.ended(request))
-        self._error_now(ErrorCode.CANCELLED, "cancelled by the client", target)
+        self.error_now(ErrorCode.CANCELLED, "cancelled by the client", target)
         if frame.id is not None:
             self.send_raw_nowait(protocol.reply(frame.event, frame.id, {}), kind=OUT_REPLY)
         return None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from . import protocol
 from .errors import MonumentWSError, NotFound
 from .protocol import ErrorCode, Frame
-from .router import Route, Router
+from .router import Handler, Route, Router
+from .stats import OUT_REPLY
 from .yields import Yield, YieldType
 
 if TYPE_CHECKING:
@@ -48,6 +50,12 @@ if TYPE_CHECKING:
 
 #: Chunks a stream sends before it hands the event loop over, even when none had to wait.
 _STREAM_YIELD_EVERY = 64
+
+#: Stands for "the handler has not been called yet" in :meth:`Dispatcher.run`.
+_NOTHING: Any = object()
+
+#: Types a handler's value is answered with at once, without asking whether it is awaitable.
+_PLAIN_VALUES = frozenset({dict, list, str, int, float, bool, type(None), tuple})
 
 #: Sends a BROADCAST yield: ``await fanout(event, data, channel)`` (channel None: every socket).
 Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
@@ -78,14 +86,29 @@ class Dispatcher:
         # The stats' histogram of each route, found once: no lookup by name per request.
         self._latency: dict[Route, Histogram] = {}
 
-    async def run(self, socket: Socket, frame: Frame, route: Route, request: Request) -> None:
+    async def run(
+        self,
+        socket: Socket,
+        frame: Frame,
+        route: Route,
+        request: Request,
+        returned: Any = _NOTHING,
+        started: float | None = None,
+    ) -> None:
         """Run ``request`` to its one final answer, then tell the socket it ended (which frees
-        its slot). This coroutine is the request's task; it never raises but CancelledError."""
+        its slot). This coroutine is the request's task; it never raises but CancelledError.
+
+        ``returned``: what a plain-function handler already returned inline (see
+        :meth:`run_plain`) when it needs a task to finish (an awaitable, a stream, a yield).
+        """
         request_id = frame.id
-        started = time.perf_counter()
+        if started is None:
+            started = time.perf_counter()
         try:
             if route is Route.HANDLER:
-                await self._run_handler(socket, frame, request)
+                if returned is _NOTHING:
+                    returned = self._call_handler(socket, frame)
+                await self._handler_result(socket, frame, request, returned)
             elif route is Route.DATA:
                 value = await self.bus.ask(
                     frame.event,
@@ -117,17 +140,58 @@ class Dispatcher:
             socket.log.exception("handler for %r failed", frame.event)
             await socket.fail(request, ErrorCode.INTERNAL, "internal error")
         finally:
-            histogram = self._latency.get(route)
-            if histogram is None:
-                histogram = self._latency[route] = self.stats.route_latency(route.value)
-            histogram.observe(time.perf_counter() - started)
+            self._observe(route, started)
             socket.ended(request)
 
-    async def _run_handler(self, socket: Socket, frame: Frame, request: Request) -> None:
+    def run_plain(self, socket: Socket, frame: Frame, handler: Handler) -> None:
+        """Run a plain-function handler now, inside the reader's step, in a copy of the
+        socket's context; the socket checked that the request may start at once.
+
+        Its value is answered at once, its exception becomes the error frame, as
+        in :meth:`run`. Nothing else runs on this socket meanwhile, so the one
+        answer per id holds without admitting the request. If it returned
+        something that needs a task (an awaitable, an async generator, a
+        :class:`~monument_ws.yields.Yield`), the socket admits it and :meth:`run`
+        finishes it.
+        """
+        started = time.perf_counter()
+        request_id = frame.id
+        try:
+            result = contextvars.copy_context().run(handler, frame, socket)
+            if type(result) not in _PLAIN_VALUES and (
+                isinstance(result, Yield)
+                or inspect.isawaitable(result)
+                or inspect.isasyncgen(result)
+            ):
+                socket.carry_on(frame, result, started)
+                return
+            if request_id is not None:
+                socket.send_raw_nowait(
+                    protocol.reply(frame.event, request_id, result), kind=OUT_REPLY
+                )
+        except MonumentWSError as exc:
+            socket.error_now(exc.code, exc.message, request_id)
+        except Exception:
+            socket.log.exception("handler for %r failed", frame.event)
+            socket.error_now(ErrorCode.INTERNAL, "internal error", request_id)
+        self._observe(Route.HANDLER, started)
+
+    def _observe(self, route: Route, started: float) -> None:
+        histogram = self._latency.get(route)
+        if histogram is None:
+            histogram = self._latency[route] = self.stats.route_latency(route.value)
+        histogram.observe(time.perf_counter() - started)
+
+    def _call_handler(self, socket: Socket, frame: Frame) -> Any:
         handler = self.router.get(frame.event)
         if handler is None:  # removed (e.g. by a hot reload) after routing
             raise NotFound(f"no handler for event {frame.event!r}")
-        result = handler(frame, socket)
+        return handler(frame, socket)
+
+    async def _handler_result(
+        self, socket: Socket, frame: Frame, request: Request, result: Any
+    ) -> None:
+        """Await, stream or deliver what a handler returned, as the request's answer."""
         if type(result) is not CoroutineType:
             if inspect.isasyncgen(result):
                 await self._stream(socket, frame, request, result)

@@ -95,6 +95,17 @@ class RequestTable:
     def stopped(self) -> bool:
         return self._stopped
 
+    def free_now(self, request_id: RequestId | None) -> bool:
+        """Whether a request with this id would start at once: not a duplicate, not stopped,
+        a slot free and nothing waiting. A request that ends within the caller's own step
+        (a plain-function handler) runs without being admitted when this holds."""
+        return (
+            not self._waiting
+            and not self._stopped
+            and len(self._running) < self.max_running
+            and (request_id is None or request_id not in self._by_id)
+        )
+
     def get(self, request_id: RequestId) -> Request | None:
         """The request with this id in flight (running or waiting), if any."""
         return self._by_id.get(request_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import fnmatch
+import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,7 +32,9 @@ if TYPE_CHECKING:
     from .bus import EventBus
 
 #: ``handler(message, socket)``: a coroutine function (its return value is the
-#: reply) or an async generator function (each yield is one chunk of a stream).
+#: reply), an async generator function (each yield is one chunk of a stream), or
+#: a plain function (its return value is the reply; it runs inline, see
+#: :meth:`Router.plain`).
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
 
@@ -67,6 +70,8 @@ class Router:
         #: allowed(event), remembered: the patterns never change after construction
         self._verdicts: dict[str, bool] = {}
         self._handlers: dict[str, Handler] = {}
+        #: handler -> whether it is a plain function, remembered (see plain())
+        self._plain: dict[Handler, bool] = {}
         #: The plugs folder's table (event -> handler). Never mutated: a reload
         #: assigns a new mapping, so a lookup sees the old table or the new one,
         #: never half of each. Handlers registered in code win over plugs.
@@ -102,6 +107,24 @@ class Router:
     def get(self, event: str) -> Handler | None:
         handler = self._handlers.get(event)
         return handler if handler is not None else self.plugs.get(event)
+
+    def plain(self, event: str) -> Handler | None:
+        """The handler of ``event`` if it is a plain function (neither a coroutine function nor
+        an async generator function): it can run inline, without a task."""
+        handler = self._handlers.get(event)
+        if handler is None:
+            handler = self.plugs.get(event)
+            if handler is None:
+                return None
+        plain = self._plain.get(handler)
+        if plain is None:
+            plain = not (
+                inspect.iscoroutinefunction(handler) or inspect.isasyncgenfunction(handler)
+            )
+            if len(self._plain) >= _VERDICTS:  # plugs reloads bring new functions: stay bounded
+                self._plain.clear()
+            self._plain[handler] = plain
+        return handler if plain else None
 
     # --- routing ----------------------------------------------------------
 

@@ -1,4 +1,9 @@
-"""Socket event handlers: ``handler(message, socket)``; the return value is the reply."""
+"""Socket event handlers: ``handler(message, socket)``; the return value is the reply.
+
+A handler that awaits nothing can be a plain function (``echo``): it runs at
+once as the frame is read, without a task. ``async def`` handlers each run as
+their own task, and a stream is an async generator.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from monument_ws import Frame, MonumentWS, Socket
 
 def register(ws: MonumentWS) -> None:
     @ws.handler("echo")
-    async def echo(message: Frame, socket: Socket) -> Any:
+    def echo(message: Frame, socket: Socket) -> Any:
         """Replies with the request's own data."""
         return message.data
 
