@@ -413,6 +413,13 @@ class Socket:
         if request.id is not None:
             await self.answer(request, protocol.error(code, message, request.id))
 
+    def fail_now(self, code: ErrorCode, message: str, request_id: Any) -> None:
+        """End a request that ran inline with an error: counted, and sent as its answer when
+        it has an id (like :meth:`fail`, without waiting)."""
+        self._dispatch.stats.error(code, message, self.id)
+        if request_id is not None:
+            self.send_raw_nowait(protocol.error(code, message, request_id), kind=OUT_REPLY)
+
     def error_now(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
         """Send an error frame without waiting (counted in the stats)."""
         self._dispatch.stats.error(code, message, self.id)

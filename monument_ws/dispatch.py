@@ -135,7 +135,13 @@ class Dispatcher:
         except MonumentWSError as exc:
             await socket.fail(request, exc.code, exc.message)
         except asyncio.CancelledError:
-            raise
+            task = asyncio.current_task()
+            if task is None or task.cancelling():  # the request was cancelled: no answer due
+                raise
+            # A CancelledError nobody asked this task for (the handler awaited something
+            # cancelled): a failure like any other, or the request would go unanswered.
+            socket.log.exception("handler for %r failed", frame.event)
+            await socket.fail(request, ErrorCode.INTERNAL, "internal error")
         except Exception:
             socket.log.exception("handler for %r failed", frame.event)
             await socket.fail(request, ErrorCode.INTERNAL, "internal error")
@@ -170,10 +176,10 @@ class Dispatcher:
                     protocol.reply(frame.event, request_id, result), kind=OUT_REPLY
                 )
         except MonumentWSError as exc:
-            socket.error_now(exc.code, exc.message, request_id)
-        except Exception:
+            socket.fail_now(exc.code, exc.message, request_id)
+        except (Exception, asyncio.CancelledError):  # a plain function has nothing to cancel
             socket.log.exception("handler for %r failed", frame.event)
-            socket.error_now(ErrorCode.INTERNAL, "internal error", request_id)
+            socket.fail_now(ErrorCode.INTERNAL, "internal error", request_id)
         self._observe(Route.HANDLER, started)
 
     def _observe(self, route: Route, started: float) -> None:
