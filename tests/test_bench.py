@@ -39,7 +39,7 @@ def test_quick_suite_delivers_everything(tmp_path: Path) -> None:
     for scenario, runs in results.items():
         extra = {
             "fanout": {"monument+hook"},
-            "rpc-100": {"monument+bare", "monument+bare-task"},
+            "rpc-100": {"monument+demo", "monument+bare", "monument+bare-task"},
         }.get(scenario, set())
         assert set(runs) == {"monument", "aiohttp", "socketio", *extra}, scenario
         for server, (row,) in runs.items():
