@@ -141,10 +141,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid`` (fields 14 and 15 of /proc/PID/stat)."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of ``pid`` in seconds: in the process, and in the kernel on its behalf."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def rss_bytes(pid: int) -> int:
@@ -265,14 +265,18 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> dict[str, Any]:
     proc = loadgen(spec)
     try:
         expect(proc, "go", 300)
-        cpu = sum(cpu_seconds(p) for p in pids)
+        before = [cpu_split(p) for p in pids]
         result = finish(proc, 300)
-        cpu = sum(cpu_seconds(p) for p in pids) - cpu
+        after = [cpu_split(p) for p in pids]
+        user = sum(a[0] - b[0] for a, b in zip(after, before, strict=True))
+        kernel = sum(a[1] - b[1] for a, b in zip(after, before, strict=True))
+        cpu = user + kernel
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     result["server_cpu_s"] = cpu
+    result["server_kernel_share"] = kernel / cpu if cpu > 0 else None
     result["per_cpu_s"] = result["operations"] / cpu if cpu > 0 else None
     result["per_s"] = result["operations"] / result["wall_s"]
     return result
@@ -527,6 +531,8 @@ def summarise(row: dict[str, Any]) -> str:
         f"{row['per_cpu_s'] or 0:,.0f}/CPU-s",
         f"{row['per_s']:,.0f}/s",
     ]
+    if row.get("server_kernel_share") is not None:
+        parts.append(f"kernel {row['server_kernel_share']:.0%}")
     if row.get("p99_ms") is not None:
         parts.append(f"p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms")
     return ", ".join(parts)

@@ -75,7 +75,8 @@ async def test_docs_data_example_answers_http_and_socket_later(aiohttp_client):
 
 
 async def test_docs_stream_and_error_example(aiohttp_client):
-    """The handler example streams a countdown and answers admin with forbidden."""
+    """The handler example streams a countdown, answers admin with forbidden, and add (a plain
+    function) with the sum."""
     client = await serve(aiohttp_client, app_example("countdown"))
     async with client.ws_connect("/ws") as ws:
         await ws.receive_json(timeout=DEADLINE)
@@ -85,6 +86,8 @@ async def test_docs_stream_and_error_example(aiohttp_client):
         assert frames[3] == {"event": "countdown", "id": 1, "end": True}
         await ws.send_json({"event": "admin", "id": 2})
         assert (await ws.receive_json(timeout=DEADLINE))["error"]["code"] == "forbidden"
+        await ws.send_json({"event": "add", "id": 3, "data": [1, 2, 3]})
+        assert await ws.receive_json(timeout=DEADLINE) == {"event": "add", "id": 3, "data": 6}
 
 
 async def test_docs_server_call_example(aiohttp_client):
