@@ -104,6 +104,7 @@ def bare_app(inline: bool) -> Callable[[str | None, str], web.Application]:
         import orjson
 
         from monument_ws.protocol import Frame, text_frame, validate
+        from monument_ws.reads import small_reads
 
         async def echo(frame: Frame) -> Any:
             return frame.data
@@ -116,6 +117,7 @@ def bare_app(inline: bool) -> Callable[[str | None, str], web.Application]:
             await sock.prepare(request)
             transport = request.transport
             assert transport is not None
+            small_reads(transport)  # what any server on asyncio's selector loop should do
             transport.write(welcome)
             loop = asyncio.get_running_loop()
 

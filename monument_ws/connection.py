@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from . import aiohttp_reader, eager, protocol
+from . import aiohttp_reader, eager, protocol, reads
 from .auth import AUTHENTICATED, Session
 from .commands import InlineCommand
 from .errors import ConnectionLost, Timeout, from_error_frame
@@ -163,6 +163,7 @@ class Socket:
         self._dispatch = dispatch
         self._log: _SocketLog | None = None  # made on first use: most sockets never log
         transport = request.transport
+        reads.small_reads(transport)
         self._sender = Sender(
             transport,
             request.writer,
