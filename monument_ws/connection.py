@@ -362,6 +362,11 @@ class Socket:
         dispatch.stats.frames_out_by[kind] += 1
         return True
 
+    def flush(self) -> None:
+        """Write the frames gathered in this loop turn (see :meth:`Sender.gather`)."""
+        if not self._sender.flush():
+            self._not_sent()
+
     async def drain(self) -> None:
         """Wait until every queued frame has been handed to the transport (or the socket died)."""
         await self._sender.drain()

@@ -60,6 +60,8 @@ class Hub:
         broker.on_gap = self.resubscribe_all
         broker.on_control = self._control
         self._tasks: set[asyncio.Task[None]] = set()
+        # Sockets gathering this loop turn's publications (see deliver); None between turns.
+        self._gathering: list[Socket] | None = None
         #: the peer queues, whose nudges arrive as frames for a client (set by the plugin)
         self.queues: PeerQueues | None = None
 
@@ -255,11 +257,32 @@ class Hub:
         if shared is None:
             return
         frame, wire = shared
+        gathering = self._gathering
+        if gathering is None:
+            # The first publication of this loop turn is written at once; later ones in the
+            # same turn are gathered per socket and written in one go when the turn ends.
+            self._gathering = []
+            asyncio.get_running_loop().call_soon(self._flush)
+            for socket, buffer in subs.items():
+                if buffer is None:
+                    socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
+                else:
+                    buffer.append(publication)
+            return
         for socket, buffer in subs.items():
             if buffer is None:
+                sender = socket.sender
+                if sender.gather():
+                    gathering.append(socket)
                 socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
             else:
                 buffer.append(publication)
+
+    def _flush(self) -> None:
+        """End of a loop turn with publications: write what each socket gathered."""
+        gathering, self._gathering = self._gathering, None
+        for socket in gathering or ():
+            socket.flush()
 
     def _ephemeral_local(self, channel: str, frame: bytes) -> None:
         sockets = list(self._channels.get(channel, ()))

@@ -15,15 +15,22 @@ Invariants, whatever the interleaving of producers:
   in one loop turn can never start two.
 * **Bound**: the transport is written to only while it holds at most
   ``high_water`` bytes (asyncio's own mark, 64 KiB by default), so it never
-  holds more than that plus one frame; the queue never holds more than
+  holds more than that plus one write (one frame, or a gathered run of at
+  most ``high_water`` bytes plus one frame); the queue never holds more than
   ``max_frames`` frames or ``max_bytes`` bytes. The frame that would cross
   either limit is refused, the whole queue is dropped, the sender closes and
   :attr:`Sender.overflow` says what it held: the socket closes as a slow
-  consumer (4008). A socket thus
-  costs at most ``max_bytes + high_water`` plus one frame of send buffers,
-  whatever its client does.
+  consumer (4008). A socket thus costs at most ``max_bytes + 3 * high_water``
+  plus two frames of send buffers, whatever its client does.
 * **Closed**: after :meth:`Sender.close` (or when the transport is lost)
   every frame is refused, the queue is gone and :meth:`Sender.drain` returns.
+* **Gathering**: between :meth:`Sender.gather` and :meth:`Sender.flush` (the
+  hub calls them around the publications of one loop turn, see
+  :class:`~monument_ws.hub.Hub`) every accepted frame is appended to a list
+  instead, and written with the others in one ``transport.write``: one system
+  call for a burst instead of one per frame. Order is kept (nothing bypasses
+  the list while it exists); past ``high_water`` bytes it is written early, so
+  it never holds more than that.
 
 The counters ``peak_frames``, ``peak_bytes`` and ``peak_writers`` record the
 most ever queued and writing at once; the tests check the bound on them.
@@ -92,6 +99,8 @@ class Sender:
 
     __slots__ = (
         "_flow",
+        "_gathered",
+        "_gathered_bytes",
         "_high_water",
         "_idle",
         "_max_bytes",
@@ -133,6 +142,9 @@ class Sender:
         self._queue: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._idle: asyncio.Future[None] | None = None
+        # Frames gathered for one write at the end of this loop turn; None when not gathering.
+        self._gathered: list[bytes] | None = None
+        self._gathered_bytes = 0
         self.closed = transport.is_closing()
         #: ``(frames, bytes)`` the queue held when its bound was crossed; None until then
         self.overflow: tuple[int, int] | None = None
@@ -166,6 +178,14 @@ class Sender:
         """
         if self.closed:
             return False
+        gathered = self._gathered
+        if gathered is not None:
+            frame = wire if wire is not None else text_frame(payload)
+            gathered.append(frame)
+            self._gathered_bytes += len(frame)
+            if self._gathered_bytes > self._high_water:
+                return self._write_gathered()
+            return True
         if self._writer is None and self._write_frame is None:
             transport = self._transport
             if transport.is_closing():
@@ -176,6 +196,42 @@ class Sender:
                 self._stats.frames_out += 1
                 return True
         return self._enqueue(payload, wire)
+
+    def gather(self) -> bool:
+        """Start gathering frames for one write (see the module's invariants); False when it
+        cannot (closed, already gathering, or compression, whose frames aiohttp writes)."""
+        if self.closed or self._gathered is not None or self._write_frame is not None:
+            return False
+        self._gathered = []
+        return True
+
+    def flush(self) -> bool:
+        """Stop gathering and write what was gathered; False when the bound was crossed."""
+        if self._gathered is None:
+            return True
+        ok = self._write_gathered()
+        self._gathered = None
+        return ok
+
+    def _write_gathered(self) -> bool:
+        """Hand the gathered frames on: in one write when the transport has room and nothing
+        is queued, else into the queue (bounded like any frame)."""
+        gathered = self._gathered
+        if not gathered or self.closed:
+            return not self.closed
+        frames = len(gathered)
+        self._gathered = []
+        self._gathered_bytes = 0
+        transport = self._transport
+        if (
+            self._writer is None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= self._high_water
+        ):
+            transport.write(gathered[0] if frames == 1 else b"".join(gathered))
+            self._stats.frames_out += frames
+            return True
+        return all(self._enqueue(frame, frame) for frame in gathered)
 
     async def send(self, payload: bytes, wire: bytes | None = None) -> bool:
         """Accept one frame, then wait while the queue is more than half full.
@@ -191,6 +247,8 @@ class Sender:
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been written (or the sender closed)."""
+        if self._gathered:
+            await asyncio.sleep(0)  # the turn's gathered frames are written at its end
         if self._writer is None:
             return
         if self._idle is None:
@@ -199,7 +257,8 @@ class Sender:
 
     def close(self) -> int:
         """Refuse every frame from now on and drop the queue; returns how many frames it held."""
-        dropped = self.queued
+        dropped = self.queued + (len(self._gathered) if self._gathered else 0)
+        self._gathered = None
         self.closed = True
         if self._queue is not None:
             self._queue.clear()  # a writer in the middle of it stops at its next frame

@@ -50,3 +50,42 @@ async def test_order_is_kept_across_fast_and_queued_writes(make_server, connect:
         received.append(frame["data"]["i"])
     assert received == list(range(2_000))
     await asyncio.sleep(0)
+
+
+async def test_a_burst_published_in_one_turn_reaches_a_subscriber_in_two_writes_in_order(
+    make_server, connect: Connect
+):
+    """300 publications made in one loop turn: the subscriber's connection gets the first at
+    once and the other 299 gathered into one write; all arrive in order, and a frame sent to
+    the same socket in that turn after the burst (the reply) arrives after them."""
+    client, ws = await make_server()
+    writes: list[int] = []
+
+    @ws.handler("watch")
+    def watch(message, socket):
+        transport = socket.request.transport
+        write = transport.write
+
+        def counting(data: bytes) -> None:
+            writes.append(len(data))
+            write(data)
+
+        transport.write = counting
+        return "watching"
+
+    @ws.handler("burst")
+    async def burst(message, socket):
+        for n in range(300):
+            await ws.publish("burst", "item", n)
+        return "done"
+
+    peer = await connect(client)
+    await peer.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "burst"}})
+    assert (await peer.request({"event": "watch", "id": 2}))["data"] == "watching"
+    await peer.send({"event": "burst", "id": 3})
+    received = [await peer.recv() for _ in range(301)]
+    assert [f["data"] for f in received[:300]] == list(range(300))
+    assert received[300] == {"event": "burst", "id": 3, "data": "done"}
+    # writes: the reply to watch, the first publication, then the other 299 and the reply to
+    # burst (sent in the same turn, so gathered behind them)
+    assert len(writes) == 3, writes

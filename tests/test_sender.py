@@ -78,8 +78,16 @@ def make(transport: FakeTransport, max_frames: int = 100, max_bytes: int = 10_00
 
 
 def payloads(written: list[bytes]) -> list[bytes]:
-    """The JSON payloads of whole text frames (none of the tests' is 64 KiB or more)."""
-    return [frame[2:] if frame[1] < 126 else frame[4:] for frame in written]
+    """The JSON payloads of the text frames written, one write holding one frame or a gathered
+    run of them (none of the tests' frames is 64 KiB or more)."""
+    stream, out, at = b"".join(written), [], 0
+    while at < len(stream):
+        length, at = stream[at + 1], at + 2
+        if length == 126:
+            length, at = int.from_bytes(stream[at : at + 2], "big"), at + 2
+        out.append(stream[at : at + length])
+        at += length
+    return out
 
 
 async def test_an_idle_sender_writes_at_once_without_a_task():
@@ -207,12 +215,77 @@ async def test_a_sender_without_a_transport_is_closed():
     assert not sender.offer(b"{}")
 
 
+async def test_frames_gathered_in_one_turn_go_out_in_one_write_in_order():
+    """Between gather() and flush() frames are held, whatever their kind, and written in one
+    write in the order they were accepted; after flush() the sender writes at once again."""
+    transport = FakeTransport()
+    sender = make(transport)
+    shared = text_frame(b'{"n":1}')
+    assert sender.gather()
+    assert not sender.gather()  # already gathering
+    assert sender.offer(b'{"n":1}', shared)
+    assert sender.offer(b'{"n":2}')
+    assert sender.offer(b'{"n":3}', text_frame(b'{"n":3}'))
+    assert transport.written == []
+    assert sender.flush()
+    assert len(transport.written) == 1
+    assert payloads(transport.written) == [b'{"n":1}', b'{"n":2}', b'{"n":3}']
+    assert sender.offer(b'{"n":4}')
+    assert len(transport.written) == 2
+
+
+async def test_gathering_past_the_high_water_mark_writes_early():
+    """A gathered run never holds more than the high-water mark: past it, it is written."""
+    transport = FakeTransport()
+    sender = make(transport, max_bytes=100_000)
+    frames = [b'{"n":%d,"p":"%s"}' % (i, b"p" * 300) for i in range(10)]
+    assert sender.gather()
+    for frame in frames:
+        assert sender.offer(frame)
+    assert transport.written, "nothing written although the gathered bytes passed HIGH"
+    assert all(len(w) <= HIGH + 400 for w in transport.written)
+    assert sender.flush()
+    while sender.busy:
+        transport.read(10**9)
+        await asyncio.sleep(0)
+    assert payloads(transport.written) == frames
+
+
+async def test_close_while_gathering_drops_the_gathered_frames():
+    """Closing drops what was gathered (counted as dropped); a closed sender cannot gather."""
+    transport = FakeTransport()
+    sender = make(transport)
+    assert sender.gather()
+    assert sender.offer(b'{"n":1}')
+    assert sender.offer(b'{"n":2}')
+    assert sender.close() == 2
+    assert sender.flush()  # nothing left to write
+    assert transport.written == []
+    assert not sender.gather()
+
+
+async def test_a_compressing_sender_does_not_gather():
+    """With compression aiohttp frames each payload, so frames are not gathered."""
+    transport = FakeTransport()
+    written: list[bytes] = []
+
+    async def write_frame(payload: bytes) -> None:
+        written.append(payload)
+
+    sender = Sender(
+        transport, transport, max_frames=10, max_bytes=1000, stats=Stats(), write_frame=write_frame
+    )
+    assert not sender.gather()
+
+
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("offer"), st.integers(1, 4), st.integers(10, 120)),
         st.tuples(st.just("send"), st.integers(1, 2), st.integers(10, 120)),
         st.tuples(st.just("read"), st.integers(0, 3000), st.just(0)),
         st.tuples(st.just("turn"), st.just(0), st.just(0)),
+        st.tuples(st.just("gather"), st.just(0), st.just(0)),
+        st.tuples(st.just("flush"), st.just(0), st.just(0)),
     ),
     max_size=60,
 )
@@ -221,9 +294,10 @@ steps = st.lists(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=steps)
 def test_any_interleaving_keeps_order_and_the_bound(steps):
-    """Random producers (several per loop turn, waiting or not) and random client reads:
-    frames arrive in accepted order, the queue never passes its limits, the transport never
-    holds more than the high-water mark plus one frame, and never two writers at once."""
+    """Random producers (several per loop turn, waiting or not), gathering for one write and
+    random client reads: frames arrive in accepted order, the queue never passes its limits,
+    the transport never holds more than the high-water mark plus one write (a gathered write
+    is at most the high-water mark plus one frame), and never two writers at once."""
     asyncio.run(_interleave(steps))
 
 
@@ -258,10 +332,15 @@ async def _interleave(steps: list[tuple[str, int, int]]) -> None:
                 pending.append(asyncio.get_running_loop().create_task(send_one(frame(size))))
         elif op == "read":
             transport.read(count)
+        elif op == "gather":
+            sender.gather()
+        elif op == "flush":
+            sender.flush()
         await asyncio.sleep(0)
         assert sender.peak_writers <= 1
         assert sender.queued <= max_frames
         assert sender.queued_bytes <= max_bytes
+    sender.flush()
     transport.read(10**9)
     for task in pending:
         task.cancel()
@@ -272,6 +351,7 @@ async def _interleave(steps: list[tuple[str, int, int]]) -> None:
     assert sender.peak_frames <= max_frames
     assert sender.peak_bytes <= max_bytes
     assert transport.peak <= HIGH + max((len(w) for w in transport.written), default=0)
+    assert all(len(w) <= HIGH + 200 for w in transport.written)  # frames here are < 200 bytes
     assert sender.peak_writers <= 1
     written = payloads(transport.written)
     if (
