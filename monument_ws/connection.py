@@ -11,7 +11,9 @@ A :class:`Socket` owns three small parts and shares two with every other socket:
   and :class:`~monument_ws.commands.Commands` (the ``ws:`` commands).
 
 The socket itself only reads frames, decides per frame which part takes it,
-starts and ends request tasks, and closes. Its guarantees:
+starts and ends requests, and closes. A request runs as its own task, started
+eagerly (:mod:`monument_ws.eager`); one whose handler is a plain function runs
+inline instead, when a slot is free and nothing waits. Its guarantees:
 
 * **Exactly one final answer per request id** while the socket lives: a reply,
   the end of a stream, or an error. A second request with an id still in
