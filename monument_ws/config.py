@@ -10,8 +10,7 @@ environment < code/CLI.
 
 Booleans read from strings: ``false/0/off/no`` are false, ``true/1/on/yes``
 true (any case). The ``websocket`` key also takes ``"data"`` and
-``"passthrough"``; any other value counts as ``true`` with a warning, as
-design.md prescribes.
+``"passthrough"``; any other value counts as ``true`` with a warning.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The sockets of this process: by client id, and by channel, with encode-once fan-out.
 
-Delivery guarantees (design.md):
+Delivery guarantees (docs/protocol.md):
 
 * A channel publication reaches each local subscriber **at most once live**,
   as the same encoded bytes (encoded once by the broker, however many

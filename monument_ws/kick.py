@@ -3,7 +3,7 @@
 A kick names its target by client id, by user or by session, and carries a
 reason. Every process (the sender's included) closes its own matching sockets
 with close code 4409 and the reason in the close frame; clients do not
-reconnect after 4409 (design.md's close-code table). The order itself is at
+reconnect after 4409 (the close-code table of docs/protocol.md). The order itself is at
 most once per process and not stored: a socket that connects after the order
 went out is not kicked -- refuse it in the session parser instead.
 

@@ -1,4 +1,4 @@
-"""Which path an incoming application event takes (design.md, "How an incoming event is routed").
+"""Which path an incoming application event takes (docs/protocol.md, "How an incoming event is routed").
 
 The :class:`Router` holds the handlers registered for events and decides, for
 a valid frame, one :class:`Route`:

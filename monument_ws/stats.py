@@ -78,7 +78,7 @@ class Stats:
     frames_in_by: list[int] = field(default_factory=lambda: [0] * len(IN_KINDS))
     #: frames accepted for sending, by kind (OUT_PUSH … OUT_PUBLICATION)
     frames_out_by: list[int] = field(default_factory=lambda: [0] * len(OUT_KINDS))
-    #: frames without an ``id`` that nothing handled (design.md routing step 5)
+    #: frames without an ``id`` that nothing handled (routing step 5 in docs/protocol.md)
     dropped: int = 0
     #: frames refused for their form (bad_json, bad_frame, missing_event)
     bad_frames: int = 0

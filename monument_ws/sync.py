@@ -1,6 +1,6 @@
 """SYNC: send a big object once, then only RFC 6902 JSON Patches of what changed (Sans-I/O).
 
-Wire form (design.md)::
+Wire form (docs/protocol.md)::
 
     {"event": "board", "sync": "full", "data": {...the object...}}
     {"event": "board", "sync": "patch", "data": [{"op": "replace", "path": "/a", "value": 2}]}

@@ -14,7 +14,7 @@ handler -- a plug in the plugs folder or one registered with
         if message.data is None:
             yield error("bad_frame", "send a move")  # ends the reply
 
-The mapping to design.md's frames (``E`` is the request's event, ``7`` its id;
+The mapping to the protocol's frames, docs/protocol.md (``E`` is the request's event, ``7`` its id;
 a request without id gets the same frames without ``id``/``more``, as pushes):
 
 ==================  ===================================================================

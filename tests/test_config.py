@@ -26,7 +26,7 @@ from monument_ws.errors import ConfigError
     ],
 )
 def test_websocket_values_parse_as_design_says(raw, expected):
-    """false/true/"data"/"passthrough", and boolean strings, mean what design.md says."""
+    """false/true/"data"/"passthrough", and boolean strings, mean what docs/protocol.md and the configuration reference say."""
     assert Config.load({"websocket": raw}).websocket == expected
 
 

@@ -139,7 +139,7 @@ async def test_broadcast_reaches_the_other_sockets(make_server, connect, folder)
 
 
 async def test_typed_yields_become_their_frames(make_server, connect, folder):
-    """custom_n, message(event=), error and not_found map to design.md's frames; errors end the reply."""
+    """custom_n, message(event=), error and not_found map to the protocol's frames; errors end the reply."""
     put(
         folder,
         "typed.py",

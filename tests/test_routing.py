@@ -1,4 +1,4 @@
-"""design.md's routing steps over real sockets: data events, handlers, passthrough, unknown."""
+"""The protocol's routing steps (docs/protocol.md) over real sockets: data events, handlers, passthrough, unknown."""
 
 import asyncio
 import gc

@@ -6,7 +6,7 @@
  */
 export function fromErrorFrame(error: unknown): MonumentError;
 /**
- * What the client does after a close with `code` (design.md's table).
+ * What the client does after a close with `code` (the close-code table of docs/protocol.md).
  * Codes outside the table (e.g. a proxy's 1012) reconnect with backoff.
  * @param {number | null | undefined} code
  * @returns {ReconnectPolicy}
