@@ -1,39 +1,70 @@
 """Encode-once fan-out: one RFC 6455 frame per publication, written whole to every transport."""
 
 import asyncio
+import base64
+import hashlib
 from typing import Any
 
-import pytest
-from aiohttp._websocket.writer import WebSocketWriter
-from aiohttp.http_websocket import WSMsgType
+import aiohttp
 
 from monument_ws import protocol
-from tests.conftest import Connect
+from tests.conftest import DEADLINE, Connect
+
+LENGTHS = [0, 1, 125, 126, 1000, 65535, 65536, 200_000]
 
 
-class Collect:
-    def __init__(self) -> None:
-        self.data = b""
+async def frames_server(payloads: list[bytes]) -> tuple[asyncio.Server, int]:
+    """A bare WebSocket server: the RFC 6455 handshake by hand, then each payload written as
+    one ``protocol.text_frame``, nothing else (no aiohttp on this side)."""
 
-    def write(self, data: bytes) -> None:
-        self.data += data
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handshake_and_write(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
 
-    def is_closing(self) -> bool:
-        return False
+    async def handshake_and_write(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        guid = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        accept = base64.b64encode(hashlib.sha1(key + guid).digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        for payload in payloads:
+            writer.write(protocol.text_frame(payload))
+        await reader.readexactly(2)  # the client's close frame begins: answer it with ours
+        writer.write(b"\x88\x00")
+        await writer.drain()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
 
 
-class Protocol:
-    _paused = False
-
-
-@pytest.mark.parametrize("length", [0, 1, 125, 126, 1000, 65535, 65536, 200_000])
-async def test_text_frame_matches_aiohttp_framing(length):
-    """protocol.text_frame produces the bytes aiohttp's own server writer produces."""
-    payload = b"x" * length
-    transport = Collect()
-    writer = WebSocketWriter(Protocol(), transport, use_mask=False)  # type: ignore[arg-type]
-    await writer.send_frame(payload, WSMsgType.TEXT)
-    assert protocol.text_frame(payload) == transport.data
+async def test_text_frames_are_read_back_whole_by_aiohttps_client():
+    """protocol.text_frame (the frame writer fan-out and the send path use) against aiohttp's
+    public client API: every length, across the 7-bit, 16-bit and 64-bit length forms, is
+    one text message with exactly the payload."""
+    payloads = [bytes([65 + n % 26]) * length for n, length in enumerate(LENGTHS)]
+    server, port = await frames_server(payloads)
+    async with (
+        server,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{port}/") as ws,
+    ):
+        for payload in payloads:
+            msg = await ws.receive(timeout=DEADLINE)
+            assert msg.type is aiohttp.WSMsgType.TEXT, msg
+            assert msg.data.encode() == payload
 
 
 async def test_order_is_kept_across_fast_and_queued_writes(make_server, connect: Connect):
