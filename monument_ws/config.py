@@ -10,7 +10,7 @@ environment < code/CLI.
 
 Booleans read from strings: ``false/0/off/no`` are false, ``true/1/on/yes``
 true (any case). The ``websocket`` key also takes ``"data"`` and
-``"passthrough"``; any other value counts as ``true`` with a warning.
+``"passthrough"``; any other value is a :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def parse_bool(value: object) -> bool:
 
 
 def parse_websocket(value: object) -> WebSocketMode:
-    """``false/true/"data"/"passthrough"``; anything else means true, with a warning."""
+    """``false/true/"data"/"passthrough"`` (and the boolean spellings); anything else is an error."""
     if isinstance(value, str):
         lowered = value.strip().lower()
         if lowered in ("data", "passthrough"):
@@ -62,11 +62,10 @@ def parse_websocket(value: object) -> WebSocketMode:
     try:
         return parse_bool(value)
     except ValueError:
-        log.warning(
-            "websocket=%r is not one of false/true/'data'/'passthrough'; treating it as true",
-            value,
-        )
-        return True
+        raise ValueError(
+            f"expected one of false, true, data, passthrough "
+            f"(or on/off, yes/no, 1/0), got {value!r}"
+        ) from None
 
 
 def parse_int(value: object) -> int:

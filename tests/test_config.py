@@ -1,5 +1,4 @@
 import json
-import logging
 
 import pytest
 
@@ -25,16 +24,31 @@ from monument_ws.errors import ConfigError
         ("yes", True),
     ],
 )
-def test_websocket_values_parse_as_design_says(raw, expected):
+def test_websocket_values_parse_as_documented(raw, expected):
     """false/true/"data"/"passthrough", and boolean strings, mean what docs/protocol.md and the configuration reference say."""
     assert Config.load({"websocket": raw}).websocket == expected
 
 
-def test_unknown_websocket_value_means_true_with_a_warning(caplog):
-    """Any other value counts as true, and says so in the log."""
-    with caplog.at_level(logging.WARNING, "monument_ws.config"):
-        assert Config.load({"webSocket": "sockets please"}).websocket is True
-    assert "treating it as true" in caplog.text
+@pytest.mark.parametrize("raw", ["maybe", "flase", "sockets please", 2])
+def test_an_unknown_websocket_value_is_an_error_listing_the_valid_ones(raw):
+    """A typo must not turn sockets on: it is a ConfigError that names the valid values."""
+    with pytest.raises(ConfigError) as refused:
+        Config.load({"webSocket": raw})
+    message = str(refused.value)
+    assert "websocket" in message.lower()
+    assert all(word in message for word in ("false", "true", "data", "passthrough"))
+
+
+def test_the_cli_refuses_an_unknown_websocket_value_in_one_line():
+    """``monument-ws run --websocket flase``: a usage error on stderr, exit code 2, no traceback."""
+    from click.testing import CliRunner
+
+    from monument_ws.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", "--websocket", "flase"])
+    assert result.exit_code == 2
+    assert "passthrough" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_default_is_off():
