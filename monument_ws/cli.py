@@ -10,6 +10,7 @@ documented in ``monument-ws run -h`` and, one key at a time, by
 
 from __future__ import annotations
 
+import errno
 import importlib
 import inspect
 import json
@@ -17,6 +18,7 @@ import keyword
 import os
 import re
 import shutil
+import socket
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -102,9 +104,16 @@ def cli() -> None:
     type=click.Path(dir_okay=False),
     help="A .toml (with a [monument_ws] table) or .json file of settings.",
 )
+@click.option("--debug", is_flag=True, help="Show the traceback when the server cannot start.")
 @_config_options
 def run(
-    app: str, host: str, port: int, workers: int, config_file: str | None, **flags: str | None
+    app: str,
+    host: str,
+    port: int,
+    workers: int,
+    config_file: str | None,
+    debug: bool,
+    **flags: str | None,
 ) -> None:
     """Serve MODULE:FACTORY (default: the demo app) in one process.
 
@@ -116,7 +125,15 @@ def run(
     tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
     logs.configure(cfg.log_format)
     if workers == 1:
-        web.run_app(load_app(app, cfg), host=host, port=port, print=click.echo, ssl_context=tls)
+        application = load_app(app, cfg)
+        try:
+            # Probed first, so a busy port fails before the app's start-up hooks run.
+            probe_port(host, port, reuse_port=False)
+            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+        except OSError as exc:
+            if debug:
+                raise
+            raise click.ClickException(cannot_listen(host, port, exc)) from None
         return
     if cfg.broker.startswith("memory"):
         raise click.UsageError(
@@ -124,7 +141,32 @@ def run(
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
     load_app(app, cfg)  # fail here, once, rather than in every worker
+    try:
+        probe_port(host, port, reuse_port=True)  # one line, not one traceback per worker
+    except OSError as exc:
+        if debug:
+            raise
+        raise click.ClickException(cannot_listen(host, port, exc)) from None
     serve_workers(app, cfg, host, port, workers)
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """One line saying why the server could not listen on ``host:port``."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the address is already in use (another server on that port?); try --port"
+    return f"cannot listen on {host}:{port}: {reason}"
+
+
+def probe_port(host: str, port: int, *, reuse_port: bool) -> None:
+    """Raise the OSError that binding ``host:port`` as the server will (SO_REUSEADDR, and
+    SO_REUSEPORT for workers) gives; nothing stays bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host, port))
 
 
 def tls_context(cfg: Config) -> ssl.SSLContext | None:

@@ -281,3 +281,39 @@ async def test_run_serves_the_demo_and_stops_on_sigterm():
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.mark.parametrize(
+    "extra", [[], ["--workers", "2", "--broker", "redis://127.0.0.1:6379/0"]], ids=["1", "2"]
+)
+def test_a_port_in_use_is_one_line_and_exit_1(extra):
+    """A real `run` on a busy port, one process or workers: exit code 1, one line on stderr
+    naming the address and what to do, no traceback (nothing starts, so no Redis is needed)."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "monument_ws", "run", "--port", str(port), *extra],
+            capture_output=True, text=True, timeout=DEADLINE * 6,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another server on that port?); try --port"
+    ]
+
+
+def test_debug_shows_the_traceback_of_a_failed_start():
+    """With --debug the same failure shows its traceback, for whoever needs it."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "monument_ws", "run", "--port", str(port), "--debug"],
+            capture_output=True, text=True, timeout=DEADLINE * 6,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "Address already in use" in result.stderr
