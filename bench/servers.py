@@ -13,8 +13,8 @@ Every server offers the same four things, each in its own idiom, so the load
 generator (bench/loadgen.mjs) can drive them alike:
 
 * an acked request/response ``echo`` (monument: an ``async def`` handler
-  answering the frame's ``id``, so each request is a task; aiohttp: the text frame sent straight back; socket.io: an
-  event whose ack returns the data);
+  answering the frame's ``id``, so each request is a task; aiohttp: the text
+  frame sent straight back; socket.io: an event whose ack returns the data);
 * a channel ``bench`` to subscribe to (monument: ``ws:subscribe``; aiohttp: a
   set of sockets; socket.io: a room);
 * a trigger ``fanout`` that makes the server itself send ``count`` messages to
