@@ -3,7 +3,7 @@
 One :class:`Dispatcher` serves every socket of a server (it holds no
 per-socket state, so an idle socket costs nothing here). The socket decides
 *whether* a request runs (its :class:`~monument_ws.request_table.RequestTable`)
-and *when* (its task); the dispatcher decides *what* runs and turns the result
+and *when* (its task, or inline for a plain-function handler); the dispatcher decides *what* runs and turns the result
 into frames, which it hands back to the socket's answer and send methods.
 
 * A handler's return value, or each item of an async generator, is the reply;
