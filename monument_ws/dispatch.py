@@ -3,8 +3,9 @@
 One :class:`Dispatcher` serves every socket of a server (it holds no
 per-socket state, so an idle socket costs nothing here). The socket decides
 *whether* a request runs (its :class:`~monument_ws.request_table.RequestTable`)
-and *when* (its task, or inline for a plain-function handler); the dispatcher decides *what* runs and turns the result
-into frames, which it hands back to the socket's answer and send methods.
+and *when* (its task, or inline for a plain-function handler); the dispatcher
+decides *what* runs and turns the result into frames, which it hands back to
+the socket's answer and send methods.
 
 * A handler's return value, or each item of an async generator, is the reply;
   an exception becomes an error frame (``internal`` with a generic message for
