@@ -124,30 +124,24 @@ def run(
     cfg = build_config(flags, config_file, os.environ)
     tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
     logs.configure(cfg.log_format)
-    if workers == 1:
-        application = load_app(app, cfg)
-        try:
-            # Probed first, so a busy port fails before the app's start-up hooks run.
-            probe_port(host, port, reuse_port=False)
-            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
-        except OSError as exc:
-            if debug:
-                raise
-            raise click.ClickException(cannot_listen(host, port, exc)) from None
-        return
-    if cfg.broker.startswith("memory"):
+    if workers > 1 and cfg.broker.startswith("memory"):
         raise click.UsageError(
             "--workers needs a shared broker: memory:// lives inside one process, so workers "
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
-    load_app(app, cfg)  # fail here, once, rather than in every worker
+    application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
     try:
-        probe_port(host, port, reuse_port=True)  # one line, not one traceback per worker
+        # Probed first: a busy port fails in one line before the app's start-up hooks run,
+        # and before any worker starts (each would print its own traceback).
+        probe_port(host, port, reuse_port=workers > 1)
+        if workers == 1:
+            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
     except OSError as exc:
         if debug:
             raise
         raise click.ClickException(cannot_listen(host, port, exc)) from None
-    serve_workers(app, cfg, host, port, workers)
+    if workers > 1:
+        serve_workers(app, cfg, host, port, workers)
 
 
 def cannot_listen(host: str, port: int, exc: OSError) -> str:

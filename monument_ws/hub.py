@@ -257,22 +257,16 @@ class Hub:
         if shared is None:
             return
         frame, wire = shared
+        # The first publication of this loop turn is written at once; later ones in the same
+        # turn are gathered per socket and written in one go when the turn ends (_flush).
         gathering = self._gathering
+        first = gathering is None
         if gathering is None:
-            # The first publication of this loop turn is written at once; later ones in the
-            # same turn are gathered per socket and written in one go when the turn ends.
-            self._gathering = []
+            gathering = self._gathering = []
             asyncio.get_running_loop().call_soon(self._flush)
-            for socket, buffer in subs.items():
-                if buffer is None:
-                    socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
-                else:
-                    buffer.append(publication)
-            return
         for socket, buffer in subs.items():
             if buffer is None:
-                sender = socket.sender
-                if sender.gather():
+                if not first and socket.sender.gather():
                     gathering.append(socket)
                 socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
             else:

@@ -228,7 +228,7 @@ class Sender:
             and not transport.is_closing()
             and transport.get_write_buffer_size() <= self._high_water
         ):
-            transport.write(gathered[0] if frames == 1 else b"".join(gathered))
+            transport.write(b"".join(gathered))
             self._stats.frames_out += frames
             return True
         return all(self._enqueue(frame, frame) for frame in gathered)

@@ -81,6 +81,22 @@ class Peer:
 Connect = Callable[..., Awaitable[Peer]]
 
 
+async def frames_until(peer: Peer, fence: Any) -> list[dict[str, Any]]:
+    """Every frame up to and including the ws:ping reply for ``fence``.
+
+    ws:ping is answered by the reader as it reads the frame, so it fences what
+    ran inline on earlier frames (plain handlers, errors); handlers in tasks
+    may still be running: wait for them before using it as a fence.
+    """
+    await peer.send({"event": "ws:ping", "id": fence})
+    got = []
+    while True:
+        frame = await peer.recv()
+        got.append(frame)
+        if frame.get("event") == "ws:ping" and frame.get("id") == fence:
+            return got
+
+
 @pytest.fixture
 def bus() -> EventBus:
     """A fresh per-application bus, so tests never share receivers."""

@@ -23,25 +23,29 @@ from typing import Any
 from monument_ws import Forbidden, NotFound
 from monument_ws.stats import OUT_REPLY
 from monument_ws.yields import broadcast, error
-from tests.conftest import DEADLINE, Connect, Peer, eventually
+from tests.conftest import DEADLINE, Connect, eventually, frames_until
 
 #: Set by a plain handler in test_a_context_variable_set_inline_does_not_leak_to_the_next_request.
 CURRENT_USER: contextvars.ContextVar[str] = contextvars.ContextVar("current_user")
 
 
-async def frames_until(peer: Peer, fence: str) -> list[dict[str, Any]]:
-    """Every frame up to and including the ws:ping reply for ``fence``.
+def serve_slow_and_quick(ws: Any) -> tuple[asyncio.Event, list[Any]]:
+    """``slow`` (async, answers "slow done" once the event is set) and ``quick`` (a plain
+    function answering "quick done"); returns the event and the data ``quick`` ran with."""
+    release = asyncio.Event()
+    plain_calls: list[Any] = []
 
-    ws:ping is answered by the reader as it reads the frame, so it is a fence for
-    plain handlers that ran inline on frames sent before it.
-    """
-    await peer.send({"event": "ws:ping", "id": fence})
-    got = []
-    while True:
-        frame = await peer.recv()
-        got.append(frame)
-        if frame.get("event") == "ws:ping" and frame.get("id") == fence:
-            return got
+    async def slow(message: Any, socket: Any) -> str:
+        await release.wait()
+        return "slow done"
+
+    def quick(message: Any, socket: Any) -> str:
+        plain_calls.append(message.data)
+        return "quick done"
+
+    ws.handler("slow")(slow)
+    ws.handler("quick")(quick)
+    return release, plain_calls
 
 
 def only_socket(ws: Any) -> Any:
@@ -272,19 +276,7 @@ async def test_a_plain_request_reusing_a_running_id_gets_duplicate_id(
     """While an async request with id 1 runs, a plain-handler request with id 1 is refused with
     duplicate_id without running; the first still gets its answer, and the id is free after."""
     client, ws = await make_server()
-    release = asyncio.Event()
-    plain_calls: list[Any] = []
-
-    @ws.handler("slow")
-    async def slow(message, socket):
-        await release.wait()
-        return "slow done"
-
-    @ws.handler("quick")
-    def quick(message, socket):
-        plain_calls.append(message.data)
-        return "quick done"
-
+    release, plain_calls = serve_slow_and_quick(ws)
     peer = await connect(client)
     await peer.send({"event": "slow", "id": 1})
     await eventually(lambda: only_socket(ws).running == 1, "the slow request running")
@@ -401,19 +393,7 @@ async def test_a_plain_request_during_a_drain_gets_unavailable_without_running(
     """Once a drain stopped a socket taking requests, a plain-handler request on it gets
     unavailable and does not run; the request already running still gets its answer."""
     client, ws = await make_server(drain_period=0, drain_batch=10, drain_grace=DEADLINE)
-    release = asyncio.Event()
-    plain_calls: list[Any] = []
-
-    @ws.handler("slow")
-    async def slow(message, socket):
-        await release.wait()
-        return "finished"
-
-    @ws.handler("quick")
-    def quick(message, socket):
-        plain_calls.append(message.id)
-        return "ran"
-
+    release, plain_calls = serve_slow_and_quick(ws)
     busy, idle = await connect(client), await connect(client)
     await busy.send({"event": "slow", "id": 1})
     await eventually(lambda: any(s.running for s in ws.hub), "the slow request running")
@@ -425,7 +405,7 @@ async def test_a_plain_request_during_a_drain_gets_unavailable_without_running(
     assert (refused["id"], refused["error"]["code"]) == (2, "unavailable")
     assert plain_calls == []
     release.set()
-    assert await busy.recv() == {"event": "slow", "id": 1, "data": "finished"}
+    assert await busy.recv() == {"event": "slow", "id": 1, "data": "slow done"}
     assert await busy.closed() == 1001
     await asyncio.wait_for(drain, DEADLINE)
     assert plain_calls == []

@@ -18,22 +18,7 @@ from typing import Any
 
 from monument_ws import ConnectionLost, Forbidden, Timeout
 from monument_ws.client import Client
-from tests.conftest import DEADLINE, Connect, Peer, Ticker, eventually
-
-
-async def frames_until(peer: Peer, request_id: Any) -> list[dict[str, Any]]:
-    """Every frame up to and including the ws:ping reply for ``request_id`` (a fence).
-
-    ws:ping is answered by the read loop at once, handlers run in tasks: wait
-    until the handlers of interest finished before using it as a fence.
-    """
-    await peer.send({"event": "ws:ping", "id": request_id})
-    got = []
-    while True:
-        frame = await peer.recv()
-        got.append(frame)
-        if frame.get("event") == "ws:ping" and frame.get("id") == request_id:
-            return got
+from tests.conftest import DEADLINE, Connect, Ticker, eventually, frames_until
 
 
 async def test_reply_exactly_once_per_id(make_server, connect: Connect, caplog):
