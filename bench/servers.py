@@ -103,8 +103,8 @@ def bare_app(inline: bool) -> Callable[[str | None, str], web.Application]:
     def make(redis: str | None, prefix: str) -> web.Application:
         import orjson
 
-        from monument_ws.protocol import Frame, text_frame, validate
-        from monument_ws.reads import small_reads
+        from monument_ws.connection.reads import small_reads
+        from monument_ws.protocol.frames import Frame, text_frame, validate
 
         async def echo(frame: Frame) -> Any:
             return frame.data

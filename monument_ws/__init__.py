@@ -4,8 +4,8 @@ from . import signals
 from ._version import __version__
 from .bus import DataRequest, EventBus, events
 from .config import Config
-from .connection import Socket
-from .errors import (
+from .connection.socket import Socket
+from .protocol.errors import (
     Cancelled,
     ConnectionLost,
     DuplicateId,
@@ -18,8 +18,8 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .plugin import MONUMENT_WS, MonumentWS, setup
-from .protocol import CloseCode, ErrorCode, Frame
+from .protocol.frames import CloseCode, ErrorCode, Frame
+from .server.plugin import MONUMENT_WS, MonumentWS, setup
 
 __all__ = [
     "MONUMENT_WS",

@@ -42,8 +42,8 @@ from typing import Any, TypeVar, overload
 
 from blinker import NamedSignal, Namespace
 
-from .errors import NotFound, Timeout
-from .protocol import set_event_for
+from .protocol.errors import NotFound, Timeout
+from .protocol.frames import set_event_for
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -172,8 +172,8 @@ class EventBus:
     ) -> Any:
         """Emit the data event ``event`` (``x:get:y``) and return its ``x:set:y`` answer.
 
-        Raises :class:`~monument_ws.errors.NotFound` at once when no receiver
-        listens to ``event``, and :class:`~monument_ws.errors.Timeout` when no
+        Raises :class:`~monument_ws.protocol.errors.NotFound` at once when no receiver
+        listens to ``event``, and :class:`~monument_ws.protocol.errors.Timeout` when no
         answer arrives within ``timeout`` seconds (None or 0: wait forever).
         ``context`` (e.g. ``socket=``, ``message=``) is passed to the providers.
         """

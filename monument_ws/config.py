@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from .channels import ChannelOptions, parse_namespaces
-from .errors import ConfigError
+from .channels.namespaces import ChannelOptions, parse_namespaces
+from .protocol.errors import ConfigError
 
 log = logging.getLogger("monument_ws.config")
 

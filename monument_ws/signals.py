@@ -28,7 +28,7 @@ CHANNEL_SUBSCRIBED: Final = "ws:subscribed"
 CHANNEL_UNSUBSCRIBED: Final = "ws:unsubscribed"
 
 #: The plugs folder was (re)loaded and its new table swapped in. Keywords:
-#: ``report`` (:class:`monument_ws.plugs.Report`: events, added, changed, removed, errors).
+#: ``report`` (:class:`monument_ws.server.plugs.Report`: events, added, changed, removed, errors).
 PLUGS_RELOADED: Final = "ws:plugs-reloaded"
 
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle

@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from .client import Client
-from .errors import Timeout
+from .protocol.errors import Timeout
 
 
 class Communicator:

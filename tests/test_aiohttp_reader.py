@@ -1,6 +1,6 @@
 """The tap under aiohttp's reader: the contract it relies on, and the world handlers see.
 
-The contract tests fail when aiohttp changes underneath monument_ws.aiohttp_reader
+The contract tests fail when aiohttp changes underneath monument_ws.connection.reader
 (a new minor release, a changed ``_post_start``, a moved queue class): re-verify
 the module against the new aiohttp, then update VERIFIED, the pin in
 pyproject.toml and the recorded source digest here. The live tests check over
@@ -23,8 +23,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from monument_ws import aiohttp_reader, signals
+from monument_ws import signals
 from monument_ws.auth import Session
+from monument_ws.connection import reader as aiohttp_reader
 from tests.conftest import DEADLINE, Connect, eventually, welcomed
 
 #: sha256 of ``inspect.getsource(web.WebSocketResponse._post_start)`` in aiohttp 3.14.5, the
@@ -48,7 +49,7 @@ def test_post_start_is_the_one_the_tap_replaces():
     mirrors; and the queue class still takes a Python override of feed_data."""
     source = inspect.getsource(web.WebSocketResponse._post_start)
     assert hashlib.sha256(source.encode()).hexdigest() == POST_START_SHA256, (
-        "aiohttp changed WebSocketResponse._post_start: re-verify monument_ws.aiohttp_reader"
+        "aiohttp changed WebSocketResponse._post_start: re-verify monument_ws.connection.reader"
     )
     for step in ("DEFAULT_CHUNK_SIZE", "set_parser", "keep_alive(False)", "_reset_heartbeat"):
         assert step in source

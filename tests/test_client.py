@@ -18,7 +18,7 @@ from aiohttp import web
 import monument_ws
 from monument_ws import ConnectionLost, Timeout
 from monument_ws.client import Client
-from monument_ws.errors import QueueFull
+from monument_ws.protocol.errors import QueueFull
 from tests.conftest import DEADLINE, Ticker, eventually
 
 

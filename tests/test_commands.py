@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monument_ws.commands import Commands
-from monument_ws.connection import INLINE_COMMANDS
-from monument_ws.protocol import COMMANDS
+from monument_ws.connection.commands import Commands
+from monument_ws.connection.socket import INLINE_COMMANDS
+from monument_ws.protocol.frames import COMMANDS
 
 
 async def nothing(socket, frame):

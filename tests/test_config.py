@@ -3,7 +3,7 @@ import json
 import pytest
 
 from monument_ws.config import Config, schema
-from monument_ws.errors import ConfigError
+from monument_ws.protocol.errors import ConfigError
 
 
 @pytest.mark.parametrize(

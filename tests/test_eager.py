@@ -1,4 +1,4 @@
-"""Eager task start (monument_ws.eager): a request's first step runs at once, as its own task.
+"""Eager task start (monument_ws.connection.eager): a request's first step runs at once, as its own task.
 
 On Python 3.11 this rests on a property of the C ``Task`` (its constructor
 schedules the first step with one ``loop.call_soon``): these tests fail if it
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from monument_ws import eager
+from monument_ws.connection import eager
 from tests.conftest import DEADLINE
 
 where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from monument_ws import Forbidden, NotFound
-from monument_ws.stats import OUT_REPLY
+from monument_ws.connection.stats import OUT_REPLY
 from monument_ws.yields import broadcast, error
 from tests.conftest import DEADLINE, Connect, eventually, frames_until
 

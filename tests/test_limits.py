@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monument_ws.limits import FloodGuard, TokenBucket, Verdict
+from monument_ws.connection.limits import FloodGuard, TokenBucket, Verdict
 
 
 class Clock:

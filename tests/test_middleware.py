@@ -8,7 +8,7 @@ import pytest
 
 from monument_ws import Forbidden, MonumentWSError
 from monument_ws.client import Client
-from monument_ws.errors import InternalError
+from monument_ws.protocol.errors import InternalError
 from tests.conftest import DEADLINE, eventually
 
 

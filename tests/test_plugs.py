@@ -16,7 +16,7 @@ from aiohttp import web
 
 import monument_ws
 from monument_ws import signals
-from monument_ws.plugs import Plugs, Report, plug_files
+from monument_ws.server.plugs import Plugs, Report, plug_files
 from tests.conftest import DEADLINE
 
 

@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from monument_ws import protocol
-from monument_ws.errors import from_error_frame
-from monument_ws.protocol import COMMANDS, ErrorCode, Frame, Invalid, Kind
+from monument_ws.protocol.errors import from_error_frame
+from monument_ws.protocol.frames import COMMANDS, ErrorCode, Frame, Invalid, Kind
 from tests.conftest import DEADLINE, Connect, Peer
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())

@@ -11,7 +11,7 @@ import inspect
 from asyncio import selector_events
 from typing import Any
 
-from monument_ws.reads import READ_SIZE, small_reads
+from monument_ws.connection.reads import READ_SIZE, small_reads
 
 
 def test_selector_transports_read_max_size_bytes_at_a_time():

@@ -1,6 +1,6 @@
 """The request table alone: slots, the waiting line, ids, one answer each, cancel, drain.
 
-No socket, no loop: every rule of :mod:`monument_ws.request_table` is driven
+No socket, no loop: every rule of :mod:`monument_ws.connection.requests` is driven
 by calling the table directly, and a property test runs random sequences of
 operations against a plain model of the rules.
 """
@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from monument_ws.request_table import DUPLICATE, FULL, UNAVAILABLE, Request, RequestTable
+from monument_ws.connection.requests import DUPLICATE, FULL, UNAVAILABLE, Request, RequestTable
 
 
 def admitted(value: Any) -> Request:

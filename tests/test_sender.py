@@ -3,7 +3,7 @@
 A fake transport stands in for the socket and behaves as asyncio's does: a
 write lands in its buffer, the protocol is paused above the high-water mark
 and resumed at the low-water mark, and the test plays the client by taking
-bytes out of the buffer (or not). The invariants of :mod:`monument_ws.sender`
+bytes out of the buffer (or not). The invariants of :mod:`monument_ws.connection.sender`
 are checked on the sender's own counters and on every write the fake saw.
 """
 
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monument_ws import signals
-from monument_ws.protocol import text_frame
-from monument_ws.sender import Sender
-from monument_ws.stats import Stats
+from monument_ws.connection.sender import Sender
+from monument_ws.connection.stats import Stats
+from monument_ws.protocol.frames import text_frame
 from tests.conftest import Connect, eventually, masked_text, open_raw, welcomed
 
 HIGH, LOW = 1024, 256

@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monument_ws import MonumentWS, sync
+from monument_ws import MonumentWS
 from monument_ws.client import Client
-from monument_ws.sync import SyncState
+from monument_ws.protocol import patches as sync
+from monument_ws.protocol.patches import SyncState
 from monument_ws.yields import sync as sync_yield
 
 scalars = (

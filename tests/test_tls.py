@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from monument_ws.cli import cli
 from monument_ws.client import Client
-from monument_ws.errors import ConnectionLost
+from monument_ws.protocol.errors import ConnectionLost
 from tests.test_cluster import Server
 
 

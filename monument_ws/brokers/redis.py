@@ -23,7 +23,7 @@ from pieces encoded once by the publisher, so every process writes the same
 bytes to its sockets without decoding them.
 
 **Outages.** A publish while Redis is unreachable raises
-:class:`~monument_ws.errors.Unavailable` (never dropped silently). The reader
+:class:`~monument_ws.protocol.errors.Unavailable` (never dropped silently). The reader
 reconnects with capped backoff and jitter, resubscribes, then, before reading
 live messages again, reads each channel's history from the last offset this
 process delivered and delivers what was missed; where history cannot fill the
@@ -46,7 +46,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ..errors import Unavailable
+from ..protocol.errors import Unavailable
 from .base import Broker, History, Publication
 
 log = logging.getLogger("monument_ws.redis")

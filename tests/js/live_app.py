@@ -14,8 +14,8 @@ from aiohttp import web
 
 from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket, signals
 from monument_ws.app_template.app import create_app as create_demo
-from monument_ws.peerqueue import out_box
-from monument_ws.yields import Yield, sync
+from monument_ws.channels.peer_queues import out_box
+from monument_ws.protocol.yields import Yield, sync
 
 
 def create_app(config: Config | None = None) -> web.Application:

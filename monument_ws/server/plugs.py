@@ -7,13 +7,13 @@ starts with ``_`` or ``.`` are not plugs (use them for shared helpers), nor is
 
 **What a plug defines**: ``handle(message, socket)`` -- called with the
 request (a :class:`~monument_ws.protocol.Frame`: ``.event``, ``.id``,
-``.data``, ``.raw``) and the :class:`~monument_ws.connection.Socket`:
+``.data``, ``.raw``) and the :class:`~monument_ws.connection.socket.Socket`:
 
 * an **async generator**: each ``yield`` goes to the client in order, as a
   chunk of a streamed reply (``"more": true``, then ``"end": true``);
 * a **coroutine** (or plain) function: its return value is the reply.
 
-Yields and return values may be typed (:mod:`monument_ws.yields`: broadcast,
+Yields and return values may be typed (:mod:`monument_ws.protocol.yields`: broadcast,
 sync, error, not_found, custom). A module without a callable ``handle``
 taking two arguments fails to load, like one with a syntax error.
 
@@ -65,13 +65,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from . import protocol
-from .errors import ConfigError
-from .router import Handler, Router
-from .signals import PLUGS_RELOADED, RESERVED_PREFIXES
+from .. import protocol
+from ..connection.router import Handler, Router
+from ..protocol.errors import ConfigError
+from ..signals import PLUGS_RELOADED, RESERVED_PREFIXES
 
 if TYPE_CHECKING:
-    from .bus import EventBus
+    from ..bus import EventBus
 
 log = logging.getLogger("monument_ws.plugs")
 

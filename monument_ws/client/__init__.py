@@ -77,8 +77,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
-from . import protocol, sync
-from .errors import (
+from .. import protocol
+from ..protocol import patches as sync
+from ..protocol.errors import (
     ConnectionLost,
     InternalError,
     MonumentWSError,
@@ -89,7 +90,7 @@ from .errors import (
     Unavailable,
     from_error_frame,
 )
-from .protocol import CloseCode, Kind, Queued, Reconnect
+from ..protocol.frames import CloseCode, Kind, Queued, Reconnect
 
 log = logging.getLogger("monument_ws.client")
 

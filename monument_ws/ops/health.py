@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .plugin import MonumentWS
+    from ..server.plugin import MonumentWS
 
 
 def add_routes(app: web.Application, plugin: MonumentWS, prefix: str) -> None:

@@ -26,7 +26,7 @@ Invariants, whatever the interleaving of producers:
   every frame is refused, the queue is gone and :meth:`Sender.drain` returns.
 * **Gathering**: between :meth:`Sender.gather` and :meth:`Sender.flush` (the
   hub calls them around the publications of one loop turn, see
-  :class:`~monument_ws.hub.Hub`) every accepted frame is appended to a list
+  :class:`~monument_ws.channels.hub.Hub`) every accepted frame is appended to a list
   instead, and written with the others in one ``transport.write``: one system
   call for a burst instead of one per frame. Order is kept (nothing bypasses
   the list while it exists); past ``high_water`` bytes it is written early, so
@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .protocol import text_frame
+from ..protocol.frames import text_frame
 
 if TYPE_CHECKING:
     from .stats import Stats

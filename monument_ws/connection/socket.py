@@ -2,17 +2,17 @@
 
 A :class:`Socket` owns three small parts and shares two with every other socket:
 
-* its :class:`~monument_ws.sender.Sender`, the one bounded send path (every
+* its :class:`~monument_ws.connection.sender.Sender`, the one bounded send path (every
   frame to this client goes through it; its docstring states the bound);
-* its :class:`~monument_ws.request_table.RequestTable`: slots, ids, and exactly
+* its :class:`~monument_ws.connection.requests.RequestTable`: slots, ids, and exactly
   one answer per request, without I/O;
-* its :class:`~monument_ws.limits.FloodGuard`: the frame rate limit;
-* the server's :class:`~monument_ws.dispatch.Dispatcher` (what a request runs)
-  and :class:`~monument_ws.commands.Commands` (the ``ws:`` commands).
+* its :class:`~monument_ws.connection.limits.FloodGuard`: the frame rate limit;
+* the server's :class:`~monument_ws.connection.dispatch.Dispatcher` (what a request runs)
+  and :class:`~monument_ws.connection.commands.Commands` (the ``ws:`` commands).
 
 The socket itself only reads frames, decides per frame which part takes it,
 starts and ends requests, and closes. A request runs as its own task, started
-eagerly (:mod:`monument_ws.eager`); one whose handler is a plain function runs
+eagerly (:mod:`monument_ws.connection.eager`); one whose handler is a plain function runs
 inline instead, when a slot is free and nothing waits. Its guarantees:
 
 * **Exactly one final answer per request id** while the socket lives: a reply,
@@ -25,7 +25,7 @@ inline instead, when a slot is free and nothing waits. Its guarantees:
   traceback goes to the server log only.
 * **Floods end**: frames above ``rate_limit`` are refused with
   ``rate_limited``; a socket that goes on for ``rate_burst`` more refusals in
-  one flooding episode is closed with 4029 (see :class:`~monument_ws.limits.FloodGuard`),
+  one flooding episode is closed with 4029 (see :class:`~monument_ws.connection.limits.FloodGuard`),
   and the episode is logged once.
 * **Bounded memory**: at most ``max_inflight`` requests run at once, at most
   ``max_queued`` more wait (beyond: ``rate_limited``), and the send path holds
@@ -58,17 +58,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from . import aiohttp_reader, eager, protocol, reads
+from .. import protocol
+from ..channels.kick import truncate
+from ..channels.peer_queues import PeerQueues, Queued
+from ..protocol.errors import ConnectionLost, Timeout, from_error_frame
+from ..protocol.frames import CloseCode, ErrorCode, Frame, Invalid
+from ..protocol.patches import SyncState
+from . import eager, reads
+from . import reader as aiohttp_reader
 from .auth import AUTHENTICATED, Session
+from .calls import PendingCalls
 from .commands import InlineCommand
-from .errors import ConnectionLost, Timeout, from_error_frame
-from .kick import truncate
 from .limits import FloodGuard, Verdict
-from .peerqueue import PeerQueues, Queued
-from .protocol import CloseCode, ErrorCode, Frame, Invalid
-from .request_table import DUPLICATE, UNAVAILABLE, Refusal, Request, RequestTable
+from .requests import DUPLICATE, UNAVAILABLE, Refusal, Request, RequestTable
 from .router import Route
-from .rpc import PendingCalls
 from .sender import Sender
 from .stats import (
     IN_COMMAND,
@@ -79,7 +82,6 @@ from .stats import (
     OUT_PUSH,
     OUT_REPLY,
 )
-from .sync import SyncState
 
 if TYPE_CHECKING:
     from .dispatch import Dispatcher
@@ -101,7 +103,7 @@ _Close = tuple[int, str]
 
 class _SocketLog(logging.LoggerAdapter[logging.Logger]):
     """Adds ``socket_id`` and ``client_id`` to every record, so one connection's story can be
-    grepped (:mod:`monument_ws.logs` formats them, as text or JSON). Explicit, not taken from
+    grepped (:mod:`monument_ws.server.logs` formats them, as text or JSON). Explicit, not taken from
     the context: these lines are also written from other sockets' tasks (e.g. fan-out)."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
@@ -261,8 +263,8 @@ class Socket:
         """Call the client: send ``{"event", "call": n, "data"}`` and return its ``ws:result``.
 
         ``timeout`` defaults to the ``call_timeout`` setting (0 or None there:
-        wait forever). Raises :class:`~monument_ws.errors.Timeout` when no
-        answer comes in time, :class:`~monument_ws.errors.ConnectionLost` when
+        wait forever). Raises :class:`~monument_ws.protocol.errors.Timeout` when no
+        answer comes in time, :class:`~monument_ws.protocol.errors.ConnectionLost` when
         the socket closes first, and the typed error the client answered with
         ``ws:error`` (e.g. NotFound when it performs no such event).
         """
@@ -293,7 +295,7 @@ class Socket:
         """Queue ``data`` for this client (it waits for ``client.consume()``); returns its seq.
 
         Kept in the broker for ``queue_ttl`` seconds, so it also reaches the
-        client after a reconnect to another process; see :mod:`monument_ws.peerqueue`.
+        client after a reconnect to another process; see :mod:`monument_ws.channels.peer_queues`.
         """
         return await self._peer_queues().enqueue(self.client_id, data)
 
@@ -325,7 +327,7 @@ class Socket:
     async def send_raw(self, frame: bytes, kind: int = OUT_PUSH) -> bool:
         """Send an already encoded text frame, waiting while the queue is over half full.
 
-        ``kind`` (a ``monument_ws.stats.OUT_*`` constant) only labels the frame in the counters.
+        ``kind`` (a ``monument_ws.connection.stats.OUT_*`` constant) only labels the frame in the counters.
         """
         middleware = self._dispatch.middleware
         if middleware is not None and middleware.outgoing_hooks:
@@ -508,7 +510,7 @@ class Socket:
         """Read frames until the socket closes, then clean up. Never raises on client input.
 
         On a verified aiohttp, text frames come through the response's tap
-        (:mod:`monument_ws.aiohttp_reader`) as soon as they are parsed, and
+        (:mod:`monument_ws.connection.reader`) as soon as they are parsed, and
         this loop only sees the rest (close, binary) and the text frames that
         were queued before the socket was ready: the tap is attached once
         those were read, so frames are taken in the order they arrived.
@@ -774,7 +776,7 @@ class Socket:
             settled.set_result(None)
 
 
-# --- the commands the socket answers itself (see monument_ws.commands) ---------
+# --- the commands the socket answers itself (see monument_ws.connection.commands) ---------
 
 
 def _ping(socket: Socket, frame: Frame) -> None:
@@ -796,7 +798,7 @@ def _error(socket: Socket, frame: Frame) -> None:
         socket._dispatch.stats.dropped += 1
 
 
-#: The inline commands of every socket, for :class:`~monument_ws.commands.Commands`.
+#: The inline commands of every socket, for :class:`~monument_ws.connection.commands.Commands`.
 INLINE_COMMANDS: dict[str, InlineCommand] = {
     "ws:ping": _ping,
     "ws:cancel": _cancel,

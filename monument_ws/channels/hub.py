@@ -29,15 +29,15 @@ import math
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
-from . import protocol
-from .brokers.base import Broker, Publication
-from .connection import Socket
-from .errors import Unavailable
+from .. import protocol
+from ..brokers.base import Broker, Publication
+from ..connection.middleware import Middleware
+from ..connection.socket import Socket
+from ..connection.stats import OUT_PUBLICATION
+from ..protocol.errors import Unavailable
+from ..protocol.frames import CloseCode
 from .kick import Kick
-from .middleware import Middleware
-from .peerqueue import NUDGE, PeerQueues
-from .protocol import CloseCode
-from .stats import OUT_PUBLICATION
+from .peer_queues import NUDGE, PeerQueues
 
 log = logging.getLogger("monument_ws")
 

@@ -24,12 +24,12 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .config import WebSocketMode
-from .protocol import set_event_for
-from .signals import RESERVED_PREFIXES
+from ..config import WebSocketMode
+from ..protocol.frames import set_event_for
+from ..signals import RESERVED_PREFIXES
 
 if TYPE_CHECKING:
-    from .bus import EventBus
+    from ..bus import EventBus
 
 #: ``handler(message, socket)``: a coroutine function (its return value is the
 #: reply), an async generator function (each yield is one chunk of a stream), or

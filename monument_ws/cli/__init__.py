@@ -29,11 +29,11 @@ from typing import Any
 import click
 from aiohttp import web
 
-from . import config as config_module
-from . import logs
-from ._version import __version__
-from .config import Config
-from .errors import ConfigError, MonumentWSError
+from .. import config as config_module
+from .._version import __version__
+from ..config import Config
+from ..protocol.errors import ConfigError, MonumentWSError
+from ..server import logs
 
 DEFAULT_APP = "monument_ws.app_template.app:create_app"
 #: What ``run`` changes from the schema's defaults: it serves sockets.
@@ -263,7 +263,7 @@ def publish(
     import asyncio
     import json
 
-    from .publisher import Publisher
+    from ..server.publisher import Publisher
 
     try:
         payload = json.loads(data)
@@ -437,7 +437,7 @@ PLUG_MODULE = '''"""The event "{event}": plugs/{event}.py answers it (the file i
 ``yield`` goes back to the client, in order, as a streamed reply; write a
 plain ``async def`` that returns a value for a single reply instead. Typed
 yields (broadcast to everyone, SYNC deltas, errors, custom_1..5) are in
-``monument_ws.yields``. With ``monument-ws run --reload`` edits are live at once.
+``monument_ws.protocol.yields``. With ``monument-ws run --reload`` edits are live at once.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Prometheus metrics of one plugin instance (``pip install 'monument-ws[metrics]'``).
 
 The only module that imports prometheus_client. Nothing here runs per frame:
-the hot path increments plain counters (:mod:`monument_ws.stats`) and this
+the hot path increments plain counters (:mod:`monument_ws.connection.stats`) and this
 collector turns them, the hub and the broker into metric families when
 Prometheus scrapes. Each application gets its own ``CollectorRegistry`` (never
 the process-global one), so several apps -- or tests -- in one process never
@@ -51,12 +51,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .protocol import ErrorCode
-from .router import Route
-from .stats import IN_KINDS, OUT_KINDS, Histogram
+from ..connection.router import Route
+from ..connection.stats import IN_KINDS, OUT_KINDS, Histogram
+from ..protocol.frames import ErrorCode
 
 if TYPE_CHECKING:
-    from .plugin import MonumentWS
+    from ..server.plugin import MonumentWS
 
 PREFIX = "monument_ws"
 ROUTES = (Route.DATA.value, Route.HANDLER.value, Route.PASSTHROUGH.value, Route.COMMAND.value)

@@ -19,7 +19,7 @@ from typing import Final, Literal
 
 import orjson
 
-from .auth import channel_of_session, channel_of_user
+from ..connection.auth import channel_of_session, channel_of_user
 
 By = Literal["client_id", "user", "session"]
 BY: Final = ("client_id", "user", "session")

@@ -20,7 +20,7 @@ Guarantees:
   valid frame (after the protocol checks and the rate limit, before the
   authentication check and routing), in registration order. Returning a dict
   replaces the frame (it is validated again); None keeps it. Raising a
-  :class:`~monument_ws.errors.MonumentWSError` refuses the frame: it is not
+  :class:`~monument_ws.protocol.errors.MonumentWSError` refuses the frame: it is not
   routed and the socket gets ``ws:error`` with that error's code and message
   (and the frame's ``id`` when it had one) -- even without an id, because the
   refusal is about the frame itself. Any other exception refuses it as
@@ -56,12 +56,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from . import protocol
-from .errors import MonumentWSError
-from .protocol import ErrorCode
+from .. import protocol
+from ..protocol.errors import MonumentWSError
+from ..protocol.frames import ErrorCode
 
 if TYPE_CHECKING:
-    from .connection import Socket
+    from .socket import Socket
 
 log = logging.getLogger("monument_ws")
 

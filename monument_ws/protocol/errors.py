@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import ErrorCode
+from .frames import ErrorCode
 
 
 class MonumentWSError(Exception):

@@ -28,7 +28,7 @@ import enum
 from collections import deque
 from typing import Any
 
-from .protocol import RequestId
+from ..protocol.frames import RequestId
 
 
 class Refusal(enum.Enum):

@@ -2,14 +2,14 @@
 
 One :class:`Dispatcher` serves every socket of a server (it holds no
 per-socket state, so an idle socket costs nothing here). The socket decides
-*whether* a request runs (its :class:`~monument_ws.request_table.RequestTable`)
+*whether* a request runs (its :class:`~monument_ws.connection.requests.RequestTable`)
 and *when* (its task, or inline for a plain-function handler); the dispatcher
 decides *what* runs and turns the result into frames, which it hands back to
 the socket's answer and send methods.
 
 * A handler's return value, or each item of an async generator, is the reply;
   an exception becomes an error frame (``internal`` with a generic message for
-  anything not a :class:`~monument_ws.errors.MonumentWSError`; the traceback
+  anything not a :class:`~monument_ws.protocol.errors.MonumentWSError`; the traceback
   goes to the server log only).
 * Streams: each chunk waits until the socket's send queue has drained, so a
   fast generator is slowed to the client's pace instead of getting the socket
@@ -33,20 +33,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
-from . import protocol
-from .errors import MonumentWSError, NotFound
-from .protocol import ErrorCode, Frame
+from .. import protocol
+from ..protocol.errors import MonumentWSError, NotFound
+from ..protocol.frames import ErrorCode, Frame
+from ..protocol.yields import Yield, YieldType
 from .router import Handler, Route, Router
 from .stats import OUT_REPLY
-from .yields import Yield, YieldType
 
 if TYPE_CHECKING:
-    from .bus import EventBus
+    from ..bus import EventBus
+    from ..config import Config
     from .commands import Commands
-    from .config import Config
-    from .connection import Socket
     from .middleware import Middleware
-    from .request_table import Request
+    from .requests import Request
+    from .socket import Socket
     from .stats import Histogram, Stats
 
 #: Chunks a stream sends before it hands the event loop over, even when none had to wait.
@@ -158,7 +158,7 @@ class Dispatcher:
         in :meth:`run`. Nothing else runs on this socket meanwhile, so the one
         answer per id holds without admitting the request. If it returned
         something that needs a task (an awaitable, an async generator, a
-        :class:`~monument_ws.yields.Yield`), the socket admits it and :meth:`run`
+        :class:`~monument_ws.protocol.yields.Yield`), the socket admits it and :meth:`run`
         finishes it.
         """
         started = time.perf_counter()

@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
-from ._version import __version__
-from .errors import MonumentWSError
-from .protocol import CloseCode
+from .._version import __version__
+from ..protocol.errors import MonumentWSError
+from ..protocol.frames import CloseCode
 
 if TYPE_CHECKING:
-    from .plugin import MonumentWS
+    from ..server.plugin import MonumentWS
 
 #: Seconds between snapshots pushed to an admin page.
 INTERVAL = 1.0

@@ -3,7 +3,7 @@
 Plain integers and fixed-bucket histograms, incremented inline (no locks, no
 label lookups, no string formatting per frame). They are read by tests, the
 admin page and, at scrape time only, by the Prometheus exporter
-(:mod:`monument_ws.metrics`), which turns them into metric families. Every
+(:mod:`monument_ws.ops.metrics`), which turns them into metric families. Every
 label set derived from them is bounded: frame kinds, routes, error codes and
 refusal reasons are fixed vocabularies of this package, never strings a client
 chose.

@@ -36,13 +36,13 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from .brokers.base import Broker
-from .protocol import QUEUE_EVENT, QUEUED_PARAM, Queued
+from ..brokers.base import Broker
+from ..protocol.frames import QUEUE_EVENT, QUEUED_PARAM, Queued
 
 __all__ = ["NUDGE", "QUEUED_PARAM", "QUEUE_EVENT", "PeerQueues", "Queued"]
 
 if TYPE_CHECKING:
-    from .connection import Socket
+    from ..connection.socket import Socket
 
 #: Sent through send-to-client to the process holding a client: "read your box".
 #: Frames always start with ``{``, so it can never be mistaken for one.

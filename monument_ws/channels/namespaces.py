@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .connection import Socket
+    from ..connection.socket import Socket
 
 PolicyFunction = Callable[["Socket", str, Any], "bool | Awaitable[bool]"]
 Policy = Literal["anyone", "subscribers", "nobody"] | PolicyFunction

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .protocol import COMMANDS, Frame
+from ..protocol.frames import COMMANDS, Frame
 
 #: ``command(socket, frame)``, run by the reader; answers by itself, if at all. It returns
 #: None, or ``(close code, reason)`` when the socket must close (too many bad frames).

@@ -17,8 +17,8 @@ plugin's state lives under :data:`MONUMENT_WS` (a ``web.AppKey``). On shutdown
 the sockets are drained: closed with 1001 in batches over ``drain_period``, so
 clients reconnect (with jitter) elsewhere at an even rate; then the broker stops.
 Operating endpoints (each off by default): Prometheus metrics
-(:mod:`monument_ws.metrics`), health checks (:mod:`monument_ws.health`) and the
-admin page (:mod:`monument_ws.admin`).
+(:mod:`monument_ws.ops.metrics`), health checks (:mod:`monument_ws.ops.health`) and the
+admin page (:mod:`monument_ws.ops.admin`).
 """
 
 from __future__ import annotations
@@ -38,9 +38,18 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import admin, aiohttp_reader, brokers, health, logs, protocol
-from ._version import __version__
-from .auth import (
+from .. import brokers, protocol
+from .._version import __version__
+from ..brokers.base import Broker
+from ..bus import EventBus, events
+from ..channels.hub import Hub
+from ..channels.kick import Kick
+from ..channels.namespaces import Namespaces, allows
+from ..channels.peer_queues import QUEUE_EVENT, QUEUED_PARAM, PeerQueues
+from ..channels.presence import Presence
+from ..config import Config
+from ..connection import reader as aiohttp_reader
+from ..connection.auth import (
     AUTHENTICATED,
     Authenticator,
     ResumeTokens,
@@ -50,14 +59,15 @@ from .auth import (
     channel_of_user,
     client_ip,
 )
-from .brokers.base import Broker
-from .bus import EventBus, events
-from .channels import Namespaces, allows
-from .commands import Commands, RequestCommand
-from .config import Config
-from .connection import INLINE_COMMANDS, Socket
-from .dispatch import Dispatcher
-from .errors import (
+from ..connection.commands import Commands, RequestCommand
+from ..connection.dispatch import Dispatcher
+from ..connection.limits import TokenBucket
+from ..connection.middleware import Middleware
+from ..connection.router import H, Router
+from ..connection.socket import INLINE_COMMANDS, Socket
+from ..connection.stats import Stats
+from ..ops import admin, health
+from ..protocol.errors import (
     BadFrame,
     Forbidden,
     MonumentWSError,
@@ -66,23 +76,16 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
-from .hub import Hub
-from .kick import Kick
-from .limits import TokenBucket
-from .middleware import Middleware
-from .peerqueue import QUEUE_EVENT, QUEUED_PARAM, PeerQueues
-from .plugs import Plugs
-from .presence import Presence
-from .protocol import CloseCode, Frame
-from .router import H, Router
-from .signals import (
+from ..protocol.frames import CloseCode, Frame
+from ..signals import (
     CHANNEL_SUBSCRIBED,
     CHANNEL_UNSUBSCRIBED,
     RESERVED_PREFIXES,
     SOCKET_CLOSED,
     SOCKET_CONNECTED,
 )
-from .stats import Stats
+from . import logs
+from .plugs import Plugs
 
 log = logging.getLogger("monument_ws")
 
@@ -108,7 +111,7 @@ class MonumentWS:
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
         self.hub = Hub(self.broker, self.middleware)
-        #: the peer queues of every client (see :mod:`monument_ws.peerqueue`)
+        #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
         self.queues = PeerQueues(self.broker, config.queue_size, config.queue_ttl)
         self.hub.queues = self.queues
         self.namespaces = Namespaces(config.channels)
@@ -198,7 +201,7 @@ class MonumentWS:
     async def enqueue(self, client_id: str, data: Any = None) -> int:
         """Queue ``data`` for ``client_id`` on whichever process holds it, or for when it
         comes back (kept ``queue_ttl`` seconds); the client takes it with ``consume()``.
-        Returns its seq. See :mod:`monument_ws.peerqueue`."""
+        Returns its seq. See :mod:`monument_ws.channels.peer_queues`."""
         return await self.queues.enqueue(client_id, data)
 
     async def _enqueue_command(self, socket: Socket, frame: Frame) -> Any:
@@ -217,7 +220,7 @@ class MonumentWS:
         The client receives ``reason`` (cut to 123 bytes) in the close frame and
         does not reconnect. Exactly one of ``client_id``, ``user`` and
         ``session`` (ValueError otherwise). Sent through the broker: at most
-        once, not stored (see :mod:`monument_ws.kick`).
+        once, not stored (see :mod:`monument_ws.channels.kick`).
         """
         await self.broker.control(
             Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
@@ -713,7 +716,7 @@ def setup(
             )
     if cfg.metrics:
         try:
-            from . import metrics
+            from ..ops import metrics
         except ImportError:
             raise RuntimeError(
                 "metrics need prometheus-client: pip install 'monument-ws[metrics]'"
