@@ -5,8 +5,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monument_ws.channels.kick import Kick, truncate
+from monument_ws.channels.kick import Kick
 from monument_ws.client import Client
+from monument_ws.protocol import truncate
 from monument_ws.publisher import Publisher
 from tests.conftest import DEADLINE, REDIS_URL, Connect, Peer, eventually
 from tests.test_cluster import servers  # noqa: F401  (the fixture of server processes)

@@ -20,12 +20,10 @@ from typing import Final, Literal
 import orjson
 
 from ..connection.auth import channel_of_session, channel_of_user
+from ..protocol.frames import truncate
 
 By = Literal["client_id", "user", "session"]
 BY: Final = ("client_id", "user", "session")
-
-#: A close frame's reason holds at most 123 bytes.
-MAX_REASON_BYTES: Final = 123
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +81,3 @@ class Kick:
         if by not in BY or not isinstance(target, str) or not isinstance(reason, str):
             return None
         return cls(by, target, reason)
-
-
-def truncate(reason: str) -> str:
-    """``reason`` cut to fit a close frame (123 bytes of UTF-8), never inside a character."""
-    data = reason.encode()
-    if len(data) <= MAX_REASON_BYTES:
-        return reason
-    return data[:MAX_REASON_BYTES].decode(errors="ignore")

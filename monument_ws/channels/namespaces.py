@@ -21,77 +21,12 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Iterable
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..connection.socket import Socket
-
-PolicyFunction = Callable[["Socket", str, Any], "bool | Awaitable[bool]"]
-Policy = Literal["anyone", "subscribers", "nobody"] | PolicyFunction
-
-_NAMED = ("anyone", "subscribers", "nobody")
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelOptions:
-    """What a namespace's channels do."""
-
-    #: publications kept per channel for recovery (0: no history, no recovery)
-    history_size: int = 100
-    #: seconds a publication stays in history
-    history_ttl: float = 300.0
-    #: keep a member list (ws:presence)
-    presence: bool = False
-    #: push ws:join / ws:leave to subscribers when members come and go
-    join_leave: bool = False
-    #: who may subscribe from a socket
-    subscribe: Policy = "anyone"
-    #: who may publish from a socket (ws:publish)
-    publish: Policy = "nobody"
-    #: only sockets in the "authenticated" stage may subscribe
-    authenticated: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("subscribe", "publish"):
-            value = getattr(self, name)
-            if not callable(value) and value not in _NAMED:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(_NAMED)} or a function, got {value!r}"
-                )
-        if self.history_size < 0 or self.history_ttl < 0:
-            raise ValueError("history_size and history_ttl must not be negative")
-
-
-DEFAULT = ChannelOptions()
-
-
-def parse_namespaces(value: object) -> tuple[tuple[str, ChannelOptions], ...]:
-    """Config parser: ``{"chat:*": {"publish": "anyone", "history_size": 50}, ...}``."""
-    if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-        return value
-    if isinstance(value, str):
-        import json
-
-        value = json.loads(value) if value.strip() else {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"expected a mapping of pattern to options, got {value!r}")
-    known = {f.name for f in dataclasses.fields(ChannelOptions)}
-    out = []
-    for pattern, options in value.items():
-        if isinstance(options, ChannelOptions):
-            out.append((str(pattern), options))
-            continue
-        if not isinstance(options, Mapping):
-            raise ValueError(f"options of {pattern!r} must be a mapping")
-        unknown = set(options) - known
-        if unknown:
-            raise ValueError(
-                f"unknown channel options {sorted(unknown)} for {pattern!r}; known: {sorted(known)}"
-            )
-        out.append((str(pattern), ChannelOptions(**options)))
-    return tuple(out)
+from ..config import DEFAULT_CHANNEL as DEFAULT
+from ..config import ChannelOptions, Policy
+from ..connection.socket import Socket
 
 
 class Namespaces:

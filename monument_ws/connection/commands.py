@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..protocol.frames import COMMANDS, Frame
+from ..protocol.frames import COMMANDS, Frame, Invalid
 
 #: ``command(socket, frame)``, run by the reader; answers by itself, if at all. It returns
-#: None, or ``(close code, reason)`` when the socket must close (too many bad frames).
-InlineCommand = Callable[[Any, Frame], "tuple[int, str] | None"]
+#: None, or the :class:`~monument_ws.protocol.frames.Invalid` refusal of a malformed
+#: command (the reader answers it and counts it as a bad frame).
+InlineCommand = Callable[[Any, Frame], "Invalid | None"]
 #: ``await command(socket, frame)`` is the reply data (sent when the frame has an id).
 RequestCommand = Callable[[Any, Frame], Awaitable[Any]]
 

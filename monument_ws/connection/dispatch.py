@@ -148,7 +148,7 @@ class Dispatcher:
             await socket.fail(request, ErrorCode.INTERNAL, "internal error")
         finally:
             self._observe(route, started)
-            socket.ended(request)
+            socket.admission.ended(request)
 
     def run_plain(self, socket: Socket, frame: Frame, handler: Handler) -> None:
         """Run a plain-function handler now, inside the reader's step, in a copy of the
@@ -170,17 +170,17 @@ class Dispatcher:
                 or inspect.isawaitable(result)
                 or inspect.isasyncgen(result)
             ):
-                socket.carry_on(frame, result, started)
+                socket.admission.carry_on(frame, result, started)
                 return
             if request_id is not None:
                 socket.send_raw_nowait(
                     protocol.reply(frame.event, request_id, result), kind=OUT_REPLY
                 )
         except MonumentWSError as exc:
-            socket.fail_now(exc.code, exc.message, request_id)
+            socket.outbound.fail_now(exc.code, exc.message, request_id)
         except (Exception, asyncio.CancelledError):  # a plain function has nothing to cancel
             socket.log.exception("handler for %r failed", frame.event)
-            socket.fail_now(ErrorCode.INTERNAL, "internal error", request_id)
+            socket.outbound.fail_now(ErrorCode.INTERNAL, "internal error", request_id)
         self._observe(Route.HANDLER, started)
 
     def _observe(self, route: Route, started: float) -> None:

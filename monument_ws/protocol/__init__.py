@@ -15,6 +15,7 @@ from .frames import (
     FRAME_ERRORS,
     MAX_EVENT_LENGTH,
     MAX_INT_ID,
+    MAX_REASON_BYTES,
     MAX_STRING_ID_LENGTH,
     PROTOCOL_VERSION,
     QUEUE_EVENT,
@@ -46,6 +47,7 @@ from .frames import (
     reply,
     set_event_for,
     text_frame,
+    truncate,
     validate,
 )
 
@@ -57,6 +59,7 @@ __all__ = [
     "FRAME_ERRORS",
     "MAX_EVENT_LENGTH",
     "MAX_INT_ID",
+    "MAX_REASON_BYTES",
     "MAX_STRING_ID_LENGTH",
     "PROTOCOL_VERSION",
     "QUEUED_PARAM",
@@ -88,5 +91,6 @@ __all__ = [
     "reply",
     "set_event_for",
     "text_frame",
+    "truncate",
     "validate",
 ]

@@ -491,6 +491,18 @@ def channel_push(channel: str, event: str, data: Any, offset: int) -> bytes:
     return orjson.dumps({"event": event, "channel": channel, "data": data, "offset": offset})
 
 
+#: A close frame's reason holds at most 123 bytes.
+MAX_REASON_BYTES: Final = 123
+
+
+def truncate(reason: str) -> str:
+    """``reason`` cut to fit a close frame (123 bytes of UTF-8), never inside a character."""
+    data = reason.encode()
+    if len(data) <= MAX_REASON_BYTES:
+        return reason
+    return data[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
 #: Channel names: 1..200 of these characters. A namespace is the part before
 #: the first ``:`` (``chat:lobby`` is in namespace ``chat``).
 #: A leading ``$`` marks the server's reserved channels (``$user:…``, ``$session:…``).

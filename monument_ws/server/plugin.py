@@ -61,6 +61,7 @@ from ..connection.auth import (
 )
 from ..connection.commands import Commands, RequestCommand
 from ..connection.dispatch import Dispatcher
+from ..connection.inbound import serve
 from ..connection.limits import TokenBucket
 from ..connection.middleware import Middleware
 from ..connection.router import H, Router
@@ -488,7 +489,7 @@ class MonumentWS:
             if socket.resumed:
                 await self._resume_queue(socket, request.query.get(QUEUED_PARAM))
             await self._announce(SOCKET_CONNECTED, socket=socket)
-            await socket.serve()
+            await serve(socket, ws, self.dispatcher)
         finally:
             if watcher is not None:
                 watcher.cancel()
