@@ -23,15 +23,33 @@ class Clock:
 class Recorder:
     """Collects what a broker delivers to its process."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker | None = None) -> None:
         self.publications: list[Publication] = []
         self.broadcasts: list[bytes] = []
         self.to_clients: list[tuple[str, bytes]] = []
         self.ephemeral: list[tuple[str, bytes]] = []
-        broker.on_publication = self.publications.append
-        broker.on_broadcast = self.broadcasts.append
-        broker.on_client_frame = lambda client_id, frame: self.to_clients.append((client_id, frame))
-        broker.on_ephemeral = lambda channel, frame: self.ephemeral.append((channel, frame))
+        self.gaps: list[str] = []
+        self.controls: list[bytes] = []
+        if broker is not None:
+            broker.attach(self)
+
+    def deliver(self, publication: Publication) -> None:
+        self.publications.append(publication)
+
+    def deliver_broadcast(self, frame: bytes) -> None:
+        self.broadcasts.append(frame)
+
+    def deliver_to_client(self, client_id: str, frame: bytes) -> None:
+        self.to_clients.append((client_id, frame))
+
+    def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
+        self.ephemeral.append((channel, frame))
+
+    def resubscribe_all(self, channel: str) -> None:
+        self.gaps.append(channel)
+
+    def deliver_control(self, message: bytes) -> None:
+        self.controls.append(message)
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -266,13 +284,17 @@ async def test_peer_queue_is_bounded_by_size_and_age(make_broker):
 
 
 async def test_control_reaches_every_process(make_broker):
-    """A control message is handed to on_control on every process, the sender's included."""
+    """A control message reaches the listener of every process, the sender's included."""
     a, b = await make_broker(), await make_broker()
-    got: dict[str, list[bytes]] = {"a": [], "b": []}
-    a.on_control = got["a"].append
-    b.on_control = got["b"].append
-    await a.control(b"order")
     if make_broker.kind == "memory":
-        assert got["b"] == [b"order"]  # one shared broker object: one callback
+        assert a is b  # one shared broker object: one listener
+        heard = Recorder(a)
+        await a.control(b"order")
+        assert heard.controls == [b"order"]
     else:
-        await eventually(lambda: got == {"a": [b"order"], "b": [b"order"]}, "both processes")
+        heard_a, heard_b = Recorder(a), Recorder(b)
+        await a.control(b"order")
+        await eventually(
+            lambda: heard_a.controls == [b"order"] and heard_b.controls == [b"order"],
+            "both processes",
+        )

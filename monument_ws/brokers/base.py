@@ -4,9 +4,9 @@ A broker gives every channel one ordered history: each publication gets an
 ``offset`` (1, 2, 3 … per channel) within an ``epoch`` (a string that changes
 when the history is lost, e.g. a memory broker restart), is appended to the
 channel's bounded history and announced to every subscribed process in one
-atomic step. Processes receive publications through :attr:`Broker.on_publication`
-only once they have their offset, so every subscriber on every process sees
-one order.
+atomic step. Processes receive publications through their :class:`Listener`
+(:meth:`Listener.deliver`) only once they have their offset, so every
+subscriber on every process sees one order.
 
 Besides channels it stores presence (channel → client → info, with expiry)
 and a registry of which process holds which client id, so a frame can be sent
@@ -19,9 +19,8 @@ the same bytes are written to every local subscriber.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,32 +42,43 @@ class History:
     complete: bool  # False when the asked position was already dropped from history
 
 
+class Listener(Protocol):
+    """Who hears what a broker receives: the process's
+    :class:`~monument_ws.channels.hub.Hub`. Called in the event loop, in arrival order."""
+
+    def deliver(self, publication: Publication) -> None:
+        """A publication of a channel this process subscribed to, in offset order."""
+
+    def deliver_broadcast(self, frame: bytes) -> None:
+        """A frame for every local socket (broadcast)."""
+
+    def deliver_to_client(self, client_id: str, frame: bytes) -> None:
+        """A frame for a client this process registered."""
+
+    def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
+        """A channel frame without offset or history (join/leave)."""
+
+    def resubscribe_all(self, channel: str) -> None:
+        """History could not supply what ``channel`` missed during an outage: its subscribers
+        must resubscribe (and learn ``recovered: false``)."""
+
+    def deliver_control(self, message: bytes) -> None:
+        """A :meth:`Broker.control` message, heard on every process (e.g. a kick)."""
+
+
 class Broker(abc.ABC):
     """Publish/subscribe with history, presence storage and a client registry."""
 
-    #: Called with each publication of a channel this process subscribed to, in offset order.
-    on_publication: Callable[[Publication], None]
-    #: Called with frames for every local socket (broadcast).
-    on_broadcast: Callable[[bytes], None]
-    #: Called with (client_id, frame) for a client this process registered.
-    on_client_frame: Callable[[str, bytes], None]
-    #: Called with (channel, frame) for ephemeral channel frames (join/leave): no offset, no history.
-    on_ephemeral: Callable[[str, bytes], None]
-    #: Called with a channel whose missed publications history could not supply after an
-    #: outage: its subscribers must resubscribe (and learn ``recovered: false``).
-    on_gap: Callable[[str], None]
-    #: Called on every process with each :meth:`control` message (e.g. a kick).
-    on_control: Callable[[bytes], None]
-
     def __init__(self) -> None:
-        self.on_publication = _ignore
-        self.on_broadcast = _ignore
-        self.on_client_frame = _ignore
-        self.on_ephemeral = _ignore
-        self.on_gap = _ignore
-        self.on_control = _ignore
+        #: who hears what this broker receives (:meth:`attach`); until then, nobody
+        self.listener: Listener = _NOBODY
         #: Times the broker lost its connection and got it back (metrics read it).
         self.reconnects = 0
+
+    def attach(self, listener: Listener) -> None:
+        """Give this broker its listener. A broker serves one hub at a time: one that outlives
+        its server (e.g. a restart in the same process) is attached to the next one."""
+        self.listener = listener
 
     async def start(self) -> None:  # noqa: B027 - optional hook: nothing to connect by default
         """Connect; called once before use (the plugin does it at app startup)."""
@@ -129,7 +139,7 @@ class Broker(abc.ABC):
 
     @abc.abstractmethod
     async def control(self, message: bytes) -> None:
-        """Hand ``message`` to :attr:`on_control` on every process, this one included.
+        """Hand ``message`` to the listener of every process (:meth:`Listener.deliver_control`), this one included.
 
         For rare server-to-server orders such as kicking a user's sockets
         wherever they are: at most once per process, not stored.
@@ -207,5 +217,26 @@ class Broker(abc.ABC):
         """Deliver ``frame`` to ``client_id`` on whichever process holds it; False if none does."""
 
 
-def _ignore(*args: Any) -> None:
-    return None
+class _Nobody:
+    """The listener of a broker nobody attached to: what it receives is dropped."""
+
+    def deliver(self, publication: Publication) -> None:
+        pass
+
+    def deliver_broadcast(self, frame: bytes) -> None:
+        pass
+
+    def deliver_to_client(self, client_id: str, frame: bytes) -> None:
+        pass
+
+    def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
+        pass
+
+    def resubscribe_all(self, channel: str) -> None:
+        pass
+
+    def deliver_control(self, message: bytes) -> None:
+        pass
+
+
+_NOBODY: Final = _Nobody()

@@ -53,7 +53,7 @@ class MemoryBroker(Broker):
             while len(history) > history_size:
                 history.popleft()
         if channel in self._subscribed:
-            self.on_publication(publication)
+            self.listener.deliver(publication)
         return offset, self.epoch
 
     async def subscribe(self, channel: str) -> None:
@@ -80,13 +80,13 @@ class MemoryBroker(Broker):
 
     async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
         if channel in self._subscribed:
-            self.on_ephemeral(channel, frame)
+            self.listener.deliver_ephemeral(channel, frame)
 
     async def broadcast(self, frame: bytes) -> None:
-        self.on_broadcast(frame)
+        self.listener.deliver_broadcast(frame)
 
     async def control(self, message: bytes) -> None:
-        self.on_control(message)
+        self.listener.deliver_control(message)
 
     async def presence_set(
         self, channel: str, client_id: str, info: dict[str, Any], ttl: float
@@ -178,7 +178,7 @@ class MemoryBroker(Broker):
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if client_id not in self._clients:
             return False
-        self.on_client_frame(client_id, frame)
+        self.listener.deliver_to_client(client_id, frame)
         return True
 
     def stats(self) -> dict[str, int]:

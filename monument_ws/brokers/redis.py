@@ -27,7 +27,7 @@ bytes to its sockets without decoding them.
 reconnects with capped backoff and jitter, resubscribes, then, before reading
 live messages again, reads each channel's history from the last offset this
 process delivered and delivers what was missed; where history cannot fill the
-gap it calls :attr:`on_gap` (the hub pushes ``ws:resubscribe``). Every step
+gap it calls :meth:`Listener.resubscribe_all` (the hub pushes ``ws:resubscribe``). Every step
 is logged. Local sockets keep being served throughout.
 """
 
@@ -392,7 +392,7 @@ class RedisBroker(Broker):
 
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if client_id in self._clients:
-            self.on_client_frame(client_id, frame)
+            self.listener.deliver_to_client(client_id, frame)
             return True
         nodes = await self._call(self.redis.smembers(self._key("client", client_id)))
         if not nodes:
@@ -434,12 +434,12 @@ class RedisBroker(Broker):
                     if source.startswith(prefix):
                         self._on_channel(source[len(prefix) :].decode(), payload)
                     elif source == broadcast:
-                        self.on_broadcast(payload)
+                        self.listener.deliver_broadcast(payload)
                     elif source == node:
                         client_id, _, frame = payload.partition(b"\n")
-                        self.on_client_frame(client_id.decode(), frame)
+                        self.listener.deliver_to_client(client_id.decode(), frame)
                     elif source == control:
-                        self.on_control(payload)
+                        self.listener.deliver_control(payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -463,13 +463,13 @@ class RedisBroker(Broker):
     def _on_channel(self, channel: str, payload: bytes) -> None:
         head, _, frame = payload.partition(b":")
         if head == b"e":
-            self.on_ephemeral(channel, frame)
+            self.listener.deliver_ephemeral(channel, frame)
             return
         offset = int(head)
         if offset <= self._delivered.get(channel, 0):
             return  # already delivered by a recovery
         self._delivered[channel] = offset
-        self.on_publication(Publication(channel, offset, frame))
+        self.listener.deliver(Publication(channel, offset, frame))
 
     async def _reconnect(self) -> None:
         """Resubscribe everything, then recover each channel before reading live messages."""
@@ -504,10 +504,10 @@ class RedisBroker(Broker):
                 )
                 self._delivered[channel] = history.offset
                 self._epochs[channel] = history.epoch
-                self.on_gap(channel)
+                self.listener.resubscribe_all(channel)
                 continue
             for publication in history.publications:
                 self._delivered[channel] = publication.offset
-                self.on_publication(publication)
+                self.listener.deliver(publication)
             if history.publications:
                 log.warning("recovered %d publications of %r", len(history.publications), channel)

@@ -45,7 +45,9 @@ log = logging.getLogger("monument_ws")
 class Hub:
     """Registry of live local sockets and their channel subscriptions."""
 
-    def __init__(self, broker: Broker, middleware: Middleware | None = None) -> None:
+    def __init__(
+        self, broker: Broker, queues: PeerQueues, middleware: Middleware | None = None
+    ) -> None:
         self.broker = broker
         self.middleware = middleware
         self._by_client: dict[str, set[Socket]] = {}
@@ -53,17 +55,12 @@ class Hub:
         # channel -> socket -> None when live, or a buffer while it recovers
         self._channels: dict[str, dict[Socket, list[Publication] | None]] = {}
         self._subscriptions: dict[Socket, set[str]] = {}
-        broker.on_publication = self.deliver
-        broker.on_broadcast = self._broadcast_local
-        broker.on_client_frame = self._to_client_local
-        broker.on_ephemeral = self._ephemeral_local
-        broker.on_gap = self.resubscribe_all
-        broker.on_control = self._control
         self._tasks: set[asyncio.Task[None]] = set()
         # Sockets gathering this loop turn's publications (see deliver); None between turns.
         self._gathering: list[Socket] | None = None
-        #: the peer queues, whose nudges arrive as frames for a client (set by the plugin)
-        self.queues: PeerQueues | None = None
+        #: the peer queues, whose nudges arrive as frames for a client
+        self.queues = queues
+        broker.attach(self)
 
     def __len__(self) -> int:
         return self._count
@@ -144,7 +141,8 @@ class Hub:
             return self.of_client(kick.target)
         return list(self._channels.get(channel, ()))
 
-    def _control(self, message: bytes) -> None:
+    def deliver_control(self, message: bytes) -> None:
+        """A control message from the broker: a kick closes the local sockets it names."""
         kick = Kick.decode(message)
         if kick is None:
             log.warning("ignored a control message that is not a kick: %r", message[:100])
@@ -278,24 +276,23 @@ class Hub:
         for socket in gathering or ():
             socket.flush()
 
-    def _ephemeral_local(self, channel: str, frame: bytes) -> None:
+    def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         sockets = list(self._channels.get(channel, ()))
         shared = self._shared(frame) if sockets else None
         if shared is not None:
             for socket in sockets:
                 socket.send_raw_nowait(*shared)
 
-    def _broadcast_local(self, frame: bytes) -> None:
+    def deliver_broadcast(self, frame: bytes) -> None:
         shared = self._shared(frame)
         if shared is not None:
             for socket in list(self):
                 socket.send_raw_nowait(*shared)
 
-    def _to_client_local(self, client_id: str, frame: bytes) -> None:
+    def deliver_to_client(self, client_id: str, frame: bytes) -> None:
         if frame == NUDGE:
-            if self.queues is not None:
-                for socket in self.of_client(client_id):
-                    self._spawn(self._deliver_queued(self.queues, socket))
+            for socket in self.of_client(client_id):
+                self._spawn(self._deliver_queued(self.queues, socket))
             return
         for socket in self.of_client(client_id):
             socket.send_raw_nowait(frame)

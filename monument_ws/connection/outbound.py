@@ -98,9 +98,8 @@ class Outbound:
         """Send an encoded text frame, waiting while the queue is over half full."""
         hooks = self._hooks
         if hooks is not None and hooks.outgoing_hooks:
-            hooked = hooks.run_outgoing(frame, self._owner)
+            hooked = self._hooked(hooks, frame)
             if hooked is None:
-                self._stats.dropped += 1
                 return True  # refused by a hook: not sent, but the socket is fine
             frame = hooked
         if not await self.sender.send(frame):
@@ -119,9 +118,8 @@ class Outbound:
         """
         hooks = self._hooks
         if wire is None and hooks is not None and hooks.outgoing_hooks:
-            hooked = hooks.run_outgoing(frame, self._owner)
+            hooked = self._hooked(hooks, frame)
             if hooked is None:
-                self._stats.dropped += 1
                 return True
             frame = hooked
         if not self.sender.offer(frame, wire):
@@ -129,6 +127,13 @@ class Outbound:
             return False
         self._stats.frames_out_by[kind] += 1
         return True
+
+    def _hooked(self, hooks: OutgoingHooks, frame: bytes) -> bytes | None:
+        """``frame`` after the outgoing hooks; None, counted as dropped, when one refused it."""
+        hooked = hooks.run_outgoing(frame, self._owner)
+        if hooked is None:
+            self._stats.dropped += 1
+        return hooked
 
     async def answer(self, request: Request, frame: bytes) -> bool:
         """Send the one final answer of ``request`` (a no-op once it was answered).

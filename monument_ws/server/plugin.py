@@ -111,10 +111,9 @@ class MonumentWS:
         )
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
-        self.hub = Hub(self.broker, self.middleware)
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
         self.queues = PeerQueues(self.broker, config.queue_size, config.queue_ttl)
-        self.hub.queues = self.queues
+        self.hub = Hub(self.broker, self.queues, self.middleware)
         self.namespaces = Namespaces(config.channels)
         self.presence = Presence(self.broker, bus, config, clock)
         self._locks: weakref.WeakKeyDictionary[Socket, asyncio.Lock] = weakref.WeakKeyDictionary()
