@@ -200,10 +200,21 @@ def option(
     parse: Callable[[object], Any],
     *,
     aliases: tuple[str, ...] = (),
+    deprecated: tuple[str, ...] = (),
     minimum: float | None = None,
 ) -> Any:
-    """Declare one configuration key: default, documentation, parser and accepted aliases."""
-    meta = {"doc": doc, "parse": parse, "aliases": aliases, "minimum": minimum}
+    """Declare one configuration key: default, documentation, parser and accepted aliases.
+
+    ``deprecated`` names are old spellings still accepted (in code, files and the
+    environment); the first use of each in a process logs a warning naming the new key.
+    """
+    meta = {
+        "doc": doc,
+        "parse": parse,
+        "aliases": aliases,
+        "deprecated": deprecated,
+        "minimum": minimum,
+    }
     return field(default=default, metadata=meta)
 
 
@@ -259,17 +270,18 @@ class Config:
     )
     max_inflight: int = option(
         64,
-        "Requests a socket may have running at once; more wait (see max_queued).",
+        "Requests a socket may have running at once; more wait (see max_waiting).",
         parse_int,
         aliases=("maxInflight",),
         minimum=1,
     )
-    max_queued: int = option(
+    max_waiting: int = option(
         1024,
         "Requests a socket may have waiting for a free slot once max_inflight run; "
         "more get a rate_limited error.",
         parse_int,
-        aliases=("maxQueued",),
+        aliases=("maxWaiting",),
+        deprecated=("max_queued", "maxQueued"),
         minimum=0,
     )
     call_timeout: float = option(
@@ -279,12 +291,13 @@ class Config:
         aliases=("callTimeout",),
         minimum=0.0,
     )
-    send_queue_limit: int = option(
+    send_buffer_frames: int = option(
         1024,
-        "Frames waiting to be written to one socket; beyond it the socket is closed "
-        "with 4008 (slow consumer).",
+        "Frames waiting to be written to one socket (its send buffer); beyond it the socket "
+        "is closed with 4008 (slow consumer).",
         parse_int,
-        aliases=("sendQueueLimit",),
+        aliases=("sendBufferFrames",),
+        deprecated=("send_queue_limit", "sendQueueLimit"),
         minimum=1,
     )
     heartbeat: float = option(
@@ -423,12 +436,13 @@ class Config:
         aliases=("maxSubscriptions",),
         minimum=1,
     )
-    send_queue_bytes: int = option(
+    send_buffer_bytes: int = option(
         4_194_304,
-        "Bytes waiting to be written to one socket (besides send_queue_limit frames); beyond "
-        "either the socket is closed with 4008 (slow consumer).",
+        "Bytes waiting to be written to one socket (besides send_buffer_frames frames); "
+        "beyond either the socket is closed with 4008 (slow consumer).",
         parse_int,
-        aliases=("sendQueueBytes",),
+        aliases=("sendBufferBytes",),
+        deprecated=("send_queue_bytes", "sendQueueBytes"),
         minimum=1024,
     )
     allowed_origins: tuple[str, ...] = option(
@@ -509,21 +523,23 @@ class Config:
         "PEM private key of certfile (empty: the key is in certfile).",
         parse_str,
     )
-    queue_size: int = option(
+    peer_queue_size: int = option(
         100,
         "Peer queue: messages kept per client and direction (enqueue/consume); beyond it the "
         "oldest is dropped.",
         parse_int,
-        aliases=("queueSize",),
+        aliases=("peerQueueSize",),
+        deprecated=("queue_size", "queueSize"),
         minimum=1,
     )
-    queue_ttl: float = option(
+    peer_queue_ttl: float = option(
         120.0,
         "Peer queue: seconds a message waits to be consumed before it is dropped; the broker "
         "keeps a client's queue this long after it left, so a reconnect to any process finds "
         "it (the default equals presence_removal).",
         parse_float,
-        aliases=("queueTtl",),
+        aliases=("peerQueueTtl",),
+        deprecated=("queue_ttl", "queueTtl"),
         minimum=0.001,
     )
     plugs: str = option(
@@ -603,6 +619,8 @@ class OptionInfo:
     default: Any
     doc: str
     aliases: tuple[str, ...]
+    #: old names still accepted, with a warning (see CHANGELOG.md)
+    deprecated: tuple[str, ...] = ()
     #: the annotation in the schema, e.g. ``float`` or ``tuple[str, ...]``
     type: str = "str"
 
@@ -618,7 +636,14 @@ class OptionInfo:
 def schema() -> list[OptionInfo]:
     """Every configuration key, in declaration order."""
     return [
-        OptionInfo(f.name, f.default, f.metadata["doc"], f.metadata["aliases"], str(f.type))
+        OptionInfo(
+            f.name,
+            f.default,
+            f.metadata["doc"],
+            f.metadata["aliases"],
+            deprecated=f.metadata["deprecated"],
+            type=str(f.type),
+        )
         for f in dataclasses.fields(Config)
     ]
 
@@ -642,12 +667,24 @@ def _lookup() -> dict[str, dataclasses.Field[Any]]:
     table: dict[str, dataclasses.Field[Any]] = {}
     for f in dataclasses.fields(Config):
         table[f.name] = f
-        for alias in f.metadata["aliases"]:
+        for alias in (*f.metadata["aliases"], *f.metadata["deprecated"]):
             table[alias] = f
     return table
 
 
 _FIELDS: Final = _lookup()
+#: The spellings suggested for a mistyped key: names and aliases, not the deprecated ones.
+_CURRENT: Final = [key for key, f in _FIELDS.items() if key not in f.metadata["deprecated"]]
+_WARNED: set[str] = set()
+
+
+def _warn_renamed(old: str, new: str) -> None:
+    """Log once per process that ``old`` is an old name of ``new`` (CHANGELOG.md says why)."""
+    if old not in _WARNED:
+        _WARNED.add(old)
+        log.warning(
+            "configuration key %r is deprecated and will be removed in 1.0; use %r", old, new
+        )
 
 
 def _normalise(source: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -655,9 +692,11 @@ def _normalise(source: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key, raw in source.items():
         f = _FIELDS.get(key)
         if f is None:
-            hint = difflib.get_close_matches(key, list(_FIELDS), n=1)
+            hint = difflib.get_close_matches(key, list(_CURRENT), n=1)
             remedy = f"; did you mean {hint[0]!r}?" if hint else ""
             raise ConfigError(f"unknown configuration key {key!r} in {where}{remedy}")
+        if key in f.metadata["deprecated"]:
+            _warn_renamed(key, f.name)
         try:
             value = f.metadata["parse"](raw)
         except (ValueError, TypeError) as exc:
@@ -674,6 +713,7 @@ def _normalise(source: Mapping[str, Any], where: str) -> dict[str, Any]:
 def from_env(env: Mapping[str, str], prefix: str = ENV_PREFIX) -> dict[str, str]:
     """The settings found in ``env``: ``MONUMENT_WS_DATA_TIMEOUT=5`` → ``{"data_timeout": "5"}``."""
     names = {f.name for f in dataclasses.fields(Config)}
+    names.update(old for f in dataclasses.fields(Config) for old in f.metadata["deprecated"])
     found: dict[str, str] = {}
     for var, value in env.items():
         if var.startswith(prefix):
@@ -708,7 +748,10 @@ def reference_markdown() -> str:
     ]
     for info in schema():
         default = list(info.default) if isinstance(info.default, tuple) else info.default
-        aliases = ", ".join(f"`{a}`" for a in info.aliases) or ""
+        aliases = ", ".join(f"`{a}`" for a in info.aliases)
+        if info.deprecated:
+            old = ", ".join(f"`{a}`" for a in info.deprecated)
+            aliases = f"{aliases}; deprecated: {old}" if aliases else f"deprecated: {old}"
         rows.append(
             f"| `{info.name}` | `{json.dumps(default)}` | `{info.env_var}` `{info.flag}` "
             f"| {aliases} | {info.doc} |"

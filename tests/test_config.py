@@ -129,3 +129,34 @@ def test_schema_documents_every_key():
         assert info.doc.strip()
         assert info.env_var == "MONUMENT_WS_" + info.name.upper()
         assert info.flag.startswith("--")
+
+
+def test_renamed_keys_still_work_and_warn_once_each(tmp_path, caplog, monkeypatch):
+    """The old names of renamed keys (CHANGELOG.md) fill the new keys from code, files and
+    the environment; each logs one deprecation warning per process, naming the new key."""
+    from monument_ws import config as config_module
+
+    monkeypatch.setattr(config_module, "_WARNED", set())
+    path = tmp_path / "ws.json"
+    path.write_text(json.dumps({"sendQueueLimit": 7, "queue_ttl": 9}))
+    with caplog.at_level("WARNING", "monument_ws.config"):
+        cfg = Config.load(
+            {"max_queued": 3, "send_queue_bytes": 4096},
+            file=path,
+            env={"MONUMENT_WS_QUEUE_SIZE": "5"},
+        )
+        again = Config.load({"max_queued": 4})
+    assert (cfg.max_waiting, cfg.send_buffer_bytes, cfg.send_buffer_frames) == (3, 4096, 7)
+    assert (cfg.peer_queue_size, cfg.peer_queue_ttl, again.max_waiting) == (5, 9.0, 4)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 5, warned  # max_queued once, though it was used twice
+    assert (
+        "configuration key 'max_queued' is deprecated and will be removed in 1.0; use 'max_waiting'"
+        in warned
+    )
+
+
+def test_a_typo_is_never_told_to_use_a_deprecated_name():
+    """Suggestions for an unknown key come from the current names only."""
+    with pytest.raises(ConfigError, match="did you mean 'max_waiting'"):
+        Config.load({"max_waitin": 1})

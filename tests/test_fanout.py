@@ -69,7 +69,7 @@ async def test_text_frames_are_read_back_whole_by_aiohttps_client():
 
 async def test_order_is_kept_across_fast_and_queued_writes(make_server, connect: Connect):
     """A burst larger than the transport's high-water mark arrives complete and in order."""
-    client, ws = await make_server(send_queue_limit=100_000, send_queue_bytes=100_000_000)
+    client, ws = await make_server(send_buffer_frames=100_000, send_buffer_bytes=100_000_000)
     peer = await connect(client)
     await peer.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "burst"}})
     big = "y" * 5_000

@@ -301,7 +301,7 @@ async def test_a_plain_request_reusing_a_running_id_gets_duplicate_id(
 async def test_a_plain_request_does_not_overtake_a_waiting_one(make_server, connect: Connect):
     """With max_inflight=1, a plain-handler request sent after an async one that waits for the
     slot waits too and runs after it, in a task, in arrival order."""
-    client, ws = await make_server(max_inflight=1, max_queued=4)
+    client, ws = await make_server(max_inflight=1, max_waiting=4)
     release = asyncio.Event()
     ran: list[tuple[str, int]] = []
 
@@ -326,7 +326,7 @@ async def test_a_plain_request_does_not_overtake_a_waiting_one(make_server, conn
     await peer.send({"event": "hold", "id": 1, "data": "first"})
     await peer.send({"event": "wait", "id": 2, "data": "second"})
     await peer.send({"event": "plain", "id": 3, "data": "third"})
-    await eventually(lambda: socket.queued == 2, "the second and third requests waiting")
+    await eventually(lambda: socket.waiting == 2, "the second and third requests waiting")
     assert ran == [("first", 1)]
     release.set()
     answers = [await peer.recv() for _ in range(3)]

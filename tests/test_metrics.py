@@ -31,7 +31,7 @@ async def test_metrics_move_when_traffic_flows(make_server, connect: Connect):
     """Sockets, frames by kind, errors by code, handler latency, channels, presence, publishes,
     queue drops and slow consumers all move between two scrapes of real traffic."""
     client, ws = await make_server(
-        metrics=True, send_queue_limit=10, channels={"room:*": {"presence": True}}
+        metrics=True, send_buffer_frames=10, channels={"room:*": {"presence": True}}
     )
 
     @ws.handler("echo")

@@ -61,9 +61,11 @@ async def test_client_to_server_queue_is_consumed_by_the_socket(make_server):
 
 
 async def test_server_queue_bound_is_enforced(make_server):
-    """A box keeps only the newest queue_size messages, each for queue_ttl seconds."""
+    """A box keeps only the newest peer_queue_size messages, each for peer_queue_ttl seconds."""
     clock = Clock()
-    client, ws = await make_server(broker=MemoryBroker(clock=clock), queue_size=2, queue_ttl=30)
+    client, ws = await make_server(
+        broker=MemoryBroker(clock=clock), peer_queue_size=2, peer_queue_ttl=30
+    )
 
     @ws.handler("count")
     async def count(message, socket):

@@ -337,13 +337,13 @@ async def test_closing_the_socket_closes_running_generators(make_server, connect
     await peer.close()
     await asyncio.wait_for(ticker.closed.wait(), 10)
     await eventually(lambda: len(ws.hub) == 0, "socket unregistered")
-    assert (ticker.sockets[0].running, ticker.sockets[0].queued) == (0, 0)  # its slot is released
+    assert (ticker.sockets[0].running, ticker.sockets[0].waiting) == (0, 0)  # its slot is released
 
 
 async def test_requests_beyond_the_limits_wait_then_get_rate_limited(make_server, connect: Connect):
-    """max_inflight run, max_queued wait in order, one more gets rate_limited."""
+    """max_inflight run, max_waiting wait in order, one more gets rate_limited."""
     release = asyncio.Event()
-    client, ws = await make_server(max_inflight=2, max_queued=1)
+    client, ws = await make_server(max_inflight=2, max_waiting=1)
     started = []
 
     @ws.handler("hold")
@@ -405,7 +405,7 @@ async def test_a_waiting_request_keeps_the_route_it_was_given(make_server, conne
     peer = await connect(client)
     await peer.send({"event": "hold", "id": 1})
     await peer.send({"event": "gone", "id": 2})
-    await eventually(lambda: any(s.queued for s in ws.hub), "the second request waiting")
+    await eventually(lambda: any(s.waiting for s in ws.hub), "the second request waiting")
     ws.router.remove("gone")
     ws.bus.on("gone", lambda event, **kwargs: emitted.append(kwargs))
     release.set()
@@ -417,7 +417,7 @@ async def test_a_waiting_request_keeps_the_route_it_was_given(make_server, conne
 
 async def test_slow_consumer_is_closed_with_4008(make_server, connect: Connect):
     """Overflowing a socket's send queue closes it with 4008 instead of growing memory."""
-    client, ws = await make_server(send_queue_limit=10)
+    client, ws = await make_server(send_buffer_frames=10)
 
     @ws.handler("flood")
     async def flood(message, socket):
@@ -436,7 +436,7 @@ async def test_slow_consumer_is_closed_with_4008(make_server, connect: Connect):
 
 async def test_awaited_send_applies_backpressure(make_server, connect: Connect):
     """await socket.send() waits for room instead of overflowing: every frame arrives."""
-    client, ws = await make_server(send_queue_limit=10)
+    client, ws = await make_server(send_buffer_frames=10)
 
     @ws.handler("burst")
     async def burst(message, socket):

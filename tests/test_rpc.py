@@ -2,7 +2,7 @@
 
 Related tests elsewhere: handler return values and MonumentWSError codes,
 ws:cancel of a plain handler, aclose() on socket close, the max_inflight /
-max_queued limits (tests/test_routing.py).
+max_waiting limits (tests/test_routing.py).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ async def test_a_thousand_concurrent_calls_over_one_socket(make_server):
 
 async def test_streamed_reply_in_order_and_terminated(make_server, connect: Connect):
     """An async generator's items arrive as chunks in order, then one end frame without data."""
-    client, ws = await make_server(send_queue_limit=8)
+    client, ws = await make_server(send_buffer_frames=8)
 
     @ws.handler("count")
     async def count(message, socket):

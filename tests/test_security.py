@@ -260,7 +260,7 @@ async def test_too_big_frame_closes_1009_and_others_are_served(make_server, conn
 
 async def test_frame_flood_is_rate_limited_then_closed_4029(make_server, connect: Connect):
     """10,000 frames at once: refused with rate_limited, then 4029; another client is fully served."""
-    client, ws = await make_server(rate_limit=100, rate_burst=200, send_queue_limit=100_000)
+    client, ws = await make_server(rate_limit=100, rate_burst=200, send_buffer_frames=100_000)
     ws.handler("echo")(lambda message, socket: message.data)
     flooder, calm = await connect(client), await connect(client)
     for i in range(10_000):
@@ -348,7 +348,9 @@ async def test_max_subscriptions_per_socket(make_server, connect: Connect):
 
 async def test_a_client_that_never_reads_is_closed_4008_within_its_bound(make_server):
     """A small-receive-buffer client that never reads: 4008, and the queue never passed its bound."""
-    client, ws = await make_server(send_queue_limit=500, send_queue_bytes=256 * 1024, heartbeat=0)
+    client, ws = await make_server(
+        send_buffer_frames=500, send_buffer_bytes=256 * 1024, heartbeat=0
+    )
     seen: list[Any] = []
     ws.bus.on(signals.SOCKET_CONNECTED, lambda event, *, socket, **_: seen.append(socket))
     _reader, writer = await open_raw(client, rcvbuf=4096)
@@ -367,8 +369,8 @@ async def test_a_client_that_never_reads_is_closed_4008_within_its_bound(make_se
         await eventually(lambda: len(ws.hub) == 0, "the slow consumer dropped")
         assert socket.closed
         assert ws.stats.slow_consumers == 1
-        assert 0 < socket.queue_peak_frames <= 500
-        assert 0 < socket.queue_peak_bytes <= 256 * 1024
+        assert 0 < socket.buffer_peak_frames <= 500
+        assert 0 < socket.buffer_peak_bytes <= 256 * 1024
     finally:
         writer.close()
         with contextlib.suppress(ConnectionError):

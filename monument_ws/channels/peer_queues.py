@@ -19,8 +19,8 @@ process sharing the broker):
   message the filter accepts, on whichever process the client is connected to
   now.
 
-Guarantees and bounds: each box keeps at most ``queue_size`` messages (the
-oldest is dropped first) for at most ``queue_ttl`` seconds each (both in the
+Guarantees and bounds: each box keeps at most ``peer_queue_size`` messages (the
+oldest is dropped first) for at most ``peer_queue_ttl`` seconds each (both in the
 config schema); pushes to one socket are in ``seq`` order and a client drops
 any ``seq`` it already has, so a message reaches the client's local queue at
 most once, and at least once while it is in the box. ``consume`` removes

@@ -2,7 +2,7 @@
 
 :class:`Admission` takes each routed request: it refuses what cannot run
 (``not_found``, ``forbidden``, ``duplicate_id``, ``rate_limited`` past
-``max_inflight`` running and ``max_queued`` waiting, ``unavailable`` once the
+``max_inflight`` running and ``max_waiting`` waiting, ``unavailable`` once the
 socket drains), runs a plain-function handler inline when a slot is free and
 nothing waits, and otherwise starts the request as its own task, eagerly
 (:mod:`monument_ws.connection.eager`), or lets it wait for a slot. The

@@ -9,7 +9,7 @@ A :class:`Socket` ties together the parts of one connection:
   else. :meth:`Socket.send` waits instead while the queue is more than half
   full, so application code that awaits it is slowed down, not disconnected;
 * its :class:`~monument_ws.connection.admission.Admission`, the requests:
-  at most ``max_inflight`` run at once and ``max_queued`` more wait (beyond:
+  at most ``max_inflight`` run at once and ``max_waiting`` more wait (beyond:
   ``rate_limited``), with exactly one final answer per request id;
 * its server → client calls (:class:`~monument_ws.connection.calls.PendingCalls`).
 
@@ -145,15 +145,15 @@ class Socket:
         sender = Sender(
             transport,
             request.writer,
-            max_frames=config.send_queue_limit,
-            max_bytes=config.send_queue_bytes,
+            max_frames=config.send_buffer_frames,
+            max_bytes=config.send_buffer_bytes,
             stats=dispatch.stats,
             # deflate state lives in aiohttp's writer: with compression every frame goes there
             write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
             if config.compression
             else None,
         )
-        table = RequestTable(config.max_inflight, config.max_queued)
+        table = RequestTable(config.max_inflight, config.max_waiting)
         #: the way out: hooks, counters, the bounded send path
         self.outbound = Outbound(
             self, ws, transport, sender, table, dispatch.stats, dispatch.middleware
@@ -195,8 +195,8 @@ class Socket:
         return self.admission.table.running
 
     @property
-    def queued(self) -> int:
-        """Requests waiting for a free slot; at most ``max_queued``."""
+    def waiting(self) -> int:
+        """Requests waiting for a free slot; at most ``max_waiting``."""
         return self.admission.table.waiting
 
     @property
@@ -210,16 +210,16 @@ class Socket:
         return self.outbound.sender
 
     @property
-    def queued_bytes(self) -> int:
-        """Bytes waiting in the send queue now."""
+    def buffered_bytes(self) -> int:
+        """Bytes waiting in the send buffer now."""
         return self.outbound.sender.queued_bytes
 
     @property
-    def queue_peak_bytes(self) -> int:
+    def buffer_peak_bytes(self) -> int:
         return self.outbound.sender.peak_bytes
 
     @property
-    def queue_peak_frames(self) -> int:
+    def buffer_peak_frames(self) -> int:
         return self.outbound.sender.peak_frames
 
     def sync_state(self) -> SyncState:
@@ -271,7 +271,7 @@ class Socket:
     async def enqueue(self, data: Any) -> int:
         """Queue ``data`` for this client (it waits for ``client.consume()``); returns its seq.
 
-        Kept in the broker for ``queue_ttl`` seconds, so it also reaches the
+        Kept in the broker for ``peer_queue_ttl`` seconds, so it also reaches the
         client after a reconnect to another process; see :mod:`monument_ws.channels.peer_queues`.
         """
         return await self._peer_queues().enqueue(self.client_id, data)

@@ -60,7 +60,7 @@ async def snapshot(plugin: MonumentWS) -> dict[str, Any]:
             "channels": sorted(hub.subscriptions(s)),
             "frames_in": s.frames_in,
             "running": s.running,
-            "queued_bytes": s.queued_bytes,
+            "queued_bytes": s.buffered_bytes,
         }
         for s in itertools.islice(hub, LIMIT)
     ]

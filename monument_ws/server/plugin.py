@@ -112,7 +112,7 @@ class MonumentWS:
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
-        self.queues = PeerQueues(self.broker, config.queue_size, config.queue_ttl)
+        self.queues = PeerQueues(self.broker, config.peer_queue_size, config.peer_queue_ttl)
         self.hub = Hub(self.broker, self.queues, self.middleware)
         self.namespaces = Namespaces(config.channels)
         self.presence = Presence(self.broker, bus, config, clock)
@@ -200,7 +200,7 @@ class MonumentWS:
 
     async def enqueue(self, client_id: str, data: Any = None) -> int:
         """Queue ``data`` for ``client_id`` on whichever process holds it, or for when it
-        comes back (kept ``queue_ttl`` seconds); the client takes it with ``consume()``.
+        comes back (kept ``peer_queue_ttl`` seconds); the client takes it with ``consume()``.
         Returns its seq. See :mod:`monument_ws.channels.peer_queues`."""
         return await self.queues.enqueue(client_id, data)
 

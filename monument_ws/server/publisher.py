@@ -45,7 +45,9 @@ class Publisher:
                 "reach its subscribers; use the servers' redis:// broker"
             )
         self.namespaces = Namespaces(self.config.channels)
-        self.queues = PeerQueues(self.broker, self.config.queue_size, self.config.queue_ttl)
+        self.queues = PeerQueues(
+            self.broker, self.config.peer_queue_size, self.config.peer_queue_ttl
+        )
 
     async def __aenter__(self) -> Publisher:
         await self.broker.start()
