@@ -78,6 +78,7 @@ import aiohttp
 import orjson
 
 from .. import protocol
+from ..protocol import backoff
 from ..protocol import patches as sync
 from ..protocol.errors import (
     ConnectionLost,
@@ -479,7 +480,7 @@ class Client:
             except (Unavailable, Timeout) as exc:
                 if not self.connected or not subscription.active:
                     return  # the next reconnect resubscribes
-                delay = self._random() * min(self.backoff_max, self.backoff_initial * 2**attempt)
+                delay = backoff.delay(attempt, self.backoff_initial, self.backoff_max, self._random)
                 attempt += 1
                 log.info(
                     "resubscribing to %r: %s; retrying in %.2f s", subscription.channel, exc, delay
@@ -701,7 +702,7 @@ class Client:
                 self._finish(code, "could not connect")
                 return
             await self._emit("ws:offline", {"code": code, "reason": self.close_reason})
-            delay = self._random() * min(self.backoff_max, self.backoff_initial * 2**attempt)
+            delay = backoff.delay(attempt, self.backoff_initial, self.backoff_max, self._random)
             if policy is Reconnect.LONG_DELAY:
                 delay += self.long_delay
             attempt += 1
