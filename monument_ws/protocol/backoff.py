@@ -14,6 +14,12 @@ import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+# Past 2**52 the ceiling is the cap for any sensible ``initial``; stopping the exponent
+# there keeps the product a float (initial * 2.0**1024 raises OverflowError), so a peer
+# that has been retrying for hours does not crash its retry loop. monument.js stops at
+# the same exponent.
+_MAX_EXPONENT = 52
+
 
 def delay(
     attempt: int,
@@ -22,7 +28,7 @@ def delay(
     random: Callable[[], float] = _random.random,
 ) -> float:
     """Seconds to wait before retry ``attempt``: ``random() * min(cap, initial * 2**attempt)``."""
-    return random() * min(cap, initial * 2.0**attempt)
+    return random() * min(cap, initial * 2.0 ** min(attempt, _MAX_EXPONENT))
 
 
 @dataclass(slots=True)
