@@ -115,7 +115,7 @@ class Calls:
 
     def answer(self, frame: ServerFrame) -> bool:
         """Hand ``frame`` to the request with its id; False if none waits for it."""
-        call = self._waiting.get(frame.id) if isinstance(frame.id, int) else None
+        call = self._find(frame.id)
         if call is None:
             return False
         call.answer(frame)
@@ -123,7 +123,7 @@ class Calls:
 
     def fail(self, request_id: object, error: MonumentWSError) -> bool:
         """Fail the request with ``request_id``; False if none waits for it."""
-        call = self._waiting.get(request_id) if isinstance(request_id, int) else None
+        call = self._find(request_id)
         if call is None:
             return False
         call.fail(error)
@@ -145,6 +145,9 @@ class Calls:
         """The client closed for good: every waiting request fails with ConnectionLost."""
         for call in list(self._waiting.values()):
             call.fail(ConnectionLost(message))
+
+    def _find(self, request_id: object) -> Call | None:
+        return self._waiting.get(request_id) if isinstance(request_id, int) else None
 
     def _request(self, event: str, data: Any, *, retry: bool, stream: bool) -> tuple[int, Call]:
         if self._status.ended:

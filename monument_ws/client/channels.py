@@ -135,15 +135,14 @@ class Channels:
     def restart(self, channel: object) -> None:
         """The server lost the history between us (``ws:resubscribe``, e.g. a broker
         restart): offsets start again in a new epoch, so forget ours and rejoin fresh."""
-        subscription = self._subscriptions.get(channel) if isinstance(channel, str) else None
+        subscription = self._find(channel)
         if subscription is not None:
             subscription.offset = 0
             subscription.epoch = None
             self._tasks.spawn(self._rejoin(subscription))
 
     def publication(self, frame: dict[str, Any]) -> None:
-        channel = frame.get("channel")
-        subscription = self._subscriptions.get(channel) if isinstance(channel, str) else None
+        subscription = self._find(frame.get("channel"))
         offset = frame.get("offset")
         if subscription is None or not isinstance(offset, int) or offset <= subscription.offset:
             return
@@ -156,6 +155,9 @@ class Channels:
             return
         if inspect.isawaitable(result):
             self._tasks.spawn(result)
+
+    def _find(self, channel: object) -> Subscription | None:
+        return self._subscriptions.get(channel) if isinstance(channel, str) else None
 
     async def _join(self, subscription: Subscription) -> None:
         request: dict[str, Any] = {"channel": subscription.channel}
