@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..protocol import backoff
 from ..protocol.errors import Unavailable
 from .base import Broker, History, Publication
 
@@ -450,7 +450,7 @@ class RedisBroker(Broker):
     async def _reconnect_until_back(self) -> None:
         attempt = 0
         while True:
-            delay = random.random() * min(self.backoff_max, 0.1 * 2**attempt)
+            delay = backoff.delay(attempt, 0.1, self.backoff_max)
             attempt += 1
             log.warning("reconnecting to Redis in %.2f s (attempt %d)", delay, attempt)
             await asyncio.sleep(delay)

@@ -2,9 +2,10 @@
 
 ``frames`` decodes, validates and encodes frames and names the error and close codes;
 ``errors`` is the exception tree those codes map to; ``yields`` the typed values a
-handler yields; ``patches`` the JSON-patch arithmetic of ``ws:sync``; ``writer`` the
-one hand-written WebSocket frame header. The frame functions are re-exported here, so
-``protocol.decode(...)`` reads as the protocol's own verb.
+handler yields; ``patches`` the JSON-patch arithmetic of ``ws:sync``; ``backoff`` when
+to retry a lost connection; ``writer`` the one hand-written WebSocket frame header. The
+frame functions are re-exported here, so ``protocol.decode(...)`` reads as the
+protocol's own verb.
 """
 
 from .frames import (

@@ -1,0 +1,288 @@
+"""The connection that heals itself: connect, serve, and reconnect until closed for good.
+
+One task runs the loop: open a socket to the current URL (presenting ``resume`` and the
+peer queue's last ``seq`` once the client has them), wait for the welcome, then read
+frames into the dispatcher while a writer task drains the outbox and, when the welcome
+announces a period, a heartbeat task sends ``ws:heartbeat``. When the socket ends,
+calls already sent fail or are queued again (``retry``), and the close code decides
+what comes next (:class:`~monument_ws.protocol.frames.Reconnect`): stay closed, or
+wait with backoff and jitter (plus ``long_delay`` after 4029) and try the next URL in
+turn. A first connection that never got a welcome gives up after 6 retries.
+
+Lifecycle events: ``ws:connect`` (the first welcome), ``ws:offline`` (dropped, will
+retry), ``ws:reconnect`` (a later welcome; every subscription's resubscribe is then
+under way in its own task) and ``ws:close`` (final, also after :meth:`Connection.close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import aiohttp
+
+from .. import protocol
+from ..protocol.backoff import Backoff
+from ..protocol.errors import ConnectionLost, MonumentWSError
+from ..protocol.frames import CloseCode, Kind, Reconnect
+from .calls import Calls
+from .channels import Channels
+from .dispatch import Dispatch
+from .inbox import Inbox
+from .listeners import Listeners
+from .outbox import Outbox
+from .status import Status
+from .tasks import Tasks
+
+# __package__, not __name__: the whole client logs as monument_ws.client.
+log = logging.getLogger(__package__)
+
+# A first connection that never opened gives up after this many retries.
+_FIRST_RETRIES = 6
+
+
+class Connection:
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        reconnect: bool,
+        long_delay: float,
+        heartbeat: bool,
+        headers: dict[str, str],
+        ssl: ssl_module.SSLContext | bool,
+        session: aiohttp.ClientSession | None,
+        backoff: Backoff,
+        sleep: Callable[[float], Awaitable[None]],
+        status: Status,
+        outbox: Outbox,
+        calls: Calls,
+        listeners: Listeners,
+        channels: Channels,
+        inbox: Inbox,
+        dispatch: Dispatch,
+        tasks: Tasks,
+    ) -> None:
+        self.urls = urls
+        self.reconnect = reconnect
+        self.long_delay = long_delay
+        self.heartbeat = heartbeat
+        self.headers = headers
+        self.ssl = ssl
+        #: the socket open now, if any
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._url_index = 0
+        self._session = session
+        self._own_session = session is None
+        self._backoff = backoff
+        self._sleep = sleep
+        self._status = status
+        self._outbox = outbox
+        self._calls = calls
+        self._listeners = listeners
+        self._channels = channels
+        self._inbox = inbox
+        self._dispatch = dispatch
+        self._tasks = tasks
+        self._runner: asyncio.Task[None] | None = None
+        self._first: asyncio.Future[None] | None = None  # resolved by the first welcome
+
+    @property
+    def url(self) -> str:
+        return self.urls[self._url_index]
+
+    async def open(self, timeout: float) -> None:
+        """Start the loop and wait for the first welcome; ConnectionLost when it never
+        comes (the client is then closed)."""
+        if self._runner is not None:
+            raise RuntimeError(
+                "Client.connect() was already called; create a new Client to reconnect"
+            )
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._first = asyncio.get_running_loop().create_future()
+        self._runner = asyncio.get_running_loop().create_task(self._run())
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._first)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Close for good with 1000; ``ws:close`` is emitted once every task is gone."""
+        self._status.closing = True
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.close()
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        if self._finish(CloseCode.NORMAL, "closed by the client"):
+            await self._listeners.emit(
+                "ws:close", {"code": self._status.close_code, "reason": self._status.close_reason}
+            )
+        if self._own_session and self._session is not None:
+            await self._session.close()
+
+    async def _run(self) -> None:
+        status = self._status
+        attempt = 0
+        opened_once = False
+        while not status.closing:
+            status.state = "reconnecting" if opened_once else "connecting"
+            welcomed, code = await self._visit(reconnected=opened_once)
+            if welcomed:
+                opened_once, attempt = True, 0
+            if status.closing:
+                break
+            self._dropped()
+            policy = _policy(code)
+            if not self.reconnect or policy is Reconnect.NEVER:
+                self._finish(code, status.close_reason)
+                return
+            if not opened_once and attempt >= _FIRST_RETRIES:
+                self._finish(code, "could not connect")
+                return
+            await self._listeners.emit("ws:offline", {"code": code, "reason": status.close_reason})
+            delay = self._backoff.delay(attempt)
+            if policy is Reconnect.LONG_DELAY:
+                delay += self.long_delay
+            attempt += 1
+            self._url_index = (self._url_index + 1) % len(self.urls)
+            await self._sleep(delay)
+
+    async def _visit(self, *, reconnected: bool) -> tuple[bool, int | None]:
+        """One socket, from connecting to its end: whether it was welcomed, and its close code."""
+        welcomed = False
+        code: int | None = None
+        try:
+            assert self._session is not None
+            async with self._session.ws_connect(
+                self._target(),
+                protocols=(protocol.SUBPROTOCOL,),
+                headers=self.headers,
+                autoping=True,
+                ssl=self.ssl,
+            ) as ws:
+                self.ws = ws
+                welcomed = await self._welcomed(ws, reconnected=reconnected)
+                if welcomed:
+                    code = await self._serve(ws)
+                if code is None:
+                    code = ws.close_code
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.debug("connection attempt failed: %s", exc)
+            code = CloseCode.ABNORMAL
+        finally:
+            self.ws = None
+        return welcomed, code
+
+    def _target(self) -> str:
+        """The URL to connect to: with ``resume`` (and the inbox's last ``seq``) once known."""
+        if not self._status.resume:
+            return self.url
+        parts = urlsplit(self.url)
+        params: dict[str, Any] = {"resume": self._status.resume}
+        if self._inbox.last:
+            params[protocol.QUEUED_PARAM] = self._inbox.last
+        query = "&".join(filter(None, [parts.query, urlencode(params)]))
+        return urlunsplit(parts._replace(query=query))
+
+    async def _welcomed(self, ws: aiohttp.ClientWebSocketResponse, *, reconnected: bool) -> bool:
+        status = self._status
+        msg = await ws.receive(timeout=30)
+        if msg.type is aiohttp.WSMsgType.CLOSE:  # refused at once, e.g. 4401 with the reason
+            status.close_reason = msg.extra if isinstance(msg.extra, str) else ""
+            return False
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            return False
+        parsed = protocol.parse_server(msg.data)
+        if parsed is None or parsed.kind is not Kind.WELCOME:
+            return False
+        self._listeners.show_raw(parsed.raw)
+        status.welcome = parsed.data if isinstance(parsed.data, dict) else {}
+        status.client_id = status.welcome.get("client_id")
+        status.resume = status.welcome.get("resume")
+        status.state = "open"
+        if self._first is not None and not self._first.done():
+            self._first.set_result(None)
+        if reconnected:
+            self._channels.rejoin_all()
+        await self._listeners.emit("ws:reconnect" if reconnected else "ws:connect", status.welcome)
+        return True
+
+    async def _serve(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """Read frames until the connection ends; the code of the server's close frame, if one
+        came. It is taken from the frame, not from ``ws.close_code``: aiohttp replaces that by
+        1006 when our close reply cannot be written. A draining server (1001) closes its side
+        right after its close frame, so a client busy in a listener just then finds its
+        transport gone, and would otherwise report a lost connection."""
+        writer = self._tasks.spawn(self._outbox.write(ws))
+        beat = self._tasks.spawn(self._heartbeats()) if self.heartbeat else None
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    await self._dispatch.receive(msg.data)
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    self._status.close_reason = msg.extra if isinstance(msg.extra, str) else ""
+                    await ws.close()
+                    return int(msg.data) if isinstance(msg.data, int) else None
+                elif msg.type in (
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                ):
+                    return None
+        finally:
+            writer.cancel()
+            if beat is not None:
+                beat.cancel()
+
+    async def _heartbeats(self) -> None:
+        period = self._status.welcome.get("heartbeat")
+        if not isinstance(period, int | float) or period <= 0:
+            return
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(MonumentWSError):
+                self._outbox.put(protocol.push("ws:heartbeat", None))
+
+    def _dropped(self) -> None:
+        """The connection is gone: sent calls fail or go back in the queue, in order."""
+        self._status.state = "reconnecting"
+        self._calls.dropped()
+
+    def _finish(self, code: int | None, reason: str) -> bool:
+        """Fail what waits and stop; False if the client had already finished."""
+        status = self._status
+        if status.state == "closed":
+            return False
+        status.state = "closed"
+        status.close_code = code
+        status.close_reason = reason
+        self._calls.fail_all(f"the connection closed ({code}: {reason})")
+        self._outbox.clear()
+        self._tasks.cancel()
+        if self._first is not None and not self._first.done():
+            self._first.set_exception(ConnectionLost(f"could not connect to {self.url}"))
+            self._first.exception()
+        if not status.closing:  # close() emits it itself, after the tasks are gone
+            self._tasks.spawn(self._listeners.emit("ws:close", {"code": code, "reason": reason}))
+        return True
+
+
+def _policy(code: int | None) -> Reconnect:
+    """What the close-code table says to do after ``code``; unknown codes back off."""
+    if code is None:
+        return Reconnect.BACKOFF
+    try:
+        return CloseCode(code).reconnect
+    except ValueError:
+        return Reconnect.BACKOFF
