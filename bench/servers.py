@@ -104,7 +104,8 @@ def bare_app(inline: bool) -> Callable[[str | None, str], web.Application]:
         import orjson
 
         from monument_ws.connection.reads import small_reads
-        from monument_ws.protocol.frames import Frame, text_frame, validate
+        from monument_ws.protocol.frames import Frame, validate
+        from monument_ws.protocol.writer import text_frame
 
         async def echo(frame: Frame) -> Any:
             return frame.data

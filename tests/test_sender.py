@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from monument_ws import signals
 from monument_ws.connection.sender import Sender
 from monument_ws.connection.stats import Stats
-from monument_ws.protocol.frames import text_frame
+from monument_ws.protocol.writer import text_frame
 from tests.conftest import Connect, eventually, masked_text, open_raw, welcomed
 
 HIGH, LOW = 1024, 256

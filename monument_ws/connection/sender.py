@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from ..protocol.frames import text_frame
+from ..protocol.writer import text_frame
 
 if TYPE_CHECKING:
     from .stats import Stats

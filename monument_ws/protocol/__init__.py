@@ -47,10 +47,10 @@ from .frames import (
     push,
     reply,
     set_event_for,
-    text_frame,
     truncate,
     validate,
 )
+from .writer import text_frame
 
 __all__ = [
     "CHANNEL_NAME",

@@ -514,17 +514,3 @@ def check_channel(name: object) -> str | None:
     if not isinstance(name, str) or CHANNEL_NAME.fullmatch(name) is None:
         return "a channel name has 1 to 200 characters of A-Z a-z 0-9 _ - . : @ / = + #"
     return None
-
-
-def text_frame(payload: bytes) -> bytes:
-    """The whole RFC 6455 frame (FIN, text opcode, unmasked) carrying ``payload``.
-
-    A server's frames are never masked, so the same bytes can be written to
-    every subscriber's transport: fan-out frames and encodes a message once.
-    """
-    length = len(payload)
-    if length < 126:
-        return bytes((0x81, length)) + payload
-    if length < 65536:
-        return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
-    return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload
