@@ -1,37 +1,16 @@
-"""``setup(app)``: mount monument_ws on an aiohttp application.
+"""The plugin instance of one application (what ``monument_ws.setup(app)`` returns).
 
-::
-
-    from aiohttp import web
-    import monument_ws
-
-    app = web.Application()
-    ws = monument_ws.setup(app, websocket=True)
-
-    @ws.handler("echo")
-    async def echo(message, socket):
-        return message.data
-
-With ``websocket`` false (the default) no socket route is mounted at all. The
-plugin's state lives under :data:`MONUMENT_WS` (a ``web.AppKey``). On shutdown
-the sockets are drained: closed with 1001 in batches over ``drain_period``, so
+On shutdown the sockets are drained: closed with 1001 in batches over ``drain_period``, so
 clients reconnect (with jitter) elsewhere at an even rate; then the broker stops.
-Operating endpoints (each off by default): Prometheus metrics
-(:mod:`monument_ws.ops.metrics`), health checks (:mod:`monument_ws.ops.health`) and the
-admin page (:mod:`monument_ws.ops.admin`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
-from importlib import resources
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,7 +20,7 @@ from aiohttp import web
 from .. import brokers, protocol
 from .._version import __version__
 from ..brokers.base import Broker
-from ..bus import EventBus, events
+from ..bus import EventBus
 from ..channels.hub import Hub
 from ..channels.kick import Kick
 from ..channels.namespaces import Namespaces, allows
@@ -66,7 +45,6 @@ from ..connection.middleware import Middleware
 from ..connection.router import H, Router
 from ..connection.socket import INLINE_COMMANDS, Socket
 from ..connection.stats import Stats
-from ..ops import admin, health
 from ..protocol.errors import (
     BadFrame,
     Forbidden,
@@ -664,117 +642,6 @@ class MonumentWS:
             await self.plugs.stop(app)
         await self.presence.stop()
         await self.broker.stop()
-
-
-MONUMENT_WS = web.AppKey("monument_ws", MonumentWS)
-
-
-def setup(
-    app: web.Application,
-    config: Config | Mapping[str, Any] | None = None,
-    *,
-    bus: EventBus | None = None,
-    broker: Broker | str | None = None,
-    clock: Callable[[], float] = time.time,
-    **settings: Any,
-) -> MonumentWS:
-    """Mount monument_ws on ``app`` and return the plugin instance.
-
-    ``config`` is a :class:`Config` or a mapping of settings (names or
-    aliases, e.g. ``{"webSocket": "data"}``); ``settings`` override it.
-    ``bus`` defaults to the module-level :data:`monument_ws.events`; pass an
-    :class:`EventBus` to give this application its own. ``broker`` defaults to
-    the one the ``broker`` setting names (``memory://``); a string here is that
-    setting (``broker="redis://..."``). ``clock`` (seconds)
-    drives presence transitions; tests inject a fake one.
-    """
-    if MONUMENT_WS in app:
-        raise RuntimeError("monument_ws.setup() was already called for this application")
-    if isinstance(broker, str):
-        settings["broker"], broker = broker, None
-    if isinstance(config, Config):
-        cfg = config.replace(**settings) if settings else config
-    else:
-        cfg = Config.load(config, settings)
-    plugin = MonumentWS(cfg, bus if bus is not None else events, broker, clock)
-    app[MONUMENT_WS] = plugin
-    app.cleanup_ctx.append(plugin.lifespan)
-    if cfg.websocket is not False:
-        app.router.add_get(cfg.path, plugin.handle_upgrade, name="monument_ws")
-        app.on_shutdown.append(plugin.on_shutdown)
-        if cfg.client_path:
-            types = types_path(cfg.client_path)
-            app.router.add_get(
-                cfg.client_path,
-                functools.partial(serve_static, "monument.js", "text/javascript", types),
-                name="monument_ws_client",
-            )
-            app.router.add_get(
-                types,
-                functools.partial(serve_static, "monument.d.ts", "application/typescript", None),
-                name="monument_ws_client_types",
-            )
-    if cfg.metrics:
-        try:
-            from ..ops import metrics
-        except ImportError:
-            raise RuntimeError(
-                "metrics need prometheus-client: pip install 'monument-ws[metrics]'"
-            ) from None
-        plugin.metrics_registry = metrics.registry_for(plugin)
-        app.router.add_get(
-            cfg.metrics_path, metrics.handler(plugin.metrics_registry), name="monument_ws_metrics"
-        )
-    if cfg.health:
-        health.add_routes(app, plugin, cfg.health_path)
-    if cfg.admin_token:
-        admin.add_routes(app, plugin, cfg.admin_path, cfg.admin_token)
-    return plugin
-
-
-def types_path(client_path: str) -> str:
-    """Where the client's TypeScript declarations are served: ``client.js`` → ``client.d.ts``."""
-    return client_path.removesuffix(".js") + ".d.ts"
-
-
-async def serve_static(
-    name: str, content_type: str, types: str | None, request: web.Request
-) -> web.Response:
-    """GET ``client_path`` (monument.js, the browser client) or its declarations (monument.d.ts),
-    with validators and cache headers.
-
-    With ``?v=<the served version>`` the response may be cached for a year
-    (``immutable``); without it, for five minutes and then revalidated by ETag. The script's
-    response names its declarations in ``X-TypeScript-Types`` (read by Deno and some bundlers).
-    """
-    script = packaged_static(name)
-    headers = {
-        "ETag": script.etag,
-        "X-Monument-WS-Version": __version__,
-        "Cache-Control": "public, max-age=31536000, immutable"
-        if request.query.get("v") == __version__
-        else "public, max-age=300, must-revalidate",
-    }
-    if types is not None:
-        headers["X-TypeScript-Types"] = types
-    if script.etag in request.headers.get("If-None-Match", ""):
-        return web.Response(status=304, headers=headers)
-    return web.Response(
-        body=script.body, content_type=content_type, charset="utf-8", headers=headers
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ClientScript:
-    body: bytes
-    etag: str
-
-
-@functools.cache
-def packaged_static(name: str) -> ClientScript:
-    """A file of ``monument_ws/static`` as shipped inside the package (read once per process)."""
-    body = resources.files("monument_ws").joinpath("static", name).read_bytes()
-    return ClientScript(body, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
 
 
 def origin_allowed(origin: str, host: str, allowed: tuple[str, ...]) -> bool:
