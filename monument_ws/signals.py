@@ -7,12 +7,18 @@ fire one. Receivers get the keyword arguments listed here (plus ``data=None``)::
     async def hello(event, *, socket, **_):
         log.info("%s connected", socket.client_id)
 
-A receiver's exception is logged and does not affect the socket.
+A receiver's exception is logged and does not affect the socket (:func:`announce`).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+
+log = logging.getLogger("monument_ws")
 
 #: A socket finished its upgrade and got its ``ws:welcome``. Keywords: ``socket``.
 SOCKET_CONNECTED: Final = "ws:connected"
@@ -52,3 +58,13 @@ PRESENCE_REMOVED: Final = "client.removed"
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle
 #: events, HTTP routes, server and error events, presence events.
 RESERVED_PREFIXES: Final = ("ws:", "route:", "server:", "error:", "client.")
+
+
+async def announce(bus: EventBus, event: str, **keywords: Any) -> None:
+    """Emit ``event`` to its receivers in connection order. A receiver's exception is logged,
+    never raised to the caller, so the socket or channel it was about is unaffected; the
+    receivers after it are not called for this emit."""
+    try:
+        await bus.emit(event, **keywords)
+    except Exception:
+        log.exception("a receiver of %s failed", event)

@@ -17,6 +17,7 @@ import monument_ws
 from monument_ws import Unauthorized, signals
 from monument_ws.auth import AuthStep, Session, channel_of_session, channel_of_user
 from monument_ws.client import Client
+from monument_ws.publisher import Publisher
 from tests.conftest import (
     DEADLINE,
     REDIS_URL,
@@ -119,6 +120,36 @@ async def test_user_channel_reaches_a_users_sockets_on_two_processes(aiohttp_cli
     assert (await a.recv())["data"] == "both of you"
     assert (await b.recv())["data"] == "both of you"
     assert (await other.request({"event": "ws:ping", "id": 1}))["event"] == "ws:ping"
+
+
+async def test_a_publisher_reaches_a_users_and_a_sessions_sockets_and_knocks(
+    make_server, connect: Connect, redis_prefix
+):
+    """Publisher has the server's broker-facing API: publish_to_user, publish_to_session and
+    knock reach a socket on a server through Redis as ws.publish_to_user(...) etc. do."""
+    from monument_ws.brokers.redis import RedisBroker
+
+    client, ws = await make_server(
+        broker=RedisBroker(REDIS_URL, prefix=redis_prefix),
+        channels={"room:*": {"presence": True}},
+    )
+    ws.session_parser = token_parser()
+    ada = await connect(client, params={"token": "user-ada"})
+    joined = await ada.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "room:1"}})
+    assert joined["event"] == "ws:subscribe"
+    async with Publisher(REDIS_URL, broker_prefix=redis_prefix) as publisher:
+        await publisher.publish_to_user("ada", "dm", "to the user")
+        await publisher.publish_to_session("session-of-user-ada", "dm", "to the session")
+        await publisher.knock("room:1")
+    got = {
+        (frame["event"], frame["channel"]): frame["data"]
+        for frame in [await ada.recv() for _ in range(3)]
+    }
+    assert got == {
+        ("dm", channel_of_user("ada")): "to the user",
+        ("dm", channel_of_session("session-of-user-ada")): "to the session",
+        ("ws:knock", "room:1"): {"channel": "room:1"},
+    }
 
 
 def expiring_app(make_server: Any, clock: Any) -> Any:
