@@ -22,8 +22,9 @@ This module sits above both the server and the ops endpoints, so neither imports
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -46,6 +47,7 @@ def setup(
     bus: EventBus | None = None,
     broker: Broker | str | None = None,
     clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **settings: Any,
 ) -> MonumentWS:
     """Mount monument_ws on ``app`` and return the plugin instance.
@@ -55,8 +57,9 @@ def setup(
     ``bus`` defaults to the module-level :data:`monument_ws.events`; pass an
     :class:`EventBus` to give this application its own. ``broker`` defaults to
     the one the ``broker`` setting names (``memory://``); a string here is that
-    setting (``broker="redis://..."``). ``clock`` (seconds)
-    drives presence transitions; tests inject a fake one.
+    setting (``broker="redis://..."``). ``clock`` (seconds) drives presence
+    transitions and credential expiry, ``sleep`` is how the credential watcher
+    waits (``auth_timeout``, ``Session.expires_at``); tests inject a fake pair.
     """
     if MONUMENT_WS in app:
         raise RuntimeError("monument_ws.setup() was already called for this application")
@@ -66,7 +69,7 @@ def setup(
         cfg = config.replace(**settings) if settings else config
     else:
         cfg = Config.load(config, settings)
-    plugin = MonumentWS(cfg, bus if bus is not None else events, broker, clock)
+    plugin = MonumentWS(cfg, bus if bus is not None else events, broker, clock, sleep)
     app[MONUMENT_WS] = plugin
     app.cleanup_ctx.append(plugin.lifespan)
     if cfg.websocket is not False:

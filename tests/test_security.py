@@ -22,6 +22,7 @@ from tests.conftest import (
     DEADLINE,
     REDIS_URL,
     Connect,
+    FakeClock,
     Peer,
     eventually,
     masked_text,
@@ -152,9 +153,12 @@ async def test_a_publisher_reaches_a_users_and_a_sessions_sockets_and_knocks(
     }
 
 
-def expiring_app(make_server: Any, clock: Any) -> Any:
+def expiring_app(make_server: Any, clock: FakeClock) -> Any:
+    """A server on ``clock`` whose sessions expire 0.3 s after the upgrade; ws:auth stage
+    ``refresh`` with token ``fresh`` extends a session by an hour."""
+
     async def start() -> Any:
-        client, ws = await make_server(clock=clock)
+        client, ws = await make_server(clock=clock, sleep=clock.sleep)
 
         async def parse(request: web.Request) -> Session:
             return Session(user="ada", expires_at=clock() + 0.3)
@@ -175,20 +179,23 @@ def expiring_app(make_server: Any, clock: Any) -> Any:
 
 async def test_expired_credentials_close_with_4401(make_server, connect: Connect):
     """Credentials that expire without a refresh close the socket with 4401."""
-    import time
-
-    client, ws = await expiring_app(make_server, time.time)()
+    clock = FakeClock()
+    client, ws = await expiring_app(make_server, clock)()
     peer = await connect(client)
+    expiry = clock() + 0.3
+    await eventually(lambda: clock.deadlines() == [expiry], "the watcher asleep until expiry")
+    clock.advance(0.3)
     assert await peer.closed() == 4401
     assert ws.stats.refused["expired"] == 1
 
 
 async def test_refreshing_in_time_keeps_the_socket(make_server, connect: Connect):
     """A ws:auth refresh before expiry moves the expiry; the socket outlives the first one."""
-    import time
-
-    client, ws = await expiring_app(make_server, time.time)()
+    clock = FakeClock()
+    client, ws = await expiring_app(make_server, clock)()
     peer = await connect(client)
+    first, refreshed = clock() + 0.3, clock() + 3600
+    await eventually(lambda: clock.deadlines() == [first], "the watcher asleep until expiry")
     wrong = await peer.request(
         {"event": "ws:auth", "id": 1, "data": {"stage": "refresh", "token": "x"}}
     )
@@ -197,9 +204,15 @@ async def test_refreshing_in_time_keeps_the_socket(make_server, connect: Connect
         {"event": "ws:auth", "id": 2, "data": {"stage": "refresh", "token": "fresh"}}
     )
     assert answer["data"] == {"stage": "authenticated", "data": {"ok": True}}
-    await asyncio.sleep(0.6)  # let the first expiry pass
+    clock.advance(0.6)  # past the first expiry: the watcher wakes and finds the refreshed one
+    await eventually(
+        lambda: clock.deadlines() == pytest.approx([refreshed]), "the watcher asleep again"
+    )
     assert (await peer.request({"event": "ws:ping", "id": 3}))["event"] == "ws:ping"
     assert ws.stats.refused["expired"] == 0
+    clock.advance(3600)  # the refreshed credentials expire in their turn
+    assert await peer.closed() == 4401
+    assert ws.stats.refused["expired"] == 1
 
 
 def staged_server(make_server: Any, **settings: Any) -> Any:
@@ -263,8 +276,11 @@ async def test_staged_auth_wrong_answer(make_server, connect: Connect):
 
 async def test_staged_auth_timeout_closes_1008(make_server, connect: Connect):
     """A socket that does not authenticate within auth_timeout is closed with 1008."""
-    client, ws = await staged_server(make_server, auth_timeout=0.2)()
+    clock = FakeClock()
+    client, ws = await staged_server(make_server, auth_timeout=0.2, sleep=clock.sleep)()
     peer = await connect(client)
+    await eventually(lambda: clock.deadlines() == [clock() + 0.2], "the auth timeout running")
+    clock.advance(0.2)
     assert await peer.closed() == 1008
     assert ws.stats.refused["auth_timeout"] == 1
 

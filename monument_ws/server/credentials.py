@@ -13,7 +13,8 @@ and the watcher that closes a socket whose credentials lapse.
   ``session.expires_at`` has passed is closed with 4401. It looks at the session each time it
   wakes, so a refresh before the deadline keeps the socket; it sleeps until the deadline it last
   saw (at most an hour at a time), so a refresh that brings expiry forward takes effect then.
-  Time is ``clock()`` (seconds, like ``expires_at``), from ``setup()``.
+  Time is ``clock()`` (seconds, like ``expires_at``) and waiting is ``sleep(seconds)``; both
+  come from ``setup()``, so tests move a fake clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ class Credentials:
         stats: Stats,
         join_reserved: Callable[[Socket], Awaitable[Any]],
         clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self.config = config
         self.stats = stats
         self._join_reserved = join_reserved
         self.clock = clock
+        self.sleep = sleep
         #: ``async def parse(request) -> Session`` run at every upgrade; None: all anonymous.
         self.session_parser: SessionParser | None = None
         #: ``async def authenticate(socket, stage, data) -> AuthStep`` answering ws:auth.
@@ -123,7 +126,7 @@ class Credentials:
                 refuse(self.stats, "expired", "credentials of socket %s expired", socket.id)
                 await socket.close(CloseCode.UNAUTHORIZED, "credentials expired")
                 return
-            await asyncio.sleep(min(remaining, LONGEST_SLEEP))
+            await self.sleep(min(remaining, LONGEST_SLEEP))
 
     async def _authenticated_in_time(self, socket: Socket) -> bool:
         """With ``require_auth``: wait out ``auth_timeout``, close the socket if it is still not
@@ -131,7 +134,7 @@ class Credentials:
         cfg = self.config
         if not cfg.require_auth or socket.stage == AUTHENTICATED:
             return True
-        await asyncio.sleep(cfg.auth_timeout)
+        await self.sleep(cfg.auth_timeout)
         if socket.stage == AUTHENTICATED:
             return True
         refuse(

@@ -17,8 +17,9 @@ the broker stop.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ from .upgrade import UpgradeGate
 class MonumentWS(ServerAPI):
     """The plugin instance of one application: config, bus, handlers, channels and live sockets.
 
-    ``clock`` (seconds, like ``time.time``) drives presence transitions and credential expiry.
+    ``clock`` (seconds, like ``time.time``) drives presence transitions and credential expiry;
+    ``sleep`` is how the credential watcher waits. Tests inject a fake pair.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class MonumentWS(ServerAPI):
         bus: EventBus,
         broker: Broker | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if broker is None:
             broker = brokers.from_url(config.broker, prefix=config.broker_prefix)
@@ -88,7 +91,7 @@ class MonumentWS(ServerAPI):
         self.tokens = ResumeTokens(config.secret, config.resume_ttl)
         self.channel_commands = ChannelCommands(config, bus, self.hub, self.presence, self)
         self.credentials = Credentials(
-            config, self.stats, self.channel_commands.join_reserved, clock
+            config, self.stats, self.channel_commands.join_reserved, clock, sleep
         )
         #: every ``ws:`` command: the socket's own (inline) and the server's (requests)
         self.commands = Commands(
