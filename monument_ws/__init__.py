@@ -5,6 +5,7 @@ from ._version import __version__
 from .bus import DataRequest, EventBus, events
 from .config import Config
 from .connection.socket import Socket
+from .mount import MONUMENT_WS, setup
 from .protocol.errors import (
     Cancelled,
     ConnectionLost,
@@ -19,7 +20,7 @@ from .protocol.errors import (
     Unavailable,
 )
 from .protocol.frames import CloseCode, ErrorCode, Frame
-from .server.plugin import MONUMENT_WS, MonumentWS, setup
+from .server.plugin import MonumentWS
 
 __all__ = [
     "MONUMENT_WS",

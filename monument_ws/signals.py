@@ -1,18 +1,24 @@
 """Every lifecycle event monument_ws emits on the application's bus, in one place.
 
-They live under the reserved ``ws:`` prefix, so a socket can never fire one.
-Receivers get the keyword arguments listed here (plus ``data=None``)::
+They live under reserved prefixes (``ws:``, ``client.``), so a socket can never
+fire one. Receivers get the keyword arguments listed here (plus ``data=None``)::
 
     @bus.on(signals.SOCKET_CONNECTED)
     async def hello(event, *, socket, **_):
         log.info("%s connected", socket.client_id)
 
-A receiver's exception is logged and does not affect the socket.
+A receiver's exception is logged and does not affect the socket (:func:`announce`).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from .bus import EventBus
+
+log = logging.getLogger("monument_ws")
 
 #: A socket finished its upgrade and got its ``ws:welcome``. Keywords: ``socket``.
 SOCKET_CONNECTED: Final = "ws:connected"
@@ -31,6 +37,34 @@ CHANNEL_UNSUBSCRIBED: Final = "ws:unsubscribed"
 #: ``report`` (:class:`monument_ws.server.plugs.Report`: events, added, changed, removed, errors).
 PLUGS_RELOADED: Final = "ws:plugs-reloaded"
 
+#: A member joined a presence channel (its first socket there subscribed). Keywords:
+#: ``channel``, ``client`` (the member record: client_id, user, label, meta, state,
+#: first_seen, last_seen). Each presence transition is emitted exactly once across
+#: processes (see :mod:`monument_ws.channels.presence`).
+PRESENCE_CONNECTED: Final = "client.connected"
+
+#: A member's last socket closed, or it went silent longer than ``presence_disconnect``.
+#: Keywords: ``channel``, ``client``.
+PRESENCE_DISCONNECTED: Final = "client.disconnected"
+
+#: A disconnected member came back (subscribed again, or was heard from). Keywords:
+#: ``channel``, ``client``.
+PRESENCE_RECONNECTED: Final = "client.reconnected"
+
+#: A member unsubscribed, or stayed disconnected longer than ``presence_removal``.
+#: Keywords: ``channel``, ``client`` (its last record, with state ``removed``).
+PRESENCE_REMOVED: Final = "client.removed"
+
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle
 #: events, HTTP routes, server and error events, presence events.
 RESERVED_PREFIXES: Final = ("ws:", "route:", "server:", "error:", "client.")
+
+
+async def announce(bus: EventBus, event: str, **keywords: Any) -> None:
+    """Emit ``event`` to its receivers in connection order. A receiver's exception is logged,
+    never raised to the caller, so the socket or channel it was about is unaffected; the
+    receivers after it are not called for this emit."""
+    try:
+        await bus.emit(event, **keywords)
+    except Exception:
+        log.exception("a receiver of %s failed", event)

@@ -167,6 +167,39 @@ class Ticker:
             self.closed.set()
 
 
+class FakeClock:
+    """Wall-clock seconds that move only when a test moves them, with a ``sleep`` on them.
+
+    ``setup(app, clock=fake, sleep=fake.sleep)``: presence and the credential watcher then
+    run on this time. ``advance(seconds)`` wakes every sleeper whose time has come.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        sleeper = (self.now + seconds, asyncio.get_running_loop().create_future())
+        self._sleepers.append(sleeper)
+        try:
+            await sleeper[1]
+        finally:
+            self._sleepers.remove(sleeper)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for until, wake in self._sleepers:
+            if until <= self.now and not wake.done():
+                wake.set_result(None)
+
+    def deadlines(self) -> list[float]:
+        """When each task asleep on this clock wakes, soonest first."""
+        return sorted(until for until, wake in self._sleepers if not wake.done())
+
+
 async def eventually(predicate: Callable[[], bool], what: str = "condition") -> None:
     """Poll ``predicate`` until true, failing after a generous deadline."""
     loop = asyncio.get_running_loop()

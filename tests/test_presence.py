@@ -10,16 +10,8 @@ import redis.asyncio as aioredis
 from monument_ws import presence
 from monument_ws.brokers import MemoryBroker
 from monument_ws.client import Client
-from tests.conftest import REDIS_URL, Connect, Peer, eventually
+from tests.conftest import REDIS_URL, Connect, FakeClock, Peer, eventually
 from tests.test_cluster import Server
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -17,10 +17,12 @@ import monument_ws
 from monument_ws import Unauthorized, signals
 from monument_ws.auth import AuthStep, Session, channel_of_session, channel_of_user
 from monument_ws.client import Client
+from monument_ws.publisher import Publisher
 from tests.conftest import (
     DEADLINE,
     REDIS_URL,
     Connect,
+    FakeClock,
     Peer,
     eventually,
     masked_text,
@@ -121,9 +123,42 @@ async def test_user_channel_reaches_a_users_sockets_on_two_processes(aiohttp_cli
     assert (await other.request({"event": "ws:ping", "id": 1}))["event"] == "ws:ping"
 
 
-def expiring_app(make_server: Any, clock: Any) -> Any:
+async def test_a_publisher_reaches_a_users_and_a_sessions_sockets_and_knocks(
+    make_server, connect: Connect, redis_prefix
+):
+    """Publisher has the server's broker-facing API: publish_to_user, publish_to_session and
+    knock reach a socket on a server through Redis as ws.publish_to_user(...) etc. do."""
+    from monument_ws.brokers.redis import RedisBroker
+
+    client, ws = await make_server(
+        broker=RedisBroker(REDIS_URL, prefix=redis_prefix),
+        channels={"room:*": {"presence": True}},
+    )
+    ws.session_parser = token_parser()
+    ada = await connect(client, params={"token": "user-ada"})
+    joined = await ada.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "room:1"}})
+    assert joined["event"] == "ws:subscribe"
+    async with Publisher(REDIS_URL, broker_prefix=redis_prefix) as publisher:
+        await publisher.publish_to_user("ada", "dm", "to the user")
+        await publisher.publish_to_session("session-of-user-ada", "dm", "to the session")
+        await publisher.knock("room:1")
+    got = {
+        (frame["event"], frame["channel"]): frame["data"]
+        for frame in [await ada.recv() for _ in range(3)]
+    }
+    assert got == {
+        ("dm", channel_of_user("ada")): "to the user",
+        ("dm", channel_of_session("session-of-user-ada")): "to the session",
+        ("ws:knock", "room:1"): {"channel": "room:1"},
+    }
+
+
+def expiring_app(make_server: Any, clock: FakeClock) -> Any:
+    """A server on ``clock`` whose sessions expire 0.3 s after the upgrade; ws:auth stage
+    ``refresh`` with token ``fresh`` extends a session by an hour."""
+
     async def start() -> Any:
-        client, ws = await make_server(clock=clock)
+        client, ws = await make_server(clock=clock, sleep=clock.sleep)
 
         async def parse(request: web.Request) -> Session:
             return Session(user="ada", expires_at=clock() + 0.3)
@@ -144,20 +179,23 @@ def expiring_app(make_server: Any, clock: Any) -> Any:
 
 async def test_expired_credentials_close_with_4401(make_server, connect: Connect):
     """Credentials that expire without a refresh close the socket with 4401."""
-    import time
-
-    client, ws = await expiring_app(make_server, time.time)()
+    clock = FakeClock()
+    client, ws = await expiring_app(make_server, clock)()
     peer = await connect(client)
+    expiry = clock() + 0.3
+    await eventually(lambda: clock.deadlines() == [expiry], "the watcher asleep until expiry")
+    clock.advance(0.3)
     assert await peer.closed() == 4401
     assert ws.stats.refused["expired"] == 1
 
 
 async def test_refreshing_in_time_keeps_the_socket(make_server, connect: Connect):
     """A ws:auth refresh before expiry moves the expiry; the socket outlives the first one."""
-    import time
-
-    client, ws = await expiring_app(make_server, time.time)()
+    clock = FakeClock()
+    client, ws = await expiring_app(make_server, clock)()
     peer = await connect(client)
+    first, refreshed = clock() + 0.3, clock() + 3600
+    await eventually(lambda: clock.deadlines() == [first], "the watcher asleep until expiry")
     wrong = await peer.request(
         {"event": "ws:auth", "id": 1, "data": {"stage": "refresh", "token": "x"}}
     )
@@ -166,9 +204,15 @@ async def test_refreshing_in_time_keeps_the_socket(make_server, connect: Connect
         {"event": "ws:auth", "id": 2, "data": {"stage": "refresh", "token": "fresh"}}
     )
     assert answer["data"] == {"stage": "authenticated", "data": {"ok": True}}
-    await asyncio.sleep(0.6)  # let the first expiry pass
+    clock.advance(0.6)  # past the first expiry: the watcher wakes and finds the refreshed one
+    await eventually(
+        lambda: clock.deadlines() == pytest.approx([refreshed]), "the watcher asleep again"
+    )
     assert (await peer.request({"event": "ws:ping", "id": 3}))["event"] == "ws:ping"
     assert ws.stats.refused["expired"] == 0
+    clock.advance(3600)  # the refreshed credentials expire in their turn
+    assert await peer.closed() == 4401
+    assert ws.stats.refused["expired"] == 1
 
 
 def staged_server(make_server: Any, **settings: Any) -> Any:
@@ -232,8 +276,11 @@ async def test_staged_auth_wrong_answer(make_server, connect: Connect):
 
 async def test_staged_auth_timeout_closes_1008(make_server, connect: Connect):
     """A socket that does not authenticate within auth_timeout is closed with 1008."""
-    client, ws = await staged_server(make_server, auth_timeout=0.2)()
+    clock = FakeClock()
+    client, ws = await staged_server(make_server, auth_timeout=0.2, sleep=clock.sleep)()
     peer = await connect(client)
+    await eventually(lambda: clock.deadlines() == [clock() + 0.2], "the auth timeout running")
+    clock.advance(0.2)
     assert await peer.closed() == 1008
     assert ws.stats.refused["auth_timeout"] == 1
 

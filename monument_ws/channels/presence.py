@@ -12,8 +12,9 @@ Per channel (in a namespace with ``presence`` on) and per client id::
         └──────── unsubscribe, or disconnected longer than presence_removal ┘
                                    client.removed
 
-Each transition emits its bus event (``client.connected`` …, keywords
-``channel`` and ``client`` -- the member record) **exactly once**: the record
+Each transition emits its bus event (``client.connected`` …, named in
+:mod:`monument_ws.signals`; keywords ``channel`` and ``client`` -- the member
+record) **exactly once**: the record
 lives in the broker and every transition is a compare-and-set there, so when
 several processes race (e.g. all notice that a dead process's member went
 silent), one wins and only it emits.
@@ -43,17 +44,18 @@ from typing import TYPE_CHECKING, Any, Final
 from ..brokers.base import Broker
 from ..connection.socket import Socket
 from ..protocol.errors import MonumentWSError
+from ..signals import (
+    PRESENCE_CONNECTED,
+    PRESENCE_DISCONNECTED,
+    PRESENCE_RECONNECTED,
+    PRESENCE_REMOVED,
+)
 
 if TYPE_CHECKING:
     from ..bus import EventBus
     from ..config import Config
 
 log = logging.getLogger("monument_ws.presence")
-
-CONNECTED: Final = "client.connected"
-DISCONNECTED: Final = "client.disconnected"
-RECONNECTED: Final = "client.reconnected"
-REMOVED: Final = "client.removed"
 
 #: smartersockets' documented values, for small deployments: pass as settings.
 SMALL: Final = {
@@ -140,9 +142,9 @@ class Presence:
             if await self._replace(channel, socket.client_id, old, new):
                 local.written = now
                 if old is None:
-                    await self._emit(CONNECTED, channel, new)
+                    await self._emit(PRESENCE_CONNECTED, channel, new)
                 elif old["state"] == "disconnected":
-                    await self._emit(RECONNECTED, channel, new)
+                    await self._emit(PRESENCE_RECONNECTED, channel, new)
                 return
 
     async def leave(self, socket: Socket, channel: str, *, closed: bool) -> None:
@@ -170,9 +172,9 @@ class Presence:
                     "state": "disconnected",
                     "last_seen": self.clock(),
                 }
-                event = DISCONNECTED
+                event = PRESENCE_DISCONNECTED
             else:
-                new, event = None, REMOVED
+                new, event = None, PRESENCE_REMOVED
             if await self._replace(channel, socket.client_id, old, new):
                 await self._emit(event, channel, new or {**old, "state": "removed"})
                 return
@@ -215,7 +217,7 @@ class Presence:
                         cfg.heartbeat or cfg.presence_sync, cfg.presence_disconnect / 2
                     ):
                         fresh = {**record, "last_seen": now}
-                        event = RECONNECTED if record["state"] == "disconnected" else None
+                        event = PRESENCE_RECONNECTED if record["state"] == "disconnected" else None
                         fresh["state"] = "connected"
                         if await self._replace(channel, client_id, record, fresh):
                             local.written = now
@@ -229,13 +231,13 @@ class Presence:
         if record["state"] == "connected" and silent > self.config.presence_disconnect:
             new = {**record, "state": "disconnected"}
             if await self._replace(channel, client_id, record, new):
-                await self._emit(DISCONNECTED, channel, new)
+                await self._emit(PRESENCE_DISCONNECTED, channel, new)
         elif (
             record["state"] == "disconnected"
             and silent > self.config.presence_removal
             and await self._replace(channel, client_id, record, None)
         ):
-            await self._emit(REMOVED, channel, {**record, "state": "removed"})
+            await self._emit(PRESENCE_REMOVED, channel, {**record, "state": "removed"})
 
     # --- reading ----------------------------------------------------------
 

@@ -9,6 +9,10 @@
         await publisher.send_to(client_id, "dm", "just you")
         await publisher.kick(user="mallory", reason="account suspended")
 
+It has the servers' whole broker-facing API (:class:`~monument_ws.server.api.ServerAPI`):
+``publish``, ``publish_to_user``, ``publish_to_session``, ``broadcast``, ``send_to``,
+``enqueue``, ``knock`` and ``kick``, with the same guarantees as ``ws.publish(...)`` and friends.
+
 Give it the same ``broker``, ``broker_prefix`` and ``channels`` settings as
 the servers, so publications land in the same history with the same limits.
 The memory broker lives inside one server process; a publisher elsewhere
@@ -19,34 +23,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import brokers, protocol
+from .. import brokers
 from ..brokers.base import Broker
 from ..brokers.memory import MemoryBroker
-from ..channels.kick import Kick
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
 from ..config import Config
+from ..connection.stats import Stats
+from .api import ServerAPI
 
 
-class Publisher:
-    """A broker connection that publishes, broadcasts and sends to clients, serving no sockets."""
+class Publisher(ServerAPI):
+    """A broker connection with the server API (:class:`ServerAPI`), serving no sockets."""
 
     def __init__(self, broker: str | Broker | None = None, **settings: Any) -> None:
         if broker is not None and isinstance(broker, str):
             settings["broker"] = broker
         self.config = Config.load(settings)
-        if isinstance(broker, Broker):
-            self.broker = broker
-        else:
-            self.broker = brokers.from_url(self.config.broker, prefix=self.config.broker_prefix)
-        if isinstance(self.broker, MemoryBroker):
+        if not isinstance(broker, Broker):
+            broker = brokers.from_url(self.config.broker, prefix=self.config.broker_prefix)
+        if isinstance(broker, MemoryBroker):
             raise ValueError(
                 "memory:// lives inside one server process, so a publisher outside it cannot "
                 "reach its subscribers; use the servers' redis:// broker"
             )
-        self.namespaces = Namespaces(self.config.channels)
-        self.queues = PeerQueues(
-            self.broker, self.config.peer_queue_size, self.config.peer_queue_ttl
+        super().__init__(
+            broker,
+            Namespaces(self.config.channels),
+            PeerQueues(broker, self.config.peer_queue_size, self.config.peer_queue_ttl),
+            Stats(),
         )
 
     async def __aenter__(self) -> Publisher:
@@ -55,37 +60,3 @@ class Publisher:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.broker.stop()
-
-    async def publish(self, channel: str, event: str, data: Any = None) -> int:
-        """Publish to ``channel`` (history as its namespace says); returns the offset."""
-        problem = protocol.check_channel(channel)
-        if problem is not None:
-            raise ValueError(problem)
-        options = self.namespaces.options(channel)
-        offset, _ = await self.broker.publish(
-            channel, event, data, history_size=options.history_size, history_ttl=options.history_ttl
-        )
-        return offset
-
-    async def broadcast(self, event: str, data: Any = None) -> None:
-        await self.broker.broadcast(protocol.push(event, data))
-
-    async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
-        return await self.broker.send_to_client(client_id, protocol.push(event, data))
-
-    async def enqueue(self, client_id: str, data: Any = None) -> int:
-        """Queue ``data`` for ``client_id`` (see :mod:`monument_ws.channels.peer_queues`); returns its seq."""
-        return await self.queues.enqueue(client_id, data)
-
-    async def kick(
-        self,
-        *,
-        client_id: str | None = None,
-        user: str | None = None,
-        session: str | None = None,
-        reason: str = "kicked",
-    ) -> None:
-        """Close every socket of one client id, user or session, on every server, with 4409."""
-        await self.broker.control(
-            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
-        )

@@ -1,0 +1,121 @@
+"""The broker-facing server API: publish to channels, users and sessions, push to clients, queue
+for them, knock, kick -- on every process, through the broker.
+
+Both :class:`~monument_ws.server.plugin.MonumentWS` (inside a server, ``ws.publish(...)``) and
+:class:`~monument_ws.server.publisher.Publisher` (outside any server, a worker or cron job) are a
+:class:`ServerAPI`, so the two behave alike: the same channel-name checks, the same history
+limits from the ``channels`` namespaces, the same delivery guarantees. None of it needs a socket
+on this process.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import protocol
+from ..brokers.base import Broker
+from ..channels.kick import Kick
+from ..channels.namespaces import Namespaces
+from ..channels.peer_queues import PeerQueues
+from ..connection.auth import channel_of_session, channel_of_user
+from ..connection.stats import Stats
+from ..protocol.errors import MonumentWSError
+
+
+class ServerAPI:
+    """Sends through one broker, to whichever process holds the recipients."""
+
+    def __init__(
+        self, broker: Broker, namespaces: Namespaces, queues: PeerQueues, stats: Stats
+    ) -> None:
+        self.broker = broker
+        #: the ``channels`` setting: each channel's history limits, presence and policies
+        self.namespaces = namespaces
+        #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
+        self.queues = queues
+        #: counters; each publish records its latency, or its failure
+        self.stats = stats
+
+    async def publish(self, channel: str, event: str, data: Any = None) -> int:
+        """Publish to ``channel`` on every process; returns the publication's offset.
+
+        Subscribers get ``{"event", "channel", "data", "offset"}``, kept in the
+        channel's history as its namespace says. Raises ValueError for a bad
+        channel name, TypeError for data JSON cannot hold, and
+        :class:`~monument_ws.protocol.errors.Unavailable` when the broker cannot
+        take it (never dropped silently).
+        """
+        problem = protocol.check_channel(channel)
+        if problem is not None:
+            raise ValueError(problem)
+        options = self.namespaces.options(channel)
+        started = time.perf_counter()
+        try:
+            offset, _ = await self.broker.publish(
+                channel,
+                event,
+                data,
+                history_size=options.history_size,
+                history_ttl=options.history_ttl,
+            )
+        except MonumentWSError:
+            self.stats.publish_errors += 1
+            raise
+        self.stats.publish_latency.observe(time.perf_counter() - started)
+        return offset
+
+    async def publish_to_user(self, user: str, event: str, data: Any = None) -> int:
+        """Publish to every socket of ``user`` on every process (recoverable like any channel)."""
+        return await self.publish(channel_of_user(user), event, data)
+
+    async def publish_to_session(self, session: str, event: str, data: Any = None) -> int:
+        """Publish to every socket of a session (its channel is named from a hash of the id)."""
+        return await self.publish(channel_of_session(session), event, data)
+
+    async def broadcast(self, event: str, data: Any = None) -> None:
+        """Push to every socket on every process: at most once, not recoverable."""
+        await self.broker.broadcast(protocol.push(event, data))
+
+    async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
+        """Push to every socket of ``client_id``, on whichever process holds it.
+
+        At most once, not recoverable; False when no process holds the client.
+        """
+        return await self.broker.send_to_client(client_id, protocol.push(event, data))
+
+    async def enqueue(self, client_id: str, data: Any = None) -> int:
+        """Queue ``data`` for ``client_id`` on whichever process holds it, or for when it
+        comes back (kept ``peer_queue_ttl`` seconds); the client takes it with ``consume()``.
+        Returns its seq. See :mod:`monument_ws.channels.peer_queues`."""
+        return await self.queues.enqueue(client_id, data)
+
+    async def knock(self, channel: str) -> None:
+        """Ask every member of ``channel`` to heartbeat now (smartersockets' knock).
+
+        Subscribers get ``{"event": "ws:knock", "channel": ...}`` and answer with
+        ``ws:heartbeat`` naming the channel (the Python client does it by itself).
+        At most once, not stored.
+        """
+        await self.broker.publish_ephemeral(
+            channel, protocol.push("ws:knock", {"channel": channel}, channel=channel)
+        )
+
+    async def kick(
+        self,
+        *,
+        client_id: str | None = None,
+        user: str | None = None,
+        session: str | None = None,
+        reason: str = "kicked",
+    ) -> None:
+        """Close every socket of one client id, user or session, on every process, with 4409.
+
+        The client receives ``reason`` (cut to 123 bytes) in the close frame and
+        does not reconnect. Exactly one of ``client_id``, ``user`` and
+        ``session`` (ValueError otherwise). Sent through the broker: at most
+        once, not stored (see :mod:`monument_ws.channels.kick`).
+        """
+        await self.broker.control(
+            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        )
