@@ -4,6 +4,7 @@ from . import signals
 from ._version import __version__
 from .bus import DataRequest, EventBus, events
 from .config import Config
+from .connection.dispatch import Handler
 from .connection.socket import Socket
 from .mount import MONUMENT_WS, setup
 from .protocol.errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "EventBus",
     "Forbidden",
     "Frame",
+    "Handler",
     "MonumentWS",
     "MonumentWSError",
     "NotFound",

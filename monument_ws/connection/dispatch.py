@@ -31,13 +31,13 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .. import protocol
 from ..protocol.errors import MonumentWSError, NotFound
 from ..protocol.frames import ErrorCode, Frame
 from ..protocol.yields import Yield, YieldType
-from .router import Handler, Route, Router
+from .router import Route, Router, Target
 from .stats import OUT_REPLY
 
 if TYPE_CHECKING:
@@ -57,6 +57,25 @@ _NOTHING: Any = object()
 
 #: Types a handler's value is answered with at once, without asking whether it is awaitable.
 _PLAIN_VALUES = frozenset({dict, list, str, int, float, bool, type(None), tuple})
+
+
+class Handler(Protocol):
+    """What ``@ws.handler(event)`` registers and a plug's ``handle`` is: called as
+    ``handler(message, socket)`` with the request's :class:`~monument_ws.Frame` and the
+    :class:`~monument_ws.Socket` it came from.
+
+    A coroutine function's return value is the reply; an async generator function's
+    yields are the chunks of a streamed reply; a plain function's return value is the
+    reply too, and it runs inline, before the socket's next frame is read (see
+    :meth:`Dispatcher.run_plain`). Any of them may return or yield the typed values of
+    :mod:`monument_ws.yields`.
+    """
+
+    def __call__(self, message: Frame, socket: Socket, /) -> Any: ...
+
+
+#: A handler type kept through a decorator: ``@ws.handler("echo")`` returns the function as is.
+H = TypeVar("H", bound=Handler)
 
 #: Sends a BROADCAST yield: ``await fanout(event, data, channel)`` (channel None: every socket).
 Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
@@ -150,7 +169,7 @@ class Dispatcher:
             self._observe(route, started)
             socket.admission.ended(request)
 
-    def run_plain(self, socket: Socket, frame: Frame, handler: Handler) -> None:
+    def run_plain(self, socket: Socket, frame: Frame, handler: Target) -> None:
         """Run a plain-function handler now, inside the reader's step, in a copy of the
         socket's context; the socket checked that the request may start at once.
 

@@ -22,7 +22,7 @@ import fnmatch
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ..config import WebSocketMode
 from ..protocol.frames import set_event_for
@@ -31,12 +31,9 @@ from ..signals import RESERVED_PREFIXES
 if TYPE_CHECKING:
     from ..bus import EventBus
 
-#: ``handler(message, socket)``: a coroutine function (its return value is the
-#: reply), an async generator function (each yield is one chunk of a stream), or
-#: a plain function (its return value is the reply; it runs inline, see
-#: :meth:`Router.plain`).
-Handler = Callable[..., Any]
-H = TypeVar("H", bound=Handler)
+#: A registered handler, as the router keeps it; the typed signature users write against is
+#: :class:`monument_ws.connection.dispatch.Handler` (the router sits below the socket type).
+Target = Callable[..., Any]
 
 #: How many event names the router remembers the socket_events verdict of.
 _VERDICTS = 1024
@@ -69,26 +66,17 @@ class Router:
         self._allowed = compile_patterns(socket_events)
         #: allowed(event), remembered: the patterns never change after construction
         self._verdicts: dict[str, bool] = {}
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, Target] = {}
         #: handler -> whether it is a plain function, remembered (see plain())
-        self._plain: dict[Handler, bool] = {}
+        self._plain: dict[Target, bool] = {}
         #: The plugs folder's table (event -> handler). Never mutated: a reload
         #: assigns a new mapping, so a lookup sees the old table or the new one,
         #: never half of each. Handlers registered in code win over plugs.
-        self.plugs: Mapping[str, Handler] = {}
+        self.plugs: Mapping[str, Target] = {}
 
     # --- handlers ---------------------------------------------------------
 
-    def handler(self, event: str) -> Callable[[H], H]:
-        """Decorator: ``@router.handler("echo")`` registers a handler for ``event``."""
-
-        def register(fn: H) -> H:
-            self.add(event, fn)
-            return fn
-
-        return register
-
-    def add(self, event: str, fn: Handler) -> None:
+    def add(self, event: str, fn: Target) -> None:
         if event.startswith(RESERVED_PREFIXES):
             raise ValueError(
                 f"cannot register a handler for {event!r}: the prefixes "
@@ -104,11 +92,11 @@ class Router:
     def remove(self, event: str) -> None:
         self._handlers.pop(event, None)
 
-    def get(self, event: str) -> Handler | None:
+    def get(self, event: str) -> Target | None:
         handler = self._handlers.get(event)
         return handler if handler is not None else self.plugs.get(event)
 
-    def plain(self, event: str) -> Handler | None:
+    def plain(self, event: str) -> Target | None:
         """The handler of ``event`` if it is a plain function (neither a coroutine function nor
         an async generator function): it can run inline, without a task."""
         handler = self._handlers.get(event)

@@ -35,9 +35,9 @@ from ..channels.presence import Presence
 from ..config import Config
 from ..connection.auth import Authenticator, ResumeTokens, SessionParser
 from ..connection.commands import Commands
-from ..connection.dispatch import Dispatcher
+from ..connection.dispatch import Dispatcher, H
 from ..connection.middleware import Middleware
-from ..connection.router import H, Router
+from ..connection.router import Router
 from ..connection.socket import INLINE_COMMANDS, Socket
 from ..connection.stats import Stats
 from ..protocol.frames import CloseCode
@@ -115,8 +115,16 @@ class MonumentWS(ServerAPI):
     # --- what the application sets and calls ---------------------------------------
 
     def handler(self, event: str) -> Callable[[H], H]:
-        """Register ``handler(message, socket)`` for ``event``: ``@ws.handler("echo")``."""
-        return self.router.handler(event)
+        """Register ``handler(message, socket)`` for ``event``: ``@ws.handler("echo")``.
+
+        The function is returned as it is; see :class:`~monument_ws.connection.dispatch.Handler`
+        for what it may be and return."""
+
+        def register(fn: H) -> H:
+            self.router.add(event, fn)
+            return fn
+
+        return register
 
     @property
     def session_parser(self) -> SessionParser | None:

@@ -66,7 +66,8 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from .. import protocol
-from ..connection.router import Handler, Router
+from ..connection.dispatch import Handler
+from ..connection.router import Router
 from ..protocol.errors import ConfigError
 from ..signals import PLUGS_RELOADED, RESERVED_PREFIXES
 
