@@ -58,7 +58,8 @@ def test_no_doc_or_docstring_points_outside_the_repository():
         *(ROOT / "monument_ws" / "static").glob("*.*s"),
         *(ROOT / "monument_ws" / "ops").glob("*.html"),
         *(ROOT / "monument_ws" / "cli" / "templates").glob("*.tmpl"),
-        *(ROOT / "monument_ws" / "app_template").rglob("*.md"),
+        *(ROOT / "app_template").rglob("*.md"),
+        *(ROOT / "app_template").rglob("*.py"),
     ]
     offenders = [
         f"{path.relative_to(ROOT)}: {word}"

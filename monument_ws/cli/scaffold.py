@@ -35,7 +35,7 @@ def new(directory: Path) -> None:
     """Create a new app in DIRECTORY (created if missing; it must be empty)."""
     if directory.exists() and any(directory.iterdir()):
         raise click.ClickException(f"{directory} is not empty; choose a new or empty directory")
-    template = resources.files("monument_ws") / "app_template"
+    template = resources.files("monument_ws.app_template")
     with resources.as_file(template) as source:
         shutil.copytree(
             source,
