@@ -45,8 +45,9 @@ def new(directory: Path) -> None:
         )
     (directory / "__init__.py").unlink()
     click.echo(f"created {directory}")
+    click.echo(f"  cd {directory} && pip install -e '.[test]'         # install it, with pytest")
     click.echo(f"  cd {directory} && monument-ws run app:create_app   # serve it")
-    click.echo(f"  cd {directory} && python -m pytest                 # its tests")
+    click.echo(f"  cd {directory} && pytest                           # its tests")
 
 
 @click.command(context_settings=CONTEXT)
