@@ -50,6 +50,7 @@ def shell(*args: str | Path, cwd: Path | None = None) -> str:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel pip builds from a copy of the sources, in a temporary directory."""
     source = tmp_path_factory.mktemp("source")
     for name in SOURCES:
         if (ROOT / name).is_dir():
@@ -74,6 +75,7 @@ def env_bin(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tracked(folder: str) -> list[str]:
+    """The files git tracks under ``folder``: what the wheel must hold."""
     listed = shell("git", "ls-files", folder, cwd=ROOT)
     return [path for path in listed.splitlines() if (ROOT / path).is_file()]
 
