@@ -1,6 +1,7 @@
 """The admin page and its socket: off by default, behind a token, live numbers over a socket."""
 
 import time
+from importlib import resources
 from typing import Any
 
 import aiohttp
@@ -47,6 +48,17 @@ async def test_admin_is_off_by_default_and_refuses_a_wrong_token(make_server, ai
         assert msg.type is aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 4401, first
         await ws.close()
+
+
+async def test_admin_page_is_the_packaged_file(make_server):
+    """GET <admin_path> serves monument_ws/ops/admin.html byte for byte, as UTF-8 HTML."""
+    client, _ = await make_server(admin_token="s3cret")
+    page = await client.get(ADMIN)
+    assert page.status == 200
+    assert page.headers["Content-Type"] == "text/html; charset=utf-8"
+    packaged = resources.files("monument_ws.ops").joinpath("admin.html").read_bytes()
+    assert await page.read() == packaged
+    assert b"<title>monument_ws admin</title>" in packaged
 
 
 async def test_admin_socket_shows_live_sockets_channels_presence_and_errors(

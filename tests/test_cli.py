@@ -114,7 +114,7 @@ def squeeze(text: str) -> str:
 
 def test_run_help_documents_every_key():
     """`run -h` has, for every schema key, its flag, its documentation, its default and its env var."""
-    from monument_ws.cli import RUN_DEFAULTS
+    from monument_ws.cli.options import RUN_DEFAULTS
     from monument_ws.config import schema
 
     result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=80)
@@ -186,7 +186,8 @@ def test_generate_refuses_bad_names(tmp_path, name):
 
 def test_bare_boolean_flags_mean_true():
     """`--reload` alone is `--reload true`; `--reload false` still works."""
-    from monument_ws.cli import build_config, run
+    from monument_ws.cli.options import build_config
+    from monument_ws.cli.run_command import run
 
     params = {p.name: p for p in run.params}
     assert params["reload"].flag_value == "true"  # type: ignore[attr-defined]

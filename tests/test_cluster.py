@@ -6,7 +6,8 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,11 +23,22 @@ from tests.test_cli import free_port
 
 
 class Server:
-    """`python -m monument_ws run` (the template app) as a real subprocess."""
+    """`python -m monument_ws run` (the template app) as a real subprocess.
 
-    def __init__(self, *args: str) -> None:
+    ``command`` replaces ``python -m monument_ws`` (e.g. another environment's
+    ``monument-ws``), ``cwd`` the directory it runs in.
+    """
+
+    def __init__(
+        self,
+        *args: str,
+        command: Sequence[str] = (sys.executable, "-m", "monument_ws"),
+        cwd: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.args = args
+        self.command = command
+        self.cwd = cwd
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -35,7 +47,8 @@ class Server:
 
     async def start(self) -> "Server":
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "monument_ws", "run", "--port", str(self.port), *self.args,
+            *self.command, "run", "--port", str(self.port), *self.args,
+            cwd=self.cwd,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

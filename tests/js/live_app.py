@@ -19,7 +19,7 @@ from monument_ws.protocol.yields import Yield, sync
 
 
 def create_app(config: Config | None = None) -> web.Application:
-    app = create_demo(config)
+    app: web.Application = create_demo(config)
     ws = app[MONUMENT_WS]
     cancelled = {"count": 0}
     welcomes: dict[str, int] = {}

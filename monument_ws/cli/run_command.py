@@ -1,0 +1,71 @@
+"""``monument-ws run``: serve an app, in one process or several on one port."""
+
+from __future__ import annotations
+
+import os
+
+import click
+from aiohttp import web
+
+from ..server import logs
+from .listening import cannot_listen, probe_port, tls_context
+from .loading import DEFAULT_APP, load_app
+from .options import CONTEXT, build_config, config_options
+from .workers import serve_workers
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY]")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes serving the same port (SO_REUSEPORT); needs a shared broker such as redis://.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="A .toml (with a [monument_ws] table) or .json file of settings.",
+)
+@click.option("--debug", is_flag=True, help="Show the traceback when the server cannot start.")
+@config_options
+def run(
+    app: str,
+    host: str,
+    port: int,
+    workers: int,
+    config_file: str | None,
+    debug: bool,
+    **flags: str | None,
+) -> None:
+    """Serve MODULE:FACTORY (default: the demo app) in one process.
+
+    FACTORY is an aiohttp Application, or a function returning one; a function
+    with a ``config`` parameter receives the Config built from the file, the
+    environment and these flags (sockets on unless --websocket false).
+    """
+    cfg = build_config(flags, config_file, os.environ)
+    tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
+    logs.configure(cfg.log_format)
+    if workers > 1 and cfg.broker.startswith("memory"):
+        raise click.UsageError(
+            "--workers needs a shared broker: memory:// lives inside one process, so workers "
+            "would not see each other's channels, presence or clients; use --broker redis://..."
+        )
+    application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
+    try:
+        # Probed first: a busy port fails in one line before the app's start-up hooks run,
+        # and before any worker starts (each would print its own traceback).
+        probe_port(host, port, reuse_port=workers > 1)
+        if workers == 1:
+            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+    except OSError as exc:
+        if debug:
+            raise
+        raise click.ClickException(cannot_listen(host, port, exc)) from None
+    if workers > 1:
+        serve_workers(app, cfg, host, port, workers)
