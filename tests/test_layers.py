@@ -27,7 +27,6 @@ LAYERS: list[tuple[str, ...]] = [
         "monument_ws.client",
         "monument_ws.cli",
         "monument_ws.testing",
-        "monument_ws.app_template",
         "monument_ws.__main__",
         "monument_ws.auth",
         "monument_ws.logs",
