@@ -1,4 +1,4 @@
-"""The Python client against real servers: reconnects, offline queue, close codes, timeouts.
+"""The Python client against real servers: reconnects, the outbox, close codes, timeouts.
 
 Related tests elsewhere: no reconnect after 4401 (tests/test_security.py),
 1,000 concurrent calls and server → client calls through the client
@@ -101,7 +101,7 @@ async def notes_server():
 
 
 async def test_reconnects_after_a_restart_keeps_its_id_and_flushes_in_order(notes_server):
-    """After a server restart on the same port: same client_id, queued tells in order, lifecycle events."""
+    """After a server restart on the same port: same client_id, tells sent offline in order, lifecycle events."""
     gate = Gate()
     c = Client(notes_server.url, sleep=gate)
     seen = recorder(c, "ws:connect", "ws:offline", "ws:reconnect", "ws:close")
@@ -113,11 +113,11 @@ async def test_reconnects_after_a_restart_keeps_its_id_and_flushes_in_order(note
     for i in range(5):
         c.tell("note", i)
     answer = asyncio.create_task(c.call("echo", "queued call"))
-    await eventually(lambda: c.queued == 6, "the call queued after the tells")
+    await eventually(lambda: c.outbox_length == 6, "the call in the outbox after the tells")
     await notes_server.start()
     gate.open.set()
     assert await asyncio.wait_for(answer, DEADLINE) == "queued call"
-    await eventually(lambda: len(notes_server.notes) == 5, "the queued tells")
+    await eventually(lambda: len(notes_server.notes) == 5, "the tells made offline")
     assert notes_server.notes == [0, 1, 2, 3, 4]
     assert c.client_id == first_id
     await c.close()
@@ -126,10 +126,10 @@ async def test_reconnects_after_a_restart_keeps_its_id_and_flushes_in_order(note
     assert seen[-1][1] == {"code": 1000, "reason": "closed by the client"}
 
 
-async def test_offline_queue_overflow_refuses_new_frames_and_keeps_old_ones(notes_server):
-    """A full offline queue raises QueueFull for tell and call at once; what was queued still goes, in order."""
+async def test_outbox_overflow_refuses_new_frames_and_keeps_old_ones(notes_server):
+    """A full outbox raises QueueFull for tell and call at once; what it held still goes, in order."""
     gate = Gate()
-    c = Client(notes_server.url, sleep=gate, queue_limit=3)
+    c = Client(notes_server.url, sleep=gate, outbox_limit=3)
     await c.connect()
     await notes_server.stop()
     await eventually(lambda: gate.delays != [], "the client waiting to reconnect")
@@ -139,17 +139,17 @@ async def test_offline_queue_overflow_refuses_new_frames_and_keeps_old_ones(note
         c.tell("note", "one too many")
     with pytest.raises(QueueFull):
         await c.call("echo", "one too many")
-    assert c.queued == 3
+    assert c.outbox_length == 3
     await notes_server.start()
     gate.open.set()
-    await eventually(lambda: c.connected and c.queued == 0, "the queue flushed")
+    await eventually(lambda: c.connected and c.outbox_length == 0, "the outbox flushed")
     assert await c.call("echo", "after") == "after"
     assert notes_server.notes == [0, 1, 2]
     await c.close()
 
 
-async def test_offline_call_times_out_and_leaves_the_queue(notes_server):
-    """A call waiting offline fails with Timeout after its own timeout and is removed from the queue."""
+async def test_offline_call_times_out_and_leaves_the_outbox(notes_server):
+    """A call waiting offline fails with Timeout after its own timeout and is removed from the outbox."""
     gate = Gate()
     c = Client(notes_server.url, sleep=gate)
     await c.connect()
@@ -158,7 +158,7 @@ async def test_offline_call_times_out_and_leaves_the_queue(notes_server):
     with pytest.raises(Timeout) as raised:
         await c.call("echo", 1, timeout=0.01)
     assert (raised.value.code.value, raised.value.remote) == ("timeout", False)
-    assert c.queued == 0
+    assert c.outbox_length == 0
     await c.close()
 
 

@@ -22,13 +22,13 @@ OPTIONS = {
     "backoff_initial": 0.5,
     "backoff_max": 7.0,
     "long_delay": 3.0,
-    "queue_limit": 12,
+    "outbox_limit": 12,
     "call_timeout": 4.0,
     "heartbeat": False,
     "headers": {"X-Test": "1"},
     "ssl": False,
-    "queue_size": 5,
-    "queue_ttl": 9.0,
+    "peer_queue_size": 5,
+    "peer_queue_ttl": 9.0,
 }
 
 
@@ -42,13 +42,13 @@ def test_every_option_reads_back_and_can_be_changed():
         "backoff_initial": 0.1,
         "backoff_max": 1.0,
         "long_delay": 1.5,
-        "queue_limit": 3,
+        "outbox_limit": 3,
         "call_timeout": 0.5,
         "heartbeat": True,
         "headers": {},
         "ssl": context,
-        "queue_size": 1,
-        "queue_ttl": 2.0,
+        "peer_queue_size": 1,
+        "peer_queue_ttl": 2.0,
         "urls": ["ws://127.0.0.1:3/ws"],
     }
     for name, value in changed.items():
@@ -66,12 +66,12 @@ def test_state_before_connecting():
         None,
         {},
     )
-    assert (c.close_code, c.close_reason, c.refused, c.queue_dropped) == (None, "", 0, 0)
-    assert (c.queued, c.enqueued, c.subscriptions) == (0, 0, {})
+    assert (c.close_code, c.close_reason, c.refused, c.peer_queue_dropped) == (None, "", 0, 0)
+    assert (c.outbox_length, c.enqueued, c.subscriptions) == (0, 0, {})
 
 
 async def test_changed_options_take_effect_over_a_real_socket(make_server):
-    """call_timeout and queue_limit changed after connecting are the ones the parts use."""
+    """call_timeout and outbox_limit changed after connecting are the ones the parts use."""
     client, ws = await make_server()
     never = asyncio.Event()
 
@@ -85,7 +85,48 @@ async def test_changed_options_take_effect_over_a_real_socket(make_server):
         c.call_timeout = 0.1
         with pytest.raises(Timeout, match=r"within 0\.1 s"):
             await c.call("stall")
-        c.queue_limit = 0
+        c.outbox_limit = 0
         with pytest.raises(QueueFull, match="0 frames"):
             c.tell("note")
     assert (c.state, c.close_code, c.close_reason) == ("closed", 1000, "closed by the client")
+
+
+def test_old_names_still_work_and_warn():
+    """The names from before the outbox and peer-queue renames: the constructor takes them,
+    and they read (and set) the new attributes, each use with a DeprecationWarning."""
+    old = {"queue_limit": 7, "queue_size": 4, "queue_ttl": 11.0}
+    with pytest.warns(DeprecationWarning, match="deprecated") as warned:
+        c = Client("ws://127.0.0.1:1/ws", **old)  # type: ignore[arg-type]
+    assert [str(w.message) for w in warned] == [
+        "Client.queue_limit is deprecated and will be removed in 1.0; use outbox_limit",
+        "Client.queue_size is deprecated and will be removed in 1.0; use peer_queue_size",
+        "Client.queue_ttl is deprecated and will be removed in 1.0; use peer_queue_ttl",
+    ]
+    assert {w.filename for w in warned} == {__file__}
+    assert (c.outbox_limit, c.peer_queue_size, c.peer_queue_ttl) == (7, 4, 11.0)
+
+    renamed = {
+        "queue_limit": "outbox_limit",
+        "queue_size": "peer_queue_size",
+        "queue_ttl": "peer_queue_ttl",
+        "queue_dropped": "peer_queue_dropped",
+        "queued": "outbox_length",
+    }
+    for name, new in renamed.items():
+        with pytest.warns(DeprecationWarning, match=rf"^Client\.{name} is .* use {new}$"):
+            assert getattr(c, name) == getattr(c, new)
+    for name, value in {"queue_limit": 2, "queue_size": 3, "queue_ttl": 5.0}.items():
+        with pytest.warns(DeprecationWarning, match=rf"^Client\.{name} "):
+            setattr(c, name, value)
+    with pytest.warns(DeprecationWarning, match=r"^Client\.queue_dropped "):
+        c.queue_dropped = 1
+    assert (c.outbox_limit, c.peer_queue_size, c.peer_queue_ttl, c.peer_queue_dropped) == (
+        2,
+        3,
+        5.0,
+        1,
+    )
+    with pytest.raises(AttributeError, match="'queued'"):
+        c.queued = 1  # type: ignore[misc]
+    with pytest.raises(TypeError, match="'queue_limt'"):
+        Client("ws://127.0.0.1:1/ws", queue_limt=1)

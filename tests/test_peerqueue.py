@@ -87,19 +87,21 @@ async def test_server_queue_bound_is_enforced(make_server):
 
 
 async def test_client_queue_bound_is_enforced(make_server):
-    """The client's local queue keeps the newest queue_size messages, each for queue_ttl
-    seconds of its clock, and counts what it dropped."""
+    """The client's inbox keeps the newest peer_queue_size messages, each for peer_queue_ttl
+    seconds of its clock, and counts what it dropped in peer_queue_dropped."""
     clock = Clock()
     client, ws = await make_server()
-    async with Client(str(client.make_url("/ws")), queue_size=2, queue_ttl=30, clock=clock) as c:
+    async with Client(
+        str(client.make_url("/ws")), peer_queue_size=2, peer_queue_ttl=30, clock=clock
+    ) as c:
         assert c.client_id is not None
         for n in range(4):
             await ws.enqueue(c.client_id, n)
-        await eventually(lambda: c.queue_dropped == 2, "two dropped by size")
+        await eventually(lambda: c.peer_queue_dropped == 2, "two dropped by size")
         assert c.enqueued == 2
         clock.now += 31
         assert c.enqueued == 0
-        assert c.queue_dropped == 4
+        assert c.peer_queue_dropped == 4
         assert c.consume() is None
 
 

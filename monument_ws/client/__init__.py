@@ -16,7 +16,7 @@ It imports only :mod:`monument_ws.protocol` (frames, errors, SYNC patches, backo
 aiohttp's client and orjson, and logs everything as ``monument_ws.client``.
 :class:`Client` is a facade over one part per job, each in its own module:
 ``connection`` (the reconnect loop, URL rotation, close codes), ``outbox`` (the
-ordered offline queue), ``calls`` (requests waiting for answers, streams),
+ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
 ``dispatch`` (where each incoming frame goes), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
 frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
@@ -49,11 +49,11 @@ clients reconnect after a short jitter to the next URL, resume their
 ``client_id`` (when the processes share ``secret``) and resubscribe with
 ``since``, so the channel history on a shared broker fills the gap.
 
-**Offline queue.** Every outgoing frame goes through one ordered queue of at
-most ``queue_limit`` frames. While disconnected, tells and calls wait there
+**Outbox.** Every outgoing frame goes through one ordered outbox of at most
+``outbox_limit`` frames. While disconnected, tells and calls wait there
 (calls within their own timeout) and are sent in order after reconnecting.
-When the queue is full, ``tell`` and ``call`` raise :class:`QueueFull` at
-once; nothing already queued is dropped. A call that was sent but not answered
+When the outbox is full, ``tell`` and ``call`` raise :class:`QueueFull` at
+once; nothing already in it is dropped. A call that was sent but not answered
 when the connection dropped fails with :class:`ConnectionLost`, unless it was
 made with ``retry=True``: then it is sent again after reconnecting (so the
 server may run it twice).
@@ -62,9 +62,15 @@ server may run it twice).
 see every frame (see their docstrings for what a refusal does); ``listen(fn)``
 sees every frame first. ``enqueue(data)`` stores a message for the server's
 ``socket.consume()``; messages the server queued for this client wait in a
-local queue (bounded by ``queue_size`` and ``queue_ttl``) for ``consume()``,
-and after a reconnect the client presents the highest ``seq`` it has
-(``queued=``), so each reaches the queue at most once.
+local inbox (bounded by ``peer_queue_size`` and ``peer_queue_ttl``) for
+``consume()``, and after a reconnect the client presents the highest ``seq`` it
+has (``queued=``), so each reaches the inbox at most once.
+
+**Renamed.** The old names of the outbox and inbox bounds (``queue_limit``,
+``queue_size``, ``queue_ttl``) are still accepted by the constructor, and they
+and ``queued`` and ``queue_dropped`` still read (and, but for ``queued``, set)
+the new attributes; each use warns with a :class:`DeprecationWarning`. They go
+in 1.0.
 """
 
 from __future__ import annotations
@@ -73,8 +79,9 @@ import asyncio
 import random
 import ssl as ssl_module
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar, cast, overload
+from typing import Any, Final, Generic, TypeVar, cast, overload
 
 import aiohttp
 
@@ -122,6 +129,51 @@ class _Part(Generic[T]):
         setattr(getattr(client, self._part), self._name, value)
 
 
+#: The constructor keywords renamed so that each word means one thing (the outbox holds
+#: frames not yet sent, a peer queue holds messages to consume); accepted until 1.0.
+_RENAMED_OPTIONS: Final = {
+    "queue_limit": "outbox_limit",
+    "queue_size": "peer_queue_size",
+    "queue_ttl": "peer_queue_ttl",
+}
+
+
+def _warn_renamed(old: str, new: str, stacklevel: int) -> None:
+    warnings.warn(
+        f"Client.{old} is deprecated and will be removed in 1.0; use {new}",
+        DeprecationWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+class _Renamed(Generic[T]):
+    """The old name of a Client attribute: it reads and sets the attribute ``new``, with a
+    DeprecationWarning."""
+
+    def __init__(self, new: str) -> None:
+        self._new = new
+        self._old = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self._old = name
+
+    @overload
+    def __get__(self, client: None, owner: type[Any]) -> _Renamed[T]: ...
+
+    @overload
+    def __get__(self, client: Client, owner: type[Any]) -> T: ...
+
+    def __get__(self, client: Client | None, owner: type[Any]) -> T | _Renamed[T]:
+        if client is None:
+            return self
+        _warn_renamed(self._old, self._new, stacklevel=2)
+        return cast(T, getattr(client, self._new))
+
+    def __set__(self, client: Client, value: T) -> None:
+        _warn_renamed(self._old, self._new, stacklevel=2)
+        setattr(client, self._new, value)
+
+
 class Periodic:
     """A running :meth:`Client.every`; ``cancel()`` stops it (closing the client does too)."""
 
@@ -137,7 +189,7 @@ class Periodic:
 
 
 class Client:
-    """A monument_ws connection that reconnects, resumes and queues by itself."""
+    """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline."""
 
     #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
     urls = _Part[list[str]]("_connection", "urls")
@@ -145,18 +197,20 @@ class Client:
     backoff_initial = _Part[float]("_backoff", "initial")
     backoff_max = _Part[float]("_backoff", "cap")
     long_delay = _Part[float]("_connection", "long_delay")
-    queue_limit = _Part[int]("_outbox", "limit")
+    #: frames the outbox holds at most (see ``outbox_length``)
+    outbox_limit = _Part[int]("_outbox", "limit")
     call_timeout = _Part[float]("_calls", "timeout")
     heartbeat = _Part[bool]("_connection", "heartbeat")
     headers = _Part[dict[str, str]]("_connection", "headers")
     #: for wss://: True verifies against the system CAs, an SSLContext against its own
     #: (e.g. a private CA); False skips verification (never in production)
     ssl = _Part[ssl_module.SSLContext | bool]("_connection", "ssl")
-    #: peer queue bounds: messages kept, and seconds each waits for consume()
-    queue_size = _Part[int]("_inbox", "size")
-    queue_ttl = _Part[float]("_inbox", "ttl")
-    #: queued messages dropped by those bounds before they were consumed
-    queue_dropped = _Part[int]("_inbox", "dropped")
+    #: bounds of the inbox, where the peer queue's messages wait for consume(): messages
+    #: kept, and seconds each waits
+    peer_queue_size = _Part[int]("_inbox", "size")
+    peer_queue_ttl = _Part[float]("_inbox", "ttl")
+    #: peer-queue messages those bounds dropped before they were consumed
+    peer_queue_dropped = _Part[int]("_inbox", "dropped")
     #: incoming frames refused by a hook
     refused = _Part[int]("_dispatch", "refused")
     client_id = _Part[str | None]("_status", "client_id")
@@ -167,6 +221,12 @@ class Client:
     close_code = _Part[int | None]("_status", "close_code")
     close_reason = _Part[str]("_status", "close_reason")
 
+    # The old names (see "Renamed" above), removed in 1.0.
+    queue_limit = _Renamed[int]("outbox_limit")
+    queue_size = _Renamed[int]("peer_queue_size")
+    queue_ttl = _Renamed[float]("peer_queue_ttl")
+    queue_dropped = _Renamed[int]("peer_queue_dropped")
+
     def __init__(
         self,
         url: str | Sequence[str],
@@ -175,28 +235,38 @@ class Client:
         backoff_initial: float = 0.25,
         backoff_max: float = 30.0,
         long_delay: float = 15.0,
-        queue_limit: int = 1000,
+        outbox_limit: int = 1000,
         call_timeout: float = 60.0,
         heartbeat: bool = True,
         headers: dict[str, str] | None = None,
         session: aiohttp.ClientSession | None = None,
         ssl: ssl_module.SSLContext | bool = True,
-        queue_size: int = 100,
-        queue_ttl: float = 120.0,
+        peer_queue_size: int = 100,
+        peer_queue_ttl: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         random: Callable[[], float] = random.random,
+        **renamed: Any,
     ) -> None:
+        """``renamed`` takes the old names of options (``queue_limit``, ``queue_size``,
+        ``queue_ttl``), each with a DeprecationWarning; an old name wins over its new one."""
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ValueError("Client needs at least one URL")
+        for old in renamed:
+            if old not in _RENAMED_OPTIONS:
+                raise TypeError(f"Client() got an unexpected keyword argument {old!r}")
+            _warn_renamed(old, _RENAMED_OPTIONS[old], stacklevel=2)
+        outbox_limit = renamed.get("queue_limit", outbox_limit)
+        peer_queue_size = renamed.get("queue_size", peer_queue_size)
+        peer_queue_ttl = renamed.get("queue_ttl", peer_queue_ttl)
         self._status = status = Status()
         self._tasks = tasks = Tasks()
         self._listeners = listeners = Listeners()
         self._backoff = backoff = Backoff(backoff_initial, backoff_max, random)
-        self._outbox = outbox = Outbox(queue_limit, status, listeners)
+        self._outbox = outbox = Outbox(outbox_limit, status, listeners)
         self._calls = calls = Calls(outbox, status, call_timeout)
-        self._inbox = inbox = Inbox(queue_size, queue_ttl, clock)
+        self._inbox = inbox = Inbox(peer_queue_size, peer_queue_ttl, clock)
         self._synced = Synced()
         self._performers = Performers(outbox)
         self._channels = channels = Channels(calls, status, listeners, tasks, backoff, sleep)
@@ -258,9 +328,16 @@ class Client:
         return self._synced.get(event, default)
 
     @property
-    def queued(self) -> int:
-        """Frames waiting in the offline queue."""
+    def outbox_length(self) -> int:
+        """Frames in the outbox: made but not yet written to a socket, whether the client
+        is offline or the writer has not reached them yet (at most ``outbox_limit``)."""
         return len(self._outbox)
+
+    @property
+    def queued(self) -> int:
+        """The old name of :attr:`outbox_length` (read-only, as it was); removed in 1.0."""
+        _warn_renamed("queued", "outbox_length", stacklevel=2)
+        return self.outbox_length
 
     @property
     def _ws(self) -> aiohttp.ClientWebSocketResponse | None:
@@ -288,7 +365,9 @@ class Client:
         return await self._calls.call(event, data, timeout=timeout, retry=retry)
 
     def tell(self, event: str, data: Any = None) -> None:
-        """Send without expecting a reply (queued while offline). Raises QueueFull or TooLarge."""
+        """Send without expecting a reply (kept in the outbox while offline).
+
+        Raises QueueFull (the outbox is full) or TooLarge."""
         self._outbox.put(protocol.push(event, data))
 
     def stream(self, event: str, data: Any = None) -> AsyncIterator[Any]:
@@ -303,8 +382,8 @@ class Client:
     async def enqueue(self, data: Any = None, *, timeout: float | None = DEFAULT) -> int:
         """Queue ``data`` for the server (``socket.consume()`` takes it); returns its seq.
 
-        When it returns, the message is stored in the server's broker for
-        ``queue_ttl`` seconds, reachable from any process. Raises like :meth:`call`.
+        When it returns, the message is stored in the server's broker for the server's
+        ``peer_queue_ttl`` seconds, reachable from any process. Raises like :meth:`call`.
         """
         reply = await self.call(protocol.QUEUE_EVENT, data, timeout=timeout)
         return int(reply["seq"])
@@ -317,7 +396,7 @@ class Client:
 
     @property
     def enqueued(self) -> int:
-        """How many queued messages wait for :meth:`consume`."""
+        """How many peer-queue messages wait in the inbox for :meth:`consume`."""
         return len(self._inbox)
 
     # --- channels -----------------------------------------------------------
@@ -369,7 +448,7 @@ class Client:
         return self._listeners.incoming(hook)
 
     def outgoing(self, hook: FrameHook) -> FrameHook:
-        """Run ``hook(frame) -> dict | None`` on every frame before it is queued for sending
+        """Run ``hook(frame) -> dict | None`` on every frame before it enters the outbox
         (a dict replaces it); whatever it raises is raised by the tell/call that sent it."""
         return self._listeners.outgoing(hook)
 

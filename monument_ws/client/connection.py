@@ -4,7 +4,7 @@ One task runs the loop: open a socket to the current URL (presenting ``resume`` 
 peer queue's last ``seq`` once the client has them), wait for the welcome, then read
 frames into the dispatcher while a writer task drains the outbox and, when the welcome
 announces a period, a heartbeat task sends ``ws:heartbeat``. When the socket ends,
-calls already sent fail or are queued again (``retry``), and the close code decides
+calls already sent fail or go back in the outbox (``retry``), and the close code decides
 what comes next (:class:`~monument_ws.protocol.frames.Reconnect`): stay closed, or
 wait with backoff and jitter (plus ``long_delay`` after 4029) and try the next URL in
 turn. A first connection that never got a welcome gives up after 6 retries.
@@ -255,7 +255,7 @@ class Connection:
                 self._outbox.put(protocol.push("ws:heartbeat", None))
 
     def _dropped(self) -> None:
-        """The connection is gone: sent calls fail or go back in the queue, in order."""
+        """The connection is gone: sent calls fail or go back in the outbox, in order."""
         self._status.state = "reconnecting"
         self._calls.dropped()
 

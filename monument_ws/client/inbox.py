@@ -4,8 +4,9 @@ The server numbers them (``seq``) per client and sends each again after a reconn
 until the client has it; the client presents the highest ``seq`` it holds when it
 reconnects (:attr:`Inbox.last`), and drops any it already had, so each message
 reaches the inbox at most once. The inbox keeps at most ``size`` messages, each for
-``ttl`` seconds; what those bounds push out before it was consumed is counted in
-``dropped``, oldest first.
+``ttl`` seconds (the Client's ``peer_queue_size`` and ``peer_queue_ttl``); what those
+bounds push out before it was consumed is counted in ``dropped`` (``peer_queue_dropped``),
+oldest first.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The offline queue: every outgoing frame waits here, in order, until a socket takes it.
+"""The outbox: every outgoing frame waits here, in order, until a socket takes it.
 
 Tells, calls, answers to server calls, heartbeats and cancels all go through one
-queue of at most ``limit`` frames, so the server receives them in the order they
-were made, whether the client was online at the time or not. A frame leaves the
-queue only once it was written; one whose send failed stays first in line for the
-next connection. A full queue refuses new frames (:class:`QueueFull`) and never
-drops one it already holds.
+outbox of at most ``limit`` frames (the Client's ``outbox_limit``), so the server
+receives them in the order they were made, whether the client was online at the
+time or not. A frame leaves the outbox only once it was written; one whose send
+failed stays first in line for the next connection. A full outbox refuses new
+frames (:class:`QueueFull`) and never drops one it already holds.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class Outbox:
         return len(self._frames)
 
     def put(self, frame: bytes, request: Request | None = None) -> None:
-        """Queue ``frame`` after the outgoing hooks ran on it.
+        """Add ``frame`` after the outgoing hooks ran on it.
 
         Raises what a hook raises, :class:`TooLarge` when the frame is over the
         server's ``max_message_size``, :class:`QueueFull` when ``limit`` frames wait.
@@ -54,7 +54,7 @@ class Outbox:
         if isinstance(limit, int) and len(frame) > limit:
             raise TooLarge(f"the frame has {len(frame)} bytes; the server accepts {limit}")
         if len(self._frames) >= self.limit:
-            raise QueueFull(f"{self.limit} frames are already waiting to be sent")
+            raise QueueFull(f"the outbox is full: {self.limit} frames are waiting to be sent")
         self._frames.append((frame, request))
         self._wake.set()
 
@@ -66,7 +66,7 @@ class Outbox:
 
     def put_back(self, requests: list[Request]) -> None:
         """Put the frames of ``requests`` first in line again, in that order (calls retried
-        after a reconnect go out before anything queued while offline)."""
+        after a reconnect go out before anything added while offline)."""
         for request in requests:
             request.sent = False
         self._frames.extendleft((request.frame, request) for request in reversed(requests))
@@ -75,13 +75,13 @@ class Outbox:
         self._frames.clear()
 
     async def write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Send queued frames in order while this connection lives."""
+        """Send the outbox's frames in order while this connection lives."""
         try:
             while not ws.closed:
                 while self._frames and not ws.closed:
                     frame, request = self._frames[0]
                     await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
-                    self._frames.popleft()  # only once written: a failed send stays queued
+                    self._frames.popleft()  # only once written: a failed send stays in the outbox
                     if request is not None:
                         request.sent = True
                 self._wake.clear()

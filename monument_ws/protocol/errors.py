@@ -11,7 +11,7 @@ table maps exceptions to error frames and back::
     ├── Forbidden                   forbidden
     ├── TooLarge                    too_large
     ├── RateLimited                 rate_limited
-    │   └── QueueFull               rate_limited (the client's offline queue)
+    │   └── QueueFull               rate_limited (the client's outbox is full)
     ├── Timeout                     timeout      (also a builtin TimeoutError)
     ├── Unavailable                 unavailable
     │   └── ConnectionLost          unavailable  (the socket closed first)
@@ -78,7 +78,9 @@ class RateLimited(MonumentWSError):
 
 
 class QueueFull(RateLimited):
-    """The client's offline queue is full; nothing already queued was dropped."""
+    """The client's outbox is full; nothing already in it was dropped.
+
+    The name predates the outbox's; the wire code is ``rate_limited``."""
 
 
 class Timeout(MonumentWSError, TimeoutError):

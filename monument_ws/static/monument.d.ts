@@ -97,7 +97,7 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *     const client = new Client("/ws");               // relative to the page; ws: or wss: follows it
  *     client.on("ws:state", ({ state }) => console.log(state));
  *     console.log(await client.call("data:get:greeting"));
- *     client.tell("log", { level: "info" });          // no reply; queued while offline
+ *     client.tell("log", { level: "info" });          // no reply; kept in the outbox while offline
  *     for await (const n of client.stream("countdown", 3)) console.log(n);
  *     client.perform("ask-name", () => "Ada");        // answer the server's calls
  *     const chat = await client.subscribe("chat", (m) => console.log(m.data), { label: "Ada" });
@@ -107,23 +107,23 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *   error, `Timeout`, or `ConnectionLost` when the socket drops after the call
  *   was sent (unless `retry: true`: then it is sent again after reconnecting,
  *   and the server may run it twice).
- * - Offline queue: every outgoing frame goes through one ordered queue of at
- *   most `queueLimit` frames; while offline, tells and calls wait there (calls
+ * - Outbox: every outgoing frame goes through one ordered outbox of at most
+ *   `outboxLimit` frames; while offline, tells and calls wait there (calls
  *   within their own timeout) and are sent in order after the welcome. A full
- *   queue throws `QueueFull` at once; nothing already queued is dropped. Tells
+ *   outbox throws `QueueFull` at once; nothing already in it is dropped. Tells
  *   written just before a drop are at most once.
  * - Channels: a subscription's handler sees each publication once, in offset
  *   order; after a reconnect the client resubscribes with `since` (offset and
  *   epoch), missed publications are replayed, and `recovered` says whether
  *   none were lost.
- * - Frame middleware: `outgoing(hook)` sees every frame before it is queued (what it
+ * - Frame middleware: `outgoing(hook)` sees every frame before it enters the outbox (what it
  *   throws is thrown by the tell or call that sent it), `incoming(hook)` every frame
  *   after the welcome before dispatch (a refusal answers or fails whatever waited for
  *   the frame), `listen(fn)` every frame first, even text that is not JSON.
  * - Peer queue: `enqueue(data)` resolves once the message is stored for the server's
- *   `socket.consume()`; messages the server queued for this client wait locally
- *   (bounded by `queueSize` and `queueTtl`) for `consume(filter)`, each at most once
- *   (after a reconnect the client says with `queued=` which it already has).
+ *   `socket.consume()`; messages the server queued for this client wait in a local
+ *   inbox (bounded by `peerQueueSize` and `peerQueueTtl`) for `consume(filter)`, each
+ *   at most once (after a reconnect the client says with `queued=` which it already has).
  * - Reconnect: exponential backoff with full jitter
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
  * * close-code table of the protocol (no reconnect after 1000, 1007, 1008, 4401,
@@ -132,6 +132,10 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
  *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
  *   the one in use), so a page moves to another process when one drains (1001).
+ *
+ * Renamed: the old names `queueLimit`, `queueSize`, `queueTtl` (options and properties),
+ * `queueDropped` and `queued` still work until 1.0; the first use of each on a page logs a
+ * `console.warn` with its new name.
  *
  * @module monument
  */
@@ -177,7 +181,7 @@ export class TooLarge extends MonumentError {
 }
 export class RateLimited extends MonumentError {
 }
-/** The offline queue is full; nothing already queued was dropped. */
+/** The outbox is full; nothing already in it was dropped. (The name predates the outbox's.) */
 export class QueueFull extends RateLimited {
 }
 export class Timeout extends MonumentError {
@@ -256,7 +260,7 @@ export class Periodic {
     cancelled: boolean;
     cancel(): void;
 }
-/** A monument_ws connection that reconnects, resumes and queues by itself. */
+/** A monument_ws connection that reconnects, resumes, and keeps what it sends while offline. */
 export class Client {
     /**
      * @param {string | URL | Array<string | URL>} [url="/ws"] the socket URL, or every URL the
@@ -274,13 +278,13 @@ export class Client {
     backoffMax: number;
     longDelay: number;
     maxRetries: number;
-    queueLimit: number;
+    outboxLimit: number;
     callTimeout: number;
     heartbeat: boolean;
-    queueSize: number;
-    queueTtl: number;
-    /** Peer-queue messages dropped by `queueSize` or `queueTtl` before they were consumed. */
-    queueDropped: number;
+    peerQueueSize: number;
+    peerQueueTtl: number;
+    /** Peer-queue messages dropped by `peerQueueSize` or `peerQueueTtl` before they were consumed. */
+    peerQueueDropped: number;
     /** Incoming frames refused by a hook. */
     refused: number;
     /** @private */
@@ -324,10 +328,10 @@ export class Client {
     private _incoming;
     /** @private @type {FrameHook[]} */
     private _outgoing;
-    /** @private @type {Array<{ data: any, seq: number, expires: number }>} messages the server queued */
+    /** @private @type {Array<{ data: any, seq: number, expires: number }>} peer-queue messages for `consume()` */
     private _inbox;
     /** The highest peer-queue seq received: the server never sends it again. @private */
-    private _queueLast;
+    private _inboxLast;
     /** @private @type {Map<string, (data: any, frame: Record<string, any>) => unknown>} */
     private _performers;
     /** @private @type {Map<string, Subscription>} */
@@ -359,8 +363,29 @@ export class Client {
     /** The server URL in use (or being tried) now: one of `urls`. */
     get url(): string | URL;
     get connected(): boolean;
-    /** Frames waiting in the offline queue. */
+    /**
+     * Frames in the outbox: made but not yet written to a socket, because the client is offline
+     * or was not welcomed yet (at most `outboxLimit`).
+     */
+    get outboxLength(): number;
+    /** @deprecated until 1.0: `outboxLength` */
     get queued(): number;
+    /** @deprecated until 1.0: `outboxLimit` */
+    set queueLimit(value: number);
+    /** @deprecated until 1.0: `outboxLimit` */
+    get queueLimit(): number;
+    /** @deprecated until 1.0: `peerQueueSize` */
+    set queueSize(value: number);
+    /** @deprecated until 1.0: `peerQueueSize` */
+    get queueSize(): number;
+    /** @deprecated until 1.0: `peerQueueTtl` */
+    set queueTtl(value: number);
+    /** @deprecated until 1.0: `peerQueueTtl` */
+    get queueTtl(): number;
+    /** @deprecated until 1.0: `peerQueueDropped` */
+    set queueDropped(value: number);
+    /** @deprecated until 1.0: `peerQueueDropped` */
+    get queueDropped(): number;
     /** @returns {Record<string, Subscription>} */
     get subscriptions(): Record<string, Subscription>;
     /**
@@ -372,7 +397,8 @@ export class Client {
      */
     call(event: string, data?: unknown, options?: CallOptions): Promise<any>;
     /**
-     * Send without expecting a reply (queued while offline). Throws QueueFull or TooLarge.
+     * Send without expecting a reply (kept in the outbox while offline). Throws QueueFull (the
+     * outbox is full) or TooLarge.
      * @param {string} event @param {unknown} [data]
      */
     tell(event: string, data?: unknown): void;
@@ -415,10 +441,10 @@ export class Client {
      */
     incoming(hook: FrameHook): () => void;
     /**
-     * Run `hook(frame)` on every frame before it enters the send queue — calls, tells, streams,
+     * Run `hook(frame)` on every frame before it enters the outbox — calls, tells, streams,
      * subscribes, heartbeats, cancels, answers to the server's calls — in the order the hooks were
      * added. What it throws is thrown by the `tell` (or rejects the `call`) that sent the frame,
-     * and nothing is queued. A call sent again after a reconnect (`retry: true`) goes as the hooks
+     * and nothing enters the outbox. A call sent again after a reconnect (`retry: true`) goes as the hooks
      * left it; they do not run twice. Returns a function that removes the hook.
      * @param {FrameHook} hook
      */
@@ -446,8 +472,9 @@ export class Client {
     synced(event: string): unknown;
     /**
      * Queue `data` for the server (its `socket.consume()` takes it); resolves with its seq once the
-     * message is stored in the server's broker (for `queue_ttl` seconds, reachable from any
-     * process). Queued while offline like any call; rejects like `call`.
+     * message is stored in the server's broker (for the server's `peer_queue_ttl` seconds,
+     * reachable from any process). Kept in the outbox while offline like any call; rejects like
+     * `call`.
      * @param {unknown} [data] @param {CallOptions} [options]
      * @returns {Promise<number>}
      */
@@ -460,12 +487,12 @@ export class Client {
      * @returns {Queued | null}
      */
     consume(accept?: (data: any) => boolean): Queued | null;
-    /** How many queued messages wait for `consume()`. */
+    /** How many peer-queue messages wait in the inbox for `consume()`. */
     get enqueued(): number;
     /** @private @param {Record<string, any>} frame a `ws:enqueue` push with its integer `seq` */
-    private _queued;
+    private _toInbox;
     /** @private */
-    private _expireQueued;
+    private _expireInbox;
     /**
      * Subscribe to `channel`; `handler(message)` gets each publication in offset order.
      * After every reconnect the client resubscribes by itself with `since`, so missed
@@ -493,14 +520,14 @@ export class Client {
         cursor?: string;
     }): Promise<PresencePage>;
     /**
-     * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the queue
+     * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the outbox
      * @private
      */
     private _join;
     /** @private @param {Subscription} subscription */
     private _rejoin;
     /**
-     * A request sent ahead of everything queued (resubscribing after a reconnect).
+     * A request sent ahead of everything in the outbox (resubscribing after a reconnect).
      * @param {string} event @param {unknown} data
      * @private
      */
@@ -516,7 +543,7 @@ export class Client {
     /** @private @param {number} id @param {Pending} call */
     private _cancelRemote;
     /** @private @param {string} text @param {Pending | null} call @param {boolean} [first] */
-    private _enqueue;
+    private _toOutbox;
     /** @private */
     private _flush;
     /** @private @param {ConnectionState} state */
@@ -592,9 +619,9 @@ export type ClientOptions = {
      */
     maxRetries?: number | undefined;
     /**
-     * frames the offline queue holds
+     * frames the outbox holds (those not yet sent)
      */
-    queueLimit?: number | undefined;
+    outboxLimit?: number | undefined;
     /**
      * default seconds a call waits (0: forever)
      */
@@ -622,13 +649,13 @@ export type ClientOptions = {
     /**
      * peer-queue messages kept for `consume()` (the oldest is dropped first)
      */
-    queueSize?: number | undefined;
+    peerQueueSize?: number | undefined;
     /**
      * seconds a peer-queue message waits for `consume()`
      */
-    queueTtl?: number | undefined;
+    peerQueueTtl?: number | undefined;
     /**
-     * seconds of a monotonic clock, for `queueTtl` (tests inject one)
+     * seconds of a monotonic clock, for `peerQueueTtl` (tests inject one)
      */
     clock?: (() => number) | undefined;
     /**
@@ -637,6 +664,18 @@ export type ClientOptions = {
     random?: (() => number) | undefined;
     setTimeout?: ((fn: () => void, ms: number) => unknown) | undefined;
     clearTimeout?: ((handle: any) => void) | undefined;
+    /**
+     * deprecated until 1.0: `outboxLimit` (an old name wins over its new one)
+     */
+    queueLimit?: number | undefined;
+    /**
+     * deprecated until 1.0: `peerQueueSize`
+     */
+    queueSize?: number | undefined;
+    /**
+     * deprecated until 1.0: `peerQueueTtl`
+     */
+    queueTtl?: number | undefined;
 };
 export type ConnectionState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
 /**

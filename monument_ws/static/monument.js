@@ -11,7 +11,7 @@
  *     const client = new Client("/ws");               // relative to the page; ws: or wss: follows it
  *     client.on("ws:state", ({ state }) => console.log(state));
  *     console.log(await client.call("data:get:greeting"));
- *     client.tell("log", { level: "info" });          // no reply; queued while offline
+ *     client.tell("log", { level: "info" });          // no reply; kept in the outbox while offline
  *     for await (const n of client.stream("countdown", 3)) console.log(n);
  *     client.perform("ask-name", () => "Ada");        // answer the server's calls
  *     const chat = await client.subscribe("chat", (m) => console.log(m.data), { label: "Ada" });
@@ -21,23 +21,23 @@
  *   error, `Timeout`, or `ConnectionLost` when the socket drops after the call
  *   was sent (unless `retry: true`: then it is sent again after reconnecting,
  *   and the server may run it twice).
- * - Offline queue: every outgoing frame goes through one ordered queue of at
- *   most `queueLimit` frames; while offline, tells and calls wait there (calls
+ * - Outbox: every outgoing frame goes through one ordered outbox of at most
+ *   `outboxLimit` frames; while offline, tells and calls wait there (calls
  *   within their own timeout) and are sent in order after the welcome. A full
- *   queue throws `QueueFull` at once; nothing already queued is dropped. Tells
+ *   outbox throws `QueueFull` at once; nothing already in it is dropped. Tells
  *   written just before a drop are at most once.
  * - Channels: a subscription's handler sees each publication once, in offset
  *   order; after a reconnect the client resubscribes with `since` (offset and
  *   epoch), missed publications are replayed, and `recovered` says whether
  *   none were lost.
- * - Frame middleware: `outgoing(hook)` sees every frame before it is queued (what it
+ * - Frame middleware: `outgoing(hook)` sees every frame before it enters the outbox (what it
  *   throws is thrown by the tell or call that sent it), `incoming(hook)` every frame
  *   after the welcome before dispatch (a refusal answers or fails whatever waited for
  *   the frame), `listen(fn)` every frame first, even text that is not JSON.
  * - Peer queue: `enqueue(data)` resolves once the message is stored for the server's
- *   `socket.consume()`; messages the server queued for this client wait locally
- *   (bounded by `queueSize` and `queueTtl`) for `consume(filter)`, each at most once
- *   (after a reconnect the client says with `queued=` which it already has).
+ *   `socket.consume()`; messages the server queued for this client wait in a local
+ *   inbox (bounded by `peerQueueSize` and `peerQueueTtl`) for `consume(filter)`, each
+ *   at most once (after a reconnect the client says with `queued=` which it already has).
  * - Reconnect: exponential backoff with full jitter
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
  * * close-code table of the protocol (no reconnect after 1000, 1007, 1008, 4401,
@@ -46,6 +46,10 @@
  * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
  *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
  *   the one in use), so a page moves to another process when one drains (1001).
+ *
+ * Renamed: the old names `queueLimit`, `queueSize`, `queueTtl` (options and properties),
+ * `queueDropped` and `queued` still work until 1.0; the first use of each on a page logs a
+ * `console.warn` with its new name.
  *
  * @module monument
  */
@@ -89,7 +93,7 @@ export class Unauthorized extends MonumentError { static code = "unauthorized"; 
 export class Forbidden extends MonumentError { static code = "forbidden"; }
 export class TooLarge extends MonumentError { static code = "too_large"; }
 export class RateLimited extends MonumentError { static code = "rate_limited"; }
-/** The offline queue is full; nothing already queued was dropped. */
+/** The outbox is full; nothing already in it was dropped. (The name predates the outbox's.) */
 export class QueueFull extends RateLimited {}
 export class Timeout extends MonumentError { static code = "timeout"; }
 export class Unavailable extends MonumentError { static code = "unavailable"; }
@@ -457,6 +461,35 @@ function hooked(hook, frame) {
   return result;
 }
 
+/** The old names of options and properties, each with its new one; they go in 1.0. */
+const RENAMED = Object.freeze({
+  queueLimit: "outboxLimit",
+  queueSize: "peerQueueSize",
+  queueTtl: "peerQueueTtl",
+  queueDropped: "peerQueueDropped",
+  queued: "outboxLength",
+});
+
+/** @type {Set<string>} the old names a warning was logged for: one each per page */
+const warnedRenamed = new Set();
+
+/** @param {keyof typeof RENAMED} old */
+function warnRenamed(old) {
+  if (warnedRenamed.has(old)) return;
+  warnedRenamed.add(old);
+  console.warn(`monument_ws: ${old} is deprecated and will be removed in 1.0; use ${RENAMED[old]}`);
+}
+
+/**
+ * The value of an option under its old name (warning about the name), or undefined.
+ * @param {ClientOptions} options @param {"queueLimit" | "queueSize" | "queueTtl"} old
+ */
+function renamedOption(options, old) {
+  const value = options[old];
+  if (value !== undefined) warnRenamed(old);
+  return value;
+}
+
 /** @template T @param {T[]} array @param {T} item */
 function removeFrom(array, item) {
   const index = array.indexOf(item);
@@ -472,18 +505,21 @@ function removeFrom(array, item) {
  * @property {number} [backoffMax=30] seconds; the largest backoff ceiling
  * @property {number} [longDelay=15] seconds added after a 4029 (rate limited) close
  * @property {number} [maxRetries=Infinity] reconnect attempts in a row before giving up (closed, code 1006)
- * @property {number} [queueLimit=1000] frames the offline queue holds
+ * @property {number} [outboxLimit=1000] frames the outbox holds (those not yet sent)
  * @property {number} [callTimeout=60] default seconds a call waits (0: forever)
  * @property {boolean} [heartbeat=true] send ws:heartbeat every `heartbeat` seconds of the welcome, and
  *   treat a heartbeat unanswered for that long as a dead connection
  * @property {boolean} [connect=true] open at once (false: wait for `connect()`)
  * @property {typeof WebSocket} [WebSocket] the WebSocket class (tests inject a fake one)
- * @property {number} [queueSize=100] peer-queue messages kept for `consume()` (the oldest is dropped first)
- * @property {number} [queueTtl=120] seconds a peer-queue message waits for `consume()`
- * @property {() => number} [clock] seconds of a monotonic clock, for `queueTtl` (tests inject one)
+ * @property {number} [peerQueueSize=100] peer-queue messages kept for `consume()` (the oldest is dropped first)
+ * @property {number} [peerQueueTtl=120] seconds a peer-queue message waits for `consume()`
+ * @property {() => number} [clock] seconds of a monotonic clock, for `peerQueueTtl` (tests inject one)
  * @property {() => number} [random] random numbers in [0, 1) for the jitter (tests inject one)
  * @property {(fn: () => void, ms: number) => unknown} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
+ * @property {number} [queueLimit] deprecated until 1.0: `outboxLimit` (an old name wins over its new one)
+ * @property {number} [queueSize] deprecated until 1.0: `peerQueueSize`
+ * @property {number} [queueTtl] deprecated until 1.0: `peerQueueTtl`
  */
 
 /**
@@ -674,7 +710,7 @@ export class Periodic {
   }
 }
 
-/** A monument_ws connection that reconnects, resumes and queues by itself. */
+/** A monument_ws connection that reconnects, resumes, and keeps what it sends while offline. */
 export class Client {
   /**
    * @param {string | URL | Array<string | URL>} [url="/ws"] the socket URL, or every URL the
@@ -693,13 +729,13 @@ export class Client {
     this.backoffMax = options.backoffMax ?? 30;
     this.longDelay = options.longDelay ?? 15;
     this.maxRetries = options.maxRetries ?? Infinity;
-    this.queueLimit = options.queueLimit ?? 1000;
+    this.outboxLimit = renamedOption(options, "queueLimit") ?? options.outboxLimit ?? 1000;
     this.callTimeout = options.callTimeout ?? 60;
     this.heartbeat = options.heartbeat ?? true;
-    this.queueSize = options.queueSize ?? 100;
-    this.queueTtl = options.queueTtl ?? 120;
-    /** Peer-queue messages dropped by `queueSize` or `queueTtl` before they were consumed. */
-    this.queueDropped = 0;
+    this.peerQueueSize = renamedOption(options, "queueSize") ?? options.peerQueueSize ?? 100;
+    this.peerQueueTtl = renamedOption(options, "queueTtl") ?? options.peerQueueTtl ?? 120;
+    /** Peer-queue messages dropped by `peerQueueSize` or `peerQueueTtl` before they were consumed. */
+    this.peerQueueDropped = 0;
     /** Incoming frames refused by a hook. */
     this.refused = 0;
     /** @private */
@@ -745,10 +781,10 @@ export class Client {
     this._incoming = [];
     /** @private @type {FrameHook[]} */
     this._outgoing = [];
-    /** @private @type {Array<{ data: any, seq: number, expires: number }>} messages the server queued */
+    /** @private @type {Array<{ data: any, seq: number, expires: number }>} peer-queue messages for `consume()` */
     this._inbox = [];
     /** The highest peer-queue seq received: the server never sends it again. @private */
-    this._queueLast = 0;
+    this._inboxLast = 0;
     /** @private @type {Map<string, (data: any, frame: Record<string, any>) => unknown>} */
     this._performers = new Map();
     /** @private @type {Map<string, Subscription>} */
@@ -804,9 +840,66 @@ export class Client {
     return this.state === "open";
   }
 
-  /** Frames waiting in the offline queue. */
-  get queued() {
+  /**
+   * Frames in the outbox: made but not yet written to a socket, because the client is offline
+   * or was not welcomed yet (at most `outboxLimit`).
+   */
+  get outboxLength() {
     return this._outbox.length;
+  }
+
+  /** @deprecated until 1.0: `outboxLength` */
+  get queued() {
+    warnRenamed("queued");
+    return this.outboxLength;
+  }
+
+  /** @deprecated until 1.0: `outboxLimit` */
+  get queueLimit() {
+    warnRenamed("queueLimit");
+    return this.outboxLimit;
+  }
+
+  /** @deprecated until 1.0: `outboxLimit` */
+  set queueLimit(value) {
+    warnRenamed("queueLimit");
+    this.outboxLimit = value;
+  }
+
+  /** @deprecated until 1.0: `peerQueueSize` */
+  get queueSize() {
+    warnRenamed("queueSize");
+    return this.peerQueueSize;
+  }
+
+  /** @deprecated until 1.0: `peerQueueSize` */
+  set queueSize(value) {
+    warnRenamed("queueSize");
+    this.peerQueueSize = value;
+  }
+
+  /** @deprecated until 1.0: `peerQueueTtl` */
+  get queueTtl() {
+    warnRenamed("queueTtl");
+    return this.peerQueueTtl;
+  }
+
+  /** @deprecated until 1.0: `peerQueueTtl` */
+  set queueTtl(value) {
+    warnRenamed("queueTtl");
+    this.peerQueueTtl = value;
+  }
+
+  /** @deprecated until 1.0: `peerQueueDropped` */
+  get queueDropped() {
+    warnRenamed("queueDropped");
+    return this.peerQueueDropped;
+  }
+
+  /** @deprecated until 1.0: `peerQueueDropped` */
+  set queueDropped(value) {
+    warnRenamed("queueDropped");
+    this.peerQueueDropped = value;
   }
 
   /** @returns {Record<string, Subscription>} */
@@ -850,11 +943,12 @@ export class Client {
   }
 
   /**
-   * Send without expecting a reply (queued while offline). Throws QueueFull or TooLarge.
+   * Send without expecting a reply (kept in the outbox while offline). Throws QueueFull (the
+   * outbox is full) or TooLarge.
    * @param {string} event @param {unknown} [data]
    */
   tell(event, data) {
-    this._enqueue(JSON.stringify({ event, data: data ?? null }), null);
+    this._toOutbox(JSON.stringify({ event, data: data ?? null }), null);
   }
 
   /**
@@ -939,10 +1033,10 @@ export class Client {
   }
 
   /**
-   * Run `hook(frame)` on every frame before it enters the send queue — calls, tells, streams,
+   * Run `hook(frame)` on every frame before it enters the outbox — calls, tells, streams,
    * subscribes, heartbeats, cancels, answers to the server's calls — in the order the hooks were
    * added. What it throws is thrown by the `tell` (or rejects the `call`) that sent the frame,
-   * and nothing is queued. A call sent again after a reconnect (`retry: true`) goes as the hooks
+   * and nothing enters the outbox. A call sent again after a reconnect (`retry: true`) goes as the hooks
    * left it; they do not run twice. Returns a function that removes the hook.
    * @param {FrameHook} hook
    */
@@ -1006,8 +1100,9 @@ export class Client {
 
   /**
    * Queue `data` for the server (its `socket.consume()` takes it); resolves with its seq once the
-   * message is stored in the server's broker (for `queue_ttl` seconds, reachable from any
-   * process). Queued while offline like any call; rejects like `call`.
+   * message is stored in the server's broker (for the server's `peer_queue_ttl` seconds,
+   * reachable from any process). Kept in the outbox while offline like any call; rejects like
+   * `call`.
    * @param {unknown} [data] @param {CallOptions} [options]
    * @returns {Promise<number>}
    */
@@ -1024,36 +1119,36 @@ export class Client {
    * @returns {Queued | null}
    */
   consume(accept) {
-    this._expireQueued();
+    this._expireInbox();
     const index = this._inbox.findIndex((entry) => !accept || accept(entry.data));
     if (index < 0) return null;
     const [{ data, seq }] = this._inbox.splice(index, 1);
     return { data, seq };
   }
 
-  /** How many queued messages wait for `consume()`. */
+  /** How many peer-queue messages wait in the inbox for `consume()`. */
   get enqueued() {
-    this._expireQueued();
+    this._expireInbox();
     return this._inbox.length;
   }
 
   /** @private @param {Record<string, any>} frame a `ws:enqueue` push with its integer `seq` */
-  _queued(frame) {
-    if (frame.seq <= this._queueLast) return; // already received (sent again after a reconnect)
-    this._queueLast = frame.seq;
-    this._inbox.push({ data: frame.data, seq: frame.seq, expires: this._clock() + this.queueTtl });
-    while (this._inbox.length > this.queueSize) {
+  _toInbox(frame) {
+    if (frame.seq <= this._inboxLast) return; // already received (sent again after a reconnect)
+    this._inboxLast = frame.seq;
+    this._inbox.push({ data: frame.data, seq: frame.seq, expires: this._clock() + this.peerQueueTtl });
+    while (this._inbox.length > this.peerQueueSize) {
       this._inbox.shift();
-      this.queueDropped += 1;
+      this.peerQueueDropped += 1;
     }
   }
 
   /** @private */
-  _expireQueued() {
+  _expireInbox() {
     const now = this._clock();
     while (this._inbox.length && this._inbox[0].expires < now) {
       this._inbox.shift();
-      this.queueDropped += 1;
+      this.peerQueueDropped += 1;
     }
   }
 
@@ -1111,7 +1206,7 @@ export class Client {
   }
 
   /**
-   * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the queue
+   * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the outbox
    * @private
    */
   async _join(subscription, first) {
@@ -1148,7 +1243,7 @@ export class Client {
   }
 
   /**
-   * A request sent ahead of everything queued (resubscribing after a reconnect).
+   * A request sent ahead of everything in the outbox (resubscribing after a reconnect).
    * @param {string} event @param {unknown} data
    * @private
    */
@@ -1172,7 +1267,7 @@ export class Client {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
     const id = this._nextId++;
     const call = new Pending(JSON.stringify({ event, id, data: data ?? null }), retry, stream);
-    this._enqueue(call.text, call, first);
+    this._toOutbox(call.text, call, first);
     this._calls.set(id, call);
     return { id, call };
   }
@@ -1190,15 +1285,15 @@ export class Client {
   _cancelRemote(id, call) {
     if (call.sent && this.connected) {
       try {
-        this._enqueue(JSON.stringify({ event: "ws:cancel", data: { id } }), null);
+        this._toOutbox(JSON.stringify({ event: "ws:cancel", data: { id } }), null);
       } catch {
-        // a full queue: the server's answer will simply be ignored
+        // a full outbox: the server's answer will simply be ignored
       }
     }
   }
 
   /** @private @param {string} text @param {Pending | null} call @param {boolean} [first] */
-  _enqueue(text, call, first = false) {
+  _toOutbox(text, call, first = false) {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
     if (this._outgoing.length) {
       let frame = JSON.parse(text);
@@ -1211,8 +1306,8 @@ export class Client {
       const size = new TextEncoder().encode(text).length;
       if (size > limit) throw new TooLarge(`the frame has ${size} bytes; the server accepts ${limit}`);
     }
-    if (this._outbox.length >= this.queueLimit) {
-      throw new QueueFull(`${this.queueLimit} frames are already waiting to be sent`);
+    if (this._outbox.length >= this.outboxLimit) {
+      throw new QueueFull(`the outbox is full: ${this.outboxLimit} frames are waiting to be sent`);
     }
     if (first) this._outbox.unshift({ text, call });
     else this._outbox.push({ text, call });
@@ -1226,9 +1321,9 @@ export class Client {
     const limit = this.welcome.max_message_size;
     while (this._outbox.length && ws.readyState === 1) {
       const { text, call } = /** @type {{ text: string, call: Pending | null }} */ (this._outbox.shift());
-      // Queued before the welcome told the limit: the server would close with 1009.
+      // Put in the outbox before the welcome told the limit: the server would close with 1009.
       if (typeof limit === "number" && text.length > limit / 3 && new TextEncoder().encode(text).length > limit) {
-        const error = new TooLarge(`a queued frame is larger than the server's ${limit} bytes; dropped`);
+        const error = new TooLarge(`a frame in the outbox is larger than the server's ${limit} bytes; dropped`);
         if (call) call.fail(error);
         else console.warn("monument_ws:", error.message);
         continue;
@@ -1260,7 +1355,7 @@ export class Client {
     let ws;
     try {
       const target = new URL(socketUrl(this.url, this.resume));
-      if (this.resume && this._queueLast) target.searchParams.set("queued", String(this._queueLast));
+      if (this.resume && this._inboxLast) target.searchParams.set("queued", String(this._inboxLast));
       ws = new this._WebSocket(target.toString(), SUBPROTOCOL);
     } catch (error) {
       console.warn("monument_ws: cannot open", this.url, error);
@@ -1297,7 +1392,7 @@ export class Client {
     this.closeCode = code;
     this.closeReason = reason;
     const policy = reconnectPolicy(code);
-    // Calls that were sent are lost with the socket; retried ones go back to the queue, in order.
+    // Calls that were sent are lost with the socket; retried ones go back in the outbox, in order.
     const retried = [];
     for (const call of this._calls.values()) {
       if (!call.sent || call.settled) continue;
@@ -1372,7 +1467,7 @@ export class Client {
       try {
         ({ id } = this._request("ws:heartbeat", null, false, false));
       } catch {
-        return; // a full queue: the connection is busy anyway
+        return; // a full outbox: the connection is busy anyway
       }
       const call = /** @type {Pending} */ (this._calls.get(id));
       // An answer that does not come within a period means a dead (half-open) connection.
@@ -1454,9 +1549,9 @@ export class Client {
     const refusal = known ? error : new InternalError("internal error");
     if (Number.isSafeInteger(frame.call) && frame.event !== "ws:error") {
       try {
-        this._enqueue(JSON.stringify({ event: "ws:error", call: frame.call, error: { code: refusal.code, message: refusal.message } }), null);
+        this._toOutbox(JSON.stringify({ event: "ws:error", call: frame.call, error: { code: refusal.code, message: refusal.message } }), null);
       } catch {
-        // a full queue: the server's call times out
+        // a full outbox: the server's call times out
       }
       return;
     }
@@ -1473,7 +1568,7 @@ export class Client {
     this._welcomed = true;
     this.attempt = 0;
     this._setState("open");
-    // Resubscribe ahead of anything queued while offline, so it meets live channels.
+    // Resubscribe ahead of anything put in the outbox while offline, so it meets live channels.
     const subscriptions = [...this._subscriptions.values()].reverse();
     if (reconnected) for (const subscription of subscriptions) this._rejoin(subscription);
     this._flush();
@@ -1553,14 +1648,14 @@ export class Client {
     const channel = typeof frame.channel === "string" ? frame.channel : data.channel;
     const subscription = typeof channel === "string" ? this._subscriptions.get(channel) : undefined;
     if (event === "ws:enqueue" && Number.isSafeInteger(frame.seq)) {
-      this._queued(frame);
+      this._toInbox(frame);
       return;
     }
     if (event === "ws:knock") {
       try {
-        this._enqueue(JSON.stringify({ event: "ws:heartbeat", data: { channels: [channel] } }), null);
+        this._toOutbox(JSON.stringify({ event: "ws:heartbeat", data: { channels: [channel] } }), null);
       } catch {
-        // a full queue: presence learns we are alive from what is queued
+        // a full outbox: presence learns we are alive from what is in it
       }
       return;
     }
@@ -1613,9 +1708,9 @@ export class Client {
       });
     }
     try {
-      this._enqueue(answer, null);
+      this._toOutbox(answer, null);
     } catch {
-      // a full queue or an answer too large: the server's call times out
+      // a full outbox or an answer too large: the server's call times out
     }
   }
 

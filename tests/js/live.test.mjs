@@ -156,7 +156,7 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.equal(client.state, "open");
   });
 
-  test("a server close with 1011: reconnects by itself, same client id, queue flushed, recovered", async () => {
+  test("a server close with 1011: reconnects by itself, same client id, outbox flushed, recovered", async () => {
     const client = await connect();
     const id = client.clientId;
     const seen = [];
@@ -167,11 +167,11 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     client.on("ws:state", ({ state }) => states.push(state));
     const resubscribed = new Promise((resolve) => room.on("resubscribed", resolve));
     await assert.rejects(client.call("close-me", { code: 1011, reason: "test" }), ConnectionLost);
-    // Offline now: this waits in the queue and is sent after the reconnect.
-    const queued = client.call("echo", "after");
+    // Offline now: this waits in the outbox and is sent after the reconnect.
+    const offline = client.call("echo", "after");
     const offsets = [await publisher.publish("chat", "message", 1), await publisher.publish("chat", "message", 2)];
     assert.deepEqual(await resubscribed, { channel: "chat", recovered: true });
-    assert.equal(await queued, "after");
+    assert.equal(await offline, "after");
     assert.equal(client.clientId, id);
     assert.deepEqual(states.slice(0, 2), ["reconnecting", "open"]);
     await eventually(() => seen.length >= 2, "the recovered publications");
@@ -321,7 +321,7 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.deepEqual([client.consume(), client.consume(), client.consume()].map((q) => q?.data ?? null), [{ n: 1 }, { n: 2 }, null]);
   });
 
-  test("a frame over the server's max_message_size is refused locally, even if queued before the welcome", async () => {
+  test("a frame over the server's max_message_size is refused locally, even if put in the outbox before the welcome", async () => {
     const client = await connect({ connect: false });
     const early = client.call("echo", "x".repeat(5000));
     client.connect();

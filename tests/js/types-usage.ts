@@ -12,7 +12,7 @@ import {
 } from "../../monument_ws/static/monument.js";
 
 export async function use(): Promise<void> {
-  const client = new Client("/ws", { queueSize: 10, queueTtl: 60, callTimeout: 5, connect: false });
+  const client = new Client("/ws", { outboxLimit: 50, peerQueueSize: 10, peerQueueTtl: 60, callTimeout: 5, connect: false });
   const stamp: FrameHook = (frame) => {
     frame.sender = "ts";
   };
@@ -28,7 +28,7 @@ export async function use(): Promise<void> {
   await client.connect();
   const seq: number = await client.enqueue({ kind: "order" });
   const taken: Queued | null = client.consume((data) => data.kind === "note");
-  const waiting: number = client.enqueued + client.queueDropped + client.refused;
+  const waiting: number = client.enqueued + client.peerQueueDropped + client.refused + client.outboxLength;
   const room = await client.subscribe("chat", (message: Message) => console.log(message.offset));
   const offset: number = await client.publish("chat", "message", { text: "hi" });
   for await (const chunk of client.stream("countdown", 3)) console.log(chunk);
@@ -43,6 +43,11 @@ export async function use(): Promise<void> {
   const current: string | URL = spread.url;
   const every: Array<string | URL> = spread.urls;
   console.log(current, every);
+  // Code written before the renames still compiles (the old names are deprecated).
+  const old = new Client("/ws", { queueLimit: 50, queueSize: 10, queueTtl: 60, connect: false });
+  old.queueLimit = old.queueSize + old.queueTtl + old.queueDropped + old.queued;
+  // @ts-expect-error the outbox's length is read-only
+  client.outboxLength = 0;
   // @ts-expect-error the URL in use is read-only: the client moves along `urls` by itself
   spread.url = "ws://c.example/ws";
   // @ts-expect-error a call needs its event name

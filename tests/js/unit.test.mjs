@@ -259,11 +259,11 @@ function fakeClient(options = {}) {
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
 describe("frame handling (fake socket)", () => {
-  test("calls wait in the queue until the welcome, then settle by id with data or typed error", async () => {
+  test("calls wait in the outbox until the welcome, then settle by id with data or typed error", async () => {
     const { client, socket } = fakeClient();
     const a = client.call("echo", 1);
     const b = client.call("missing");
-    assert.equal(client.queued, 2);
+    assert.equal(client.outboxLength, 2);
     assert.deepEqual(socket().sent, []);
     socket().welcome();
     assert.deepEqual(socket().sent.map((f) => [f.event, f.id]), [["echo", 1], ["missing", 2]]);
@@ -497,14 +497,14 @@ describe("frame handling (fake socket)", () => {
     await assert.rejects(big, TooLarge);
   });
 
-  test("the offline queue is bounded (QueueFull) and frames over the server's limit are TooLarge", async () => {
-    const { client, socket } = fakeClient({ queueLimit: 2 });
+  test("the outbox is bounded (QueueFull) and frames over the server's limit are TooLarge", async () => {
+    const { client, socket } = fakeClient({ outboxLimit: 2 });
     client.tell("a");
     client.tell("b");
     assert.throws(() => client.tell("c"), QueueFull);
     await assert.rejects(client.call("d"), QueueFull);
     socket().welcome({ max_message_size: 64 });
-    assert.equal(client.queued, 0);
+    assert.equal(client.outboxLength, 0);
     assert.throws(() => client.tell("e", "x".repeat(100)), TooLarge);
   });
 
@@ -526,7 +526,7 @@ describe("frame handling (fake socket)", () => {
     assert.notEqual(socket(), first, "a new socket was opened");
   });
 
-  test("outgoing hooks stamp every frame before it is queued; a refusal throws at the sender, nothing queued", async () => {
+  test("outgoing hooks stamp every frame before it enters the outbox; a refusal throws at the sender, nothing enters it", async () => {
     const { client, clock, socket } = fakeClient();
     const seen = [];
     client.outgoing((frame) => {
@@ -535,10 +535,10 @@ describe("frame handling (fake socket)", () => {
       frame.sender = "js";
     });
     const remove = client.outgoing((frame) => ({ ...frame, dt: seen.length }));
-    client.tell("early", 1); // queued before the welcome: hooked when queued, not again when sent
+    client.tell("early", 1); // in the outbox before the welcome: hooked when added, not again when sent
     assert.throws(() => client.tell("echo", "forbidden-word"), (e) => e instanceof Forbidden && !e.remote);
     await assert.rejects(client.call("echo", "forbidden-word"), Forbidden);
-    assert.equal(client.queued, 1);
+    assert.equal(client.outboxLength, 1);
     socket().welcome();
     const retried = client.call("echo", 2, { retry: true });
     remove();
@@ -619,7 +619,7 @@ describe("frame handling (fake socket)", () => {
 
   test("peer queue: ws:enqueue pushes wait for consume(filter), once each, bounded by size and ttl", async () => {
     let now = 1000;
-    const { client, socket } = fakeClient({ queueSize: 3, queueTtl: 30, clock: () => now });
+    const { client, socket } = fakeClient({ peerQueueSize: 3, peerQueueTtl: 30, clock: () => now });
     socket().welcome();
     const pushed = [];
     client.on("ws:enqueue", (data) => pushed.push(data));
@@ -633,9 +633,9 @@ describe("frame handling (fake socket)", () => {
     assert.deepEqual(client.consume(), { data: { kind: "invoice", n: 1 }, seq: 1 });
     assert.equal(client.consume((d) => d.kind === "note"), null);
     for (const seq of [4, 5, 6]) socket().receive({ event: "ws:enqueue", seq, data: seq });
-    assert.deepEqual([client.enqueued, client.queueDropped], [3, 1], "the oldest is dropped past queueSize");
+    assert.deepEqual([client.enqueued, client.peerQueueDropped], [3, 1], "the oldest is dropped past peerQueueSize");
     now += 31;
-    assert.deepEqual([client.enqueued, client.queueDropped], [0, 4], "and each waits queueTtl at most");
+    assert.deepEqual([client.enqueued, client.peerQueueDropped], [0, 4], "and each waits peerQueueTtl at most");
     assert.deepEqual(pushed, [], "queued messages are not pushes");
     const stored = client.enqueue({ kind: "order" });
     assert.deepEqual(socket().sent.at(-1), { event: "ws:enqueue", id: 1, data: { kind: "order" } });
@@ -658,6 +658,38 @@ describe("frame handling (fake socket)", () => {
     socket().receive({ event: "ws:enqueue", seq: 7, data: "a" });
     socket().receive({ event: "ws:enqueue", seq: 8, data: "b" });
     assert.deepEqual([client.consume()?.data, client.consume()?.data, client.consume()], ["a", "b", null]);
+  });
+
+  test("the old names still work: options and properties, each with one console.warn per page", () => {
+    const warnings = [];
+    const original = console.warn;
+    console.warn = (...args) => warnings.push(args.join(" "));
+    let client, again;
+    try {
+      ({ client } = fakeClient({ queueLimit: 2, queueSize: 3, queueTtl: 30 }));
+      assert.deepEqual([client.outboxLimit, client.peerQueueSize, client.peerQueueTtl], [2, 3, 30]);
+      client.tell("a");
+      assert.deepEqual(
+        [client.queueLimit, client.queueSize, client.queueTtl, client.queueDropped, client.queued],
+        [2, 3, 30, 0, 1],
+      );
+      client.queueLimit = 5;
+      client.queueSize = 6;
+      client.queueTtl = 7;
+      client.queueDropped = 8;
+      assert.deepEqual([client.outboxLimit, client.peerQueueSize, client.peerQueueTtl, client.peerQueueDropped], [5, 6, 7, 8]);
+      ({ client: again } = fakeClient({ queueLimit: 9 }));
+      assert.deepEqual([again.queued, again.queueLimit], [0, 9]);
+    } finally {
+      console.warn = original;
+    }
+    const renamed = { queueLimit: "outboxLimit", queueSize: "peerQueueSize", queueTtl: "peerQueueTtl", queueDropped: "peerQueueDropped", queued: "outboxLength" };
+    assert.deepEqual(
+      warnings,
+      Object.entries(renamed).map(([old, now]) => `monument_ws: ${old} is deprecated and will be removed in 1.0; use ${now}`),
+    );
+    client.close();
+    again.close();
   });
 
   test("relative URLs follow the page's scheme; resume is a query parameter", () => {
