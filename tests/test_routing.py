@@ -416,7 +416,7 @@ async def test_a_waiting_request_keeps_the_route_it_was_given(make_server, conne
 
 
 async def test_slow_consumer_is_closed_with_4008(make_server, connect: Connect):
-    """Overflowing a socket's send queue closes it with 4008 instead of growing memory."""
+    """Overflowing a socket's send buffer closes it with 4008 instead of growing memory."""
     client, ws = await make_server(send_buffer_frames=10)
 
     @ws.handler("flood")

@@ -373,10 +373,10 @@ async def test_a_slow_consumer_among_concurrent_publishers_is_closed_4008_within
     make_server, connect: Connect
 ):
     """A never-reading subscriber of a channel four clients publish to concurrently: 4008, with
-    its transport buffer within send_queue_bytes + 64 KiB + a frame and no pile of writer tasks."""
+    its transport buffer within send_buffer_bytes + 64 KiB + a frame and no pile of writer tasks."""
     limit = 1_048_576
     client, ws = await make_server(
-        send_queue_limit=1024, send_queue_bytes=limit, heartbeat=0, rate_limit=0
+        send_buffer_frames=1024, send_buffer_bytes=limit, heartbeat=0, rate_limit=0
     )
     ws.namespaces.add("chat", publish="subscribers", history_size=0)
     seen: list[Any] = []

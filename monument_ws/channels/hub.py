@@ -11,7 +11,7 @@ Delivery guarantees (docs/protocol.md):
   says whether the gap was filled.
 * Broadcast and send-to-client are at most once and not recoverable.
 * A slow subscriber never slows the others: writes go to each socket's
-  bounded send queue; one that overflows is closed with 4008 (it can recover
+  bounded send buffer; one that overflows is closed with 4008 (it can recover
   from history after reconnecting).
 
 Recovery sequence, so a publication landing during a resubscribe is

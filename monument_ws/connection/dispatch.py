@@ -11,7 +11,7 @@ the socket's answer and send methods.
   an exception becomes an error frame (``internal`` with a generic message for
   anything not a :class:`~monument_ws.protocol.errors.MonumentWSError`; the traceback
   goes to the server log only).
-* Streams: each chunk waits until the socket's send queue has drained, so a
+* Streams: each chunk waits until the socket's send buffer has drained, so a
   fast generator is slowed to the client's pace instead of getting the socket
   closed as a slow consumer; every ``_STREAM_YIELD_EVERY`` chunks the stream
   hands the loop over anyway, so a generator that never awaits cannot starve

@@ -17,7 +17,7 @@ request (:class:`~monument_ws.connection.admission.Admission`). Guarantees:
 * **Order**: frames are taken in the order they arrived, whether they come
   from aiohttp's parser directly (:mod:`monument_ws.connection.reader`) or
   from the response's queue.
-* **Nothing outlives the socket**: when reading ends, the send queue is
+* **Nothing outlives the socket**: when reading ends, the send buffer is
   dropped, server → client calls fail with ConnectionLost and running handlers
   are cancelled (async generators get ``aclose()``).
 """

@@ -214,7 +214,7 @@ class Outbound:
         stats.slow_consumers += 1
         stats.send_queue_dropped += frames + 1
         self._owner.log.warning(
-            "send queue overflowed (%d frames, %d bytes); closing as a slow consumer",
+            "send buffer overflowed (%d frames, %d bytes); closing as a slow consumer",
             frames,
             queued,
         )

@@ -290,7 +290,7 @@ class Socket:
     async def send(self, event: str, data: Any = None) -> bool:
         """Push ``{"event", "data"}`` to this client; at most once, not recoverable.
 
-        Waits while the send queue is more than half full (backpressure).
+        Waits while the send buffer is more than half full (backpressure).
         Returns False, without raising, once the socket takes no more frames
         (closed, or closed as a slow consumer); a socket that is closing
         gracefully still takes frames until its close frame is written.
@@ -376,7 +376,7 @@ class Socket:
         await self.outbound.close(code, reason)
 
     async def teardown(self) -> None:
-        """The connection is over (the reader calls it last): drop the send queue, fail the
+        """The connection is over (the reader calls it last): drop the send buffer, fail the
         server calls, cancel the running handlers and wait for them."""
         # First: aiohttp may have written a close frame already (the client closed).
         self.outbound.shut()

@@ -86,9 +86,9 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     #: the newest error frames (time, code, message, socket), oldest first
     recent_errors: deque[ErrorRecord] = field(default_factory=lambda: deque(maxlen=RECENT_ERRORS))
-    #: sockets closed because their send queue overflowed
+    #: sockets closed because their send buffer overflowed
     slow_consumers: int = 0
-    #: frames discarded from overflowing send queues (they were never written)
+    #: frames discarded from overflowing send buffers (they were never written)
     send_queue_dropped: int = 0
     #: refusals by reason (origin, upgrade_rate, sockets_per_ip, session, frame_rate, …)
     refused: Counter[str] = field(default_factory=Counter)

@@ -174,12 +174,12 @@ class PluginCollector(Collector):
 
         yield CounterMetricFamily(
             f"{PREFIX}_send_queue_dropped",
-            "Frames discarded from overflowing send queues.",
+            "Frames discarded from overflowing send buffers.",
             value=stats.send_queue_dropped,
         )
         yield CounterMetricFamily(
             f"{PREFIX}_slow_consumers",
-            "Sockets closed with 4008 because their send queue overflowed.",
+            "Sockets closed with 4008 because their send buffer overflowed.",
             value=stats.slow_consumers,
         )
         yield GaugeMetricFamily(

@@ -136,7 +136,7 @@ _MEANING: Final = {
     CloseCode.POLICY: "policy: too many bad frames, auth time-out",
     CloseCode.TOO_BIG: "message too big",
     CloseCode.INTERNAL: "internal error",
-    CloseCode.SLOW_CONSUMER: "slow consumer: its send queue overflowed",
+    CloseCode.SLOW_CONSUMER: "slow consumer: its send buffer overflowed",
     CloseCode.RATE_LIMITED: "rate limited",
     CloseCode.UNAUTHORIZED: "unauthorized",
     CloseCode.FORBIDDEN: "forbidden",
