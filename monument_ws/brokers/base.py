@@ -42,6 +42,14 @@ class History:
     complete: bool  # False when the asked position was already dropped from history
 
 
+def history_after(since: int, top: int, epoch: str, kept: list[Publication]) -> History:
+    """A read from ``since`` in the current ``epoch``, given the publications after ``since``
+    still kept (oldest first): complete when nothing was published since, or the kept ones
+    start right after ``since`` (history drops its oldest first, so there is no gap later)."""
+    complete = since == top or (bool(kept) and kept[0].offset == since + 1)
+    return History(kept, top, epoch, complete)
+
+
 class Listener(Protocol):
     """Who hears what a broker receives: the process's
     :class:`~monument_ws.channels.hub.Hub`. Called in the event loop, in arrival order."""
