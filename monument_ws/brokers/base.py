@@ -80,8 +80,6 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         #: who hears what this broker receives (:meth:`attach`); until then, nobody
         self.listener: Listener = _NOBODY
-        #: Times the broker lost its connection and got it back (metrics read it).
-        self.reconnects = 0
 
     def attach(self, listener: Listener) -> None:
         """Give this broker its listener. A broker serves one hub at a time: one that outlives
@@ -103,6 +101,12 @@ class Broker(abc.ABC):
         broker is always healthy.
         """
         return True
+
+    @property
+    def reconnects(self) -> int:
+        """Times the broker lost its connection and got it back (metrics and the admin page
+        read it); an embedded broker never does."""
+        return 0
 
     # --- channels -------------------------------------------------------
 
