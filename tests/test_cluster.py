@@ -357,3 +357,25 @@ async def test_a_dropped_subscription_recovers_what_it_missed_from_history(own_r
         await r.aclose()
         await publisher.stop()
         await reader.stop()
+
+
+async def test_a_redis_broker_keeps_epochs_only_of_channels_it_receives(redis_prefix):
+    """Publishing to (and reading) channels this process does not subscribe to leaves nothing
+    behind per channel; a subscribed channel's epoch is kept until it is unsubscribed."""
+    from monument_ws.brokers.redis import RedisBroker
+    from tests.test_brokers import publish
+
+    broker = RedisBroker(REDIS_URL, prefix=redis_prefix)
+    await broker.start()
+    try:
+        for i in range(20):
+            await publish(broker, f"elsewhere-{i}", i)
+            await broker.history(f"elsewhere-{i}", 0, None)
+        assert broker._subscriber._epochs == {}
+        await broker.subscribe("here")
+        epoch = (await broker.history("here", 0, None)).epoch
+        assert broker._subscriber._epochs == {"here": epoch}
+        await broker.unsubscribe("here")
+        assert broker._subscriber._epochs == {}
+    finally:
+        await broker.stop()

@@ -97,13 +97,20 @@ class Subscriber:
             await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
     def published(self, channel: str, epoch: str) -> None:
-        """This process published to ``channel`` in ``epoch``: the current one."""
-        self._epochs[channel] = epoch
+        """This process published to ``channel`` in ``epoch``: the current one.
+
+        Kept only for a channel subscribed here, so a process that publishes to
+        many channels it does not receive keeps nothing per channel.
+        """
+        if channel in self._channels:
+            self._epochs[channel] = epoch
 
     def read_history(self, channel: str, epoch: str) -> None:
         """This process read ``channel``'s history in ``epoch``; the epoch its delivered
-        offsets belong to stays the one first seen, so a recovery notices a change."""
-        self._epochs.setdefault(channel, epoch)
+        offsets belong to stays the one first seen, so a recovery notices a change.
+        Kept only for a channel subscribed here, like :meth:`published`."""
+        if channel in self._channels:
+            self._epochs.setdefault(channel, epoch)
 
     # --- reading ------------------------------------------------------------------
 
