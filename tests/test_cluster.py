@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from monument_ws import Unavailable
 from monument_ws.cli import cli
 from monument_ws.client import Client, Message
+from monument_ws.protocol import backoff
 from monument_ws.publisher import Publisher
 from tests.conftest import DEADLINE, REDIS_URL, eventually
 from tests.test_cli import free_port
@@ -326,3 +327,68 @@ async def test_redis_outage_is_survived(own_redis):
         assert server.proc.returncode is None
     finally:
         assert await server.stop() == 0
+
+
+async def test_a_dropped_subscription_recovers_what_it_missed_from_history(own_redis, monkeypatch):
+    """Only the subscription connections drop (Redis keeps its data): the broker reconnects,
+    writes its client registrations again and delivers from history what was published while
+    it was away -- in order, once each, without asking anyone to resubscribe."""
+    from monument_ws.brokers.redis import RedisBroker
+    from tests.test_brokers import Recorder, publish
+
+    # Every reconnect waits long enough for the publications below to be made meanwhile.
+    monkeypatch.setattr(backoff, "delay", lambda *args, **kwargs: 0.3)
+    await own_redis()
+    reader, publisher = RedisBroker(own_redis.url), RedisBroker(own_redis.url)
+    recorder = Recorder(reader)
+    r = aioredis.from_url(own_redis.url)
+    await reader.start()
+    await publisher.start()
+    try:
+        await reader.subscribe("news")
+        await reader.history("news", 0, None)  # as the hub does when a socket subscribes
+        await reader.register_client("c1")
+        await publish(publisher, "news", 1)
+        await eventually(lambda: len(recorder.publications) == 1, "the live publication")
+
+        await r.delete("monument_ws:client:c1")  # as if it expired during the outage
+        assert await r.client_kill_filter(_type="pubsub") == 2  # the reader's and publisher's
+        await eventually(lambda: not reader.healthy, "the reader noticing")
+        for data in (2, 3):
+            await publish(publisher, "news", data)
+
+        await eventually(lambda: len(recorder.publications) == 3, "the recovery")
+        assert [p.offset for p in recorder.publications] == [1, 2, 3]
+        assert recorder.gaps == []
+        assert reader.healthy
+        assert reader.reconnects == 1
+        assert await r.smembers("monument_ws:client:c1") == {reader.node.encode()}
+        await publish(publisher, "news", 4)
+        await eventually(lambda: len(recorder.publications) == 4, "live again")
+        assert [p.offset for p in recorder.publications] == [1, 2, 3, 4]
+    finally:
+        await r.aclose()
+        await publisher.stop()
+        await reader.stop()
+
+
+async def test_a_redis_broker_keeps_epochs_only_of_channels_it_receives(redis_prefix):
+    """Publishing to (and reading) channels this process does not subscribe to leaves nothing
+    behind per channel; a subscribed channel's epoch is kept until it is unsubscribed."""
+    from monument_ws.brokers.redis import RedisBroker
+    from tests.test_brokers import publish
+
+    broker = RedisBroker(REDIS_URL, prefix=redis_prefix)
+    await broker.start()
+    try:
+        for i in range(20):
+            await publish(broker, f"elsewhere-{i}", i)
+            await broker.history(f"elsewhere-{i}", 0, None)
+        assert broker._subscriber._epochs == {}
+        await broker.subscribe("here")
+        epoch = (await broker.history("here", 0, None)).epoch
+        assert broker._subscriber._epochs == {"here": epoch}
+        await broker.unsubscribe("here")
+        assert broker._subscriber._epochs == {}
+    finally:
+        await broker.stop()

@@ -2,11 +2,13 @@
 
 from typing import Any
 
+import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 import monument_ws
+from monument_ws.protocol.errors import Unavailable
 from tests.conftest import Connect, eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -141,3 +143,33 @@ async def test_docs_operating_example_serves_metrics_health_and_admin(aiohttp_cl
     assert (await client.get("/health/live")).status == 200
     assert (await client.get("/health/ready")).status == 200
     assert (await client.get("/_monument/admin")).status == 200
+
+
+async def test_refusals_publish_errors_and_the_drain_are_counted(
+    make_server, connect: Connect, monkeypatch
+):
+    """A foreign Origin is counted under ``refused``, a publish the broker refuses under
+    ``broker_publish_errors``, and a graceful shutdown shows in ``draining`` and ``drained``."""
+    client, ws = await make_server(metrics=True, drain_period=0, drain_grace=1)
+    await connect(client)
+    foreign = await client.get(
+        "/ws",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade", "Origin": "https://evil.test"},
+    )
+    assert foreign.status == 403
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise Unavailable("the broker is unavailable")
+
+    monkeypatch.setattr(ws.broker, "publish", refuse)
+    with pytest.raises(Unavailable):
+        await ws.publish("news", "headline", "lost")
+
+    before = await scrape(client)
+    assert value(before, "monument_ws_refused_total", reason="origin") == 1
+    assert value(before, "monument_ws_broker_publish_errors_total") == 1
+    assert value(before, "monument_ws_draining") == 0
+    await ws.on_shutdown(client.app)
+    after = await scrape(client)
+    assert value(after, "monument_ws_draining") == 1
+    assert value(after, "monument_ws_drained_total") == 1

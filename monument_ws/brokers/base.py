@@ -42,6 +42,14 @@ class History:
     complete: bool  # False when the asked position was already dropped from history
 
 
+def history_after(since: int, top: int, epoch: str, kept: list[Publication]) -> History:
+    """A read from ``since`` in the current ``epoch``, given the publications after ``since``
+    still kept (oldest first): complete when nothing was published since, or the kept ones
+    start right after ``since`` (history drops its oldest first, so there is no gap later)."""
+    complete = since == top or (bool(kept) and kept[0].offset == since + 1)
+    return History(kept, top, epoch, complete)
+
+
 class Listener(Protocol):
     """Who hears what a broker receives: the process's
     :class:`~monument_ws.channels.hub.Hub`. Called in the event loop, in arrival order."""
@@ -72,8 +80,6 @@ class Broker(abc.ABC):
     def __init__(self) -> None:
         #: who hears what this broker receives (:meth:`attach`); until then, nobody
         self.listener: Listener = _NOBODY
-        #: Times the broker lost its connection and got it back (metrics read it).
-        self.reconnects = 0
 
     def attach(self, listener: Listener) -> None:
         """Give this broker its listener. A broker serves one hub at a time: one that outlives
@@ -95,6 +101,12 @@ class Broker(abc.ABC):
         broker is always healthy.
         """
         return True
+
+    @property
+    def reconnects(self) -> int:
+        """Times the broker lost its connection and got it back (metrics and the admin page
+        read it); an embedded broker never does."""
+        return 0
 
     # --- channels -------------------------------------------------------
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import protocol
-from .base import Broker, History, Publication
+from .base import Broker, History, Publication, history_after
+from .local_clients import LocalClients
 
 
 class MemoryBroker(Broker):
@@ -27,7 +28,7 @@ class MemoryBroker(Broker):
         self._history: dict[str, deque[tuple[Publication, float]]] = {}
         self._subscribed: set[str] = set()
         self._presence: dict[str, dict[str, tuple[dict[str, Any], float]]] = {}
-        self._clients: dict[str, int] = {}
+        self._clients = LocalClients()
         # box -> (seq, expires, item), oldest first; a box is deleted once empty
         self._boxes: dict[str, deque[tuple[int, float, bytes]]] = {}
         self._box_seq = 0  # one counter for every box: seqs only grow, even across expiry
@@ -74,9 +75,8 @@ class MemoryBroker(Broker):
             if not history:
                 del self._history[channel]
                 history = None
-        found = [p for p, _ in history or () if p.offset > since]
-        complete = since == top or (bool(found) and found[0].offset == since + 1)
-        return History(found, top, self.epoch, complete)
+        kept = [p for p, _ in history or () if p.offset > since]
+        return history_after(since, top, self.epoch, kept)
 
     async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
         if channel in self._subscribed:
@@ -166,14 +166,10 @@ class MemoryBroker(Broker):
         return items
 
     async def register_client(self, client_id: str) -> None:
-        self._clients[client_id] = self._clients.get(client_id, 0) + 1
+        self._clients.add(client_id)
 
     async def unregister_client(self, client_id: str) -> None:
-        count = self._clients.get(client_id, 0) - 1
-        if count > 0:
-            self._clients[client_id] = count
-        else:
-            self._clients.pop(client_id, None)
+        self._clients.remove(client_id)
 
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if client_id not in self._clients:

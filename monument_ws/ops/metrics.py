@@ -38,7 +38,7 @@ monument_ws_drained_total                   counter  (sockets closed with 1001 b
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -70,55 +70,84 @@ def _observe(family: HistogramMetricFamily, labels: list[str], histogram: Histog
     family.add_metric(labels, histogram.cumulative(), sum_value=histogram.sum)
 
 
+def _counter_by(
+    name: str, doc: str, label: str, counts: Iterable[tuple[str, int]]
+) -> CounterMetricFamily:
+    """A counter family with one sample per ``(label value, count)``, in the given order."""
+    family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
+    for label_value, count in counts:
+        family.add_metric([label_value], count)
+    return family
+
+
 class PluginCollector(Collector):
-    """Reads a plugin's counters, hub, presence and broker at scrape time."""
+    """Reads a plugin's counters, hub, presence and broker at scrape time.
+
+    Families come out in the order of the table in this module's docstring, one
+    step per group.
+    """
 
     def __init__(self, plugin: MonumentWS) -> None:
         self.plugin = plugin
 
     def collect(self) -> Iterator[Metric]:
-        plugin = self.plugin
-        stats = plugin.stats
-        yield GaugeMetricFamily(f"{PREFIX}_sockets_open", "Open sockets.", value=len(plugin.hub))
+        yield from self._sockets()
+        yield from self._frames()
+        yield from self._requests()
+        yield from self._channels()
+        yield from self._broker()
+        yield from self._overload_and_shutdown()
+
+    def _sockets(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_sockets_open", "Open sockets.", value=len(self.plugin.hub)
+        )
         yield CounterMetricFamily(
-            f"{PREFIX}_connections", "Sockets accepted.", value=stats.connections
+            f"{PREFIX}_connections", "Sockets accepted.", value=self.plugin.stats.connections
         )
 
-        received = CounterMetricFamily(
-            f"{PREFIX}_frames_received", "Frames received, by kind.", labels=["kind"]
+    def _frames(self) -> Iterator[Metric]:
+        """Frames by kind, then error frames by code and refusals by reason."""
+        stats = self.plugin.stats
+        yield _counter_by(
+            "frames_received",
+            "Frames received, by kind.",
+            "kind",
+            zip(IN_KINDS, stats.frames_in_by, strict=True),
         )
-        for kind, count in zip(IN_KINDS, stats.frames_in_by, strict=True):
-            received.add_metric([kind], count)
-        yield received
-        sent = CounterMetricFamily(
-            f"{PREFIX}_frames_sent", "Frames accepted for sending, by kind.", labels=["kind"]
+        yield _counter_by(
+            "frames_sent",
+            "Frames accepted for sending, by kind.",
+            "kind",
+            zip(OUT_KINDS, stats.frames_out_by, strict=True),
         )
-        for kind, count in zip(OUT_KINDS, stats.frames_out_by, strict=True):
-            sent.add_metric([kind], count)
-        yield sent
+        # Every code, also those never sent, so a rate query finds a zero instead of nothing.
+        yield _counter_by(
+            "errors",
+            "Error frames, by protocol code.",
+            "code",
+            ((code.value, stats.errors[code]) for code in ErrorCode),
+        )
+        yield _counter_by(
+            "refused",
+            "Refusals (upgrades, frames, auth), by reason.",
+            "reason",
+            sorted(stats.refused.items()),
+        )
 
-        errors = CounterMetricFamily(
-            f"{PREFIX}_errors", "Error frames, by protocol code.", labels=["code"]
-        )
-        for code in ErrorCode:
-            errors.add_metric([code.value], stats.errors[code])
-        yield errors
-        refused = CounterMetricFamily(
-            f"{PREFIX}_refused", "Refusals (upgrades, frames, auth), by reason.", labels=["reason"]
-        )
-        for reason, count in sorted(stats.refused.items()):
-            refused.add_metric([reason], count)
-        yield refused
-
+    def _requests(self) -> Iterator[Metric]:
         latency = _histogram(
             "request_duration_seconds",
             "Seconds from a request's start to its final answer, by route.",
             ["route"],
         )
         for route in ROUTES:
-            _observe(latency, [route], stats.route_latency(route))
+            _observe(latency, [route], self.plugin.stats.route_latency(route))
         yield latency
 
+    def _channels(self) -> Iterator[Metric]:
+        """Channels, subscriptions and presence members, counted per namespace pattern."""
+        plugin = self.plugin
         channels = GaugeMetricFamily(
             f"{PREFIX}_channels", "Channels with local subscribers.", labels=["namespace"]
         )
@@ -149,6 +178,8 @@ class PluginCollector(Collector):
             members.add_metric([namespace], count)
         yield members
 
+    def _broker(self) -> Iterator[Metric]:
+        stats, broker = self.plugin.stats, self.plugin.broker
         publish = _histogram(
             "broker_publish_duration_seconds",
             "Seconds a broker publish took (offset, history and announcement).",
@@ -164,14 +195,15 @@ class PluginCollector(Collector):
         yield CounterMetricFamily(
             f"{PREFIX}_broker_reconnects",
             "Times the broker lost its connection and got it back.",
-            value=plugin.broker.reconnects,
+            value=broker.reconnects,
         )
         yield GaugeMetricFamily(
-            f"{PREFIX}_broker_up",
-            "1 while the broker is connected.",
-            value=int(plugin.broker.healthy),
+            f"{PREFIX}_broker_up", "1 while the broker is connected.", value=int(broker.healthy)
         )
 
+    def _overload_and_shutdown(self) -> Iterator[Metric]:
+        """Slow consumers and their dropped frames, then the graceful shutdown."""
+        stats = self.plugin.stats
         yield CounterMetricFamily(
             f"{PREFIX}_send_queue_dropped",
             "Frames discarded from overflowing send buffers.",
@@ -183,7 +215,7 @@ class PluginCollector(Collector):
             value=stats.slow_consumers,
         )
         yield GaugeMetricFamily(
-            f"{PREFIX}_draining", "1 during a graceful shutdown.", value=int(plugin.draining)
+            f"{PREFIX}_draining", "1 during a graceful shutdown.", value=int(self.plugin.draining)
         )
         yield CounterMetricFamily(
             f"{PREFIX}_drained",

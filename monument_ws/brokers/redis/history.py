@@ -1,0 +1,115 @@
+"""Channel publications and their history: the publish script and history reads.
+
+**One order everywhere.** A Lua script assigns the offset, appends to the
+channel's stream and publishes on its pub/sub channel, atomically; the frame is
+assembled inside the script from pieces encoded once by the publisher, so
+every process writes the same bytes to its sockets without decoding them.
+
+A channel's epoch lives in its meta hash: it is made by the first publish or
+read of a channel that has none (never published, its meta expired, or Redis
+lost its data), so a client holding an older epoch learns its position is gone.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..base import History, Publication, history_after
+from .connection import Connection, milliseconds
+from .keys import Keys
+
+_PUBLISH = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local frame = '{"event":' .. ARGV[2] .. ',"channel":' .. ARGV[3] .. ',"data":' .. ARGV[4]
+  .. ',"offset":' .. offset .. '}'
+local size = tonumber(ARGV[5])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', frame, 'x', ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[9])
+redis.call('PUBLISH', ARGV[1], offset .. ':' .. frame)
+return {offset, epoch}
+"""
+
+#: How long a channel's offset counter outlives its last publication.
+META_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+class ChannelHistory:
+    """Publishes to channels (offset, history, announcement) and reads their history back."""
+
+    def __init__(self, connection: Connection, keys: Keys, clock: Callable[[], float]) -> None:
+        self._connection = connection
+        self._keys = keys
+        self._clock = clock
+
+    async def publish(
+        self, channel: str, event: str, data: Any, *, history_size: int, history_ttl: float
+    ) -> tuple[int, str]:
+        """See :meth:`Broker.publish`; Unavailable while Redis is unreachable."""
+        data_json = orjson.dumps(data)  # TypeError before anything is sent
+        ttl_ms = milliseconds(history_ttl)
+        offset, epoch = await self._connection.script(
+            _PUBLISH,
+            keys=[self._keys.meta(channel), self._keys.stream(channel)],
+            args=[
+                self._keys.pubsub(channel),
+                orjson.dumps(event),
+                orjson.dumps(channel),
+                data_json,
+                history_size,
+                secrets.token_hex(4),
+                int(self._clock() * 1000) + ttl_ms,
+                ttl_ms,
+                max(META_TTL_MS, ttl_ms),
+            ],
+        )
+        return int(offset), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def read(self, channel: str, since: int, epoch: str | None) -> History:
+        """See :meth:`Broker.history`."""
+        current, top = await self._position(channel)
+        if epoch != current or since > top:
+            return History([], top, current, complete=False)
+        kept = [] if since == top else await self._kept_after(channel, since, top)
+        return history_after(since, top, current, kept)
+
+    async def _position(self, channel: str) -> tuple[str, int]:
+        """The channel's epoch and newest offset, starting an epoch if it has none."""
+        meta = self._keys.meta(channel)
+        epoch, offset = await self._connection.call(
+            self._connection.redis.hmget(meta, "epoch", "offset")
+        )
+        top = int(offset) if offset else 0
+        if epoch:
+            return epoch.decode(), top
+        epoch = secrets.token_hex(4)
+        if not await self._connection.call(self._connection.redis.hsetnx(meta, "epoch", epoch)):
+            return await self._position(channel)  # another process started one first
+        await self._connection.call(self._connection.redis.pexpire(meta, META_TTL_MS))
+        return epoch, top
+
+    async def _kept_after(self, channel: str, since: int, top: int) -> list[Publication]:
+        """The unexpired publications with an offset in (``since``, ``top``], oldest first."""
+        entries = await self._connection.call(
+            self._connection.redis.xrange(self._keys.stream(channel), min=f"({since}-0")
+        )
+        now_ms = self._clock() * 1000
+        kept = []
+        for entry_id, fields in entries:
+            offset = int(entry_id.split(b"-")[0])
+            if offset > top:
+                break  # published after the position was read: it is delivered live
+            if int(fields[b"x"]) >= now_ms:
+                kept.append(Publication(channel, offset, fields[b"f"]))
+        return kept

@@ -1,0 +1,201 @@
+"""The subscription connection: one pub/sub reader per process, and its way back after an outage.
+
+The reader hands each message to the broker's listener in arrival order: a
+publication of an application channel (``{p}:ch:*``) once per offset, in
+offset order; a join/leave frame; a broadcast; a frame for a client of this
+process; a control message. It listens to the application channels the hub
+subscribed to, and always to broadcasts, this process's node channel and control.
+
+**Outages.** When the subscription connection fails the broker turns
+unhealthy and the reader reconnects with capped backoff and jitter, logging
+every attempt. Once back it resubscribes everything, counts a reconnect,
+rewrites this process's client registrations, then -- before reading live
+messages again -- reads each channel's history from the last offset delivered
+here and delivers what was missed. Where history cannot fill the gap (another
+epoch, or the missed publications were dropped) it calls
+:meth:`~monument_ws.brokers.base.Listener.resubscribe_all` for that channel.
+Local sockets keep being served throughout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from ...protocol import backoff
+from ...protocol.errors import Unavailable
+from ..base import Broker, Publication
+from .connection import Connection
+from .history import ChannelHistory
+from .keys import Keys
+from .registry import ClientRegistry
+
+log = logging.getLogger("monument_ws.redis")
+
+
+class Subscriber:
+    """The pub/sub reader of one broker, with what it delivered of each channel."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        keys: Keys,
+        node: str,
+        *,
+        broker: Broker,
+        history: ChannelHistory,
+        registry: ClientRegistry,
+        connected: asyncio.Event,
+        backoff_max: float,
+    ) -> None:
+        self._connection = connection
+        self._keys = keys
+        self._broker = broker  # whose listener hears what arrives (attach() may change it)
+        self._history = history
+        self._registry = registry
+        self._connected = connected  # set here while the subscription connection is up
+        self._backoff_max = backoff_max
+        self._always = (keys.broadcast, keys.node(node), keys.control)
+        self._broadcast, self._node, self._control = (name.encode() for name in self._always)
+        self._channel_prefix = keys.pubsub_prefix.encode()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._channels: set[str] = set()  # application channels subscribed on this process
+        self._delivered: dict[str, int] = {}  # newest offset delivered per channel
+        self._epochs: dict[str, str] = {}  # the epoch those offsets belong to
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        self._pubsub = self._connection.redis.pubsub()
+        await self._pubsub.subscribe(*self._always)
+        self._connected.set()
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        # Remembered first: if Redis is unreachable now, the reconnect subscribes it.
+        self._channels.add(channel)
+        await self._connection.call(self._pubsub.subscribe(self._keys.pubsub(channel)))
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        self._delivered.pop(channel, None)
+        self._epochs.pop(channel, None)
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.unsubscribe(self._keys.pubsub(channel))
+
+    def published(self, channel: str, epoch: str) -> None:
+        """This process published to ``channel`` in ``epoch``: the current one.
+
+        Kept only for a channel subscribed here, so a process that publishes to
+        many channels it does not receive keeps nothing per channel.
+        """
+        if channel in self._channels:
+            self._epochs[channel] = epoch
+
+    def read_history(self, channel: str, epoch: str) -> None:
+        """This process read ``channel``'s history in ``epoch``; the epoch its delivered
+        offsets belong to stays the one first seen, so a recovery notices a change.
+        Kept only for a channel subscribed here, like :meth:`published`."""
+        if channel in self._channels:
+            self._epochs.setdefault(channel, epoch)
+
+    # --- reading ------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    if message["type"] == "message":
+                        self._dispatch(message["channel"], message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._connected.clear()
+                log.warning("lost the Redis subscription connection: %s", exc)
+                await self._reconnect_until_back()
+
+    def _dispatch(self, source: bytes, payload: bytes) -> None:
+        listener = self._broker.listener
+        if source.startswith(self._channel_prefix):
+            self._on_channel(source[len(self._channel_prefix) :].decode(), payload)
+        elif source == self._broadcast:
+            listener.deliver_broadcast(payload)
+        elif source == self._node:
+            client_id, _, frame = payload.partition(b"\n")
+            listener.deliver_to_client(client_id.decode(), frame)
+        elif source == self._control:
+            listener.deliver_control(payload)
+
+    def _on_channel(self, channel: str, payload: bytes) -> None:
+        head, _, frame = payload.partition(b":")
+        if head == b"e":
+            self._broker.listener.deliver_ephemeral(channel, frame)
+            return
+        offset = int(head)
+        if offset <= self._delivered.get(channel, 0):
+            return  # already delivered by a recovery
+        self._delivered[channel] = offset
+        self._broker.listener.deliver(Publication(channel, offset, frame))
+
+    # --- outages ------------------------------------------------------------------
+
+    async def _reconnect_until_back(self) -> None:
+        attempt = 0
+        while True:
+            delay = backoff.delay(attempt, 0.1, self._backoff_max)
+            attempt += 1
+            log.warning("reconnecting to Redis in %.2f s (attempt %d)", delay, attempt)
+            await asyncio.sleep(delay)
+            try:
+                await self._reconnect()
+                return
+            except (RedisError, OSError, Unavailable) as exc:
+                log.warning("Redis is still unreachable: %s", exc)
+
+    async def _reconnect(self) -> None:
+        """Resubscribe everything, then recover each channel before reading live messages."""
+        with contextlib.suppress(Exception):
+            await self._pubsub.aclose()
+        self._pubsub = self._connection.redis.pubsub()
+        channels = sorted(self._channels)
+        await self._pubsub.subscribe(*self._always, *map(self._keys.pubsub, channels))
+        self.reconnects += 1
+        self._connected.set()
+        log.warning("reconnected to Redis; recovering %d channels", len(channels))
+        await self._registry.refresh()
+        for channel in channels:
+            await self._recover(channel)
+
+    async def _recover(self, channel: str) -> None:
+        """Deliver what ``channel`` missed since the last offset delivered here; live
+        messages that arrive meanwhile wait in the connection and are skipped by offset."""
+        last = self._delivered.get(channel, 0)
+        history = await self._history.read(channel, last, self._epochs.get(channel))
+        if not history.complete:
+            log.warning(
+                "history cannot fill the gap of %r after %d; asking clients to resubscribe",
+                channel,
+                last,
+            )
+            self._delivered[channel] = history.offset
+            self._epochs[channel] = history.epoch
+            self._broker.listener.resubscribe_all(channel)
+            return
+        for publication in history.publications:
+            self._delivered[channel] = publication.offset
+            self._broker.listener.deliver(publication)
+        if history.publications:
+            log.warning("recovered %d publications of %r", len(history.publications), channel)
