@@ -1,7 +1,9 @@
 """Channels on one process, across processes through the broker.
 
-``namespaces`` decides who may subscribe and publish; ``hub`` holds this
-process's subscribers and fans publications out (encode once); ``presence`` keeps
-member lists; ``peer_queues`` the messages waiting for a peer to consume them;
-``kick`` the order that closes sockets on every process.
+``namespaces`` decides who may subscribe and publish; ``hub`` is what the plugin holds and the
+broker calls, made of ``registry`` (this process's sockets by client id: send-to-client, kicks,
+drain), ``recovery`` (channel subscriptions, and recovering what a subscriber missed) and
+``fanout`` (publications written to every subscriber, encoded once); ``presence`` keeps member
+lists; ``peer_queues`` the messages waiting for a peer to consume them; ``kick`` the order that
+closes sockets on every process.
 """

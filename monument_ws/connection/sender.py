@@ -25,8 +25,8 @@ Invariants, whatever the interleaving of producers:
 * **Closed**: after :meth:`Sender.close` (or when the transport is lost)
   every frame is refused, the queue is gone and :meth:`Sender.drain` returns.
 * **Gathering**: between :meth:`Sender.gather` and :meth:`Sender.flush` (the
-  hub calls them around the publications of one loop turn, see
-  :class:`~monument_ws.channels.hub.Hub`) every accepted frame is appended to a list
+  fan-out calls them around the publications of one loop turn, see
+  :mod:`~monument_ws.channels.fanout`) every accepted frame is appended to a list
   instead, and written with the others in one ``transport.write``: one system
   call for a burst instead of one per frame. Order is kept (nothing bypasses
   the list while it exists); past ``high_water`` bytes it is written early, so

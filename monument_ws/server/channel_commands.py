@@ -13,8 +13,9 @@ Ordering and guarantees:
   namespace's ``authenticated``, and ``max_subscriptions``.
 * Recovery: with ``since`` the publications the socket missed are pushed before the reply, and
   live ones arriving meanwhile are held and flushed after it, none twice (see
-  :mod:`monument_ws.channels.hub`). The presence join comes before the reply too, so the client
-  may unsubscribe as soon as it has it; ``ws:join`` and ``CHANNEL_SUBSCRIBED`` follow the reply.
+  :mod:`monument_ws.channels.recovery`). The presence join comes before the reply too, so the
+  client may unsubscribe as soon as it has it; ``ws:join`` and ``CHANNEL_SUBSCRIBED`` follow the
+  reply.
 * Leaving a channel -- unsubscribe, revoke or the socket closing -- leaves presence (closing:
   disconnected, the client may come back; otherwise removed), pushes ``ws:leave`` where the
   namespace says so and emits ``CHANNEL_UNSUBSCRIBED``: once per subscription.

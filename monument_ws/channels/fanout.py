@@ -1,0 +1,102 @@
+"""Fan-out: one frame written to many local sockets, encoded once.
+
+Delivery guarantees (docs/protocol.md):
+
+* A channel publication reaches each local subscriber **at most once live**,
+  as the same encoded bytes (encoded once by the broker, however many
+  subscribers there are), in the channel's offset order.
+* Broadcast and join/leave pushes are at most once and not recoverable.
+* A slow subscriber never slows the others: writes go to each socket's
+  bounded send buffer; one that overflows is closed with 4008 (it can recover
+  from history after reconnecting).
+
+A frame for many sockets goes through the outgoing hooks once, with
+``socket=None``, and is framed once (:func:`shared_frame`); a hook that drops
+it drops it for every socket. A subscriber still recovering
+(:mod:`~monument_ws.channels.recovery`) does not get live publications
+written: they are appended to its buffer.
+
+Writes are gathered per loop turn: the first publication of a turn is written
+at once; later ones in the same turn are gathered per socket
+(:meth:`~monument_ws.connection.sender.Sender.gather`) and written in one go
+when the turn ends -- one system call per socket for a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeAlias
+
+from .. import protocol
+from ..brokers.base import Publication
+from ..connection.middleware import Middleware
+from ..connection.socket import Socket
+from ..connection.stats import OUT_PUBLICATION
+
+#: channel -> its local subscribers -> None when live, or the publications buffered while it
+#: recovers. :mod:`~monument_ws.channels.recovery` adds and removes subscribers; the fan-out
+#: only reads it and appends to buffers.
+Members: TypeAlias = dict[str, dict[Socket, list[Publication] | None]]
+
+
+def shared_frame(frame: bytes, middleware: Middleware | None) -> tuple[bytes, bytes] | None:
+    """A frame for many sockets: through the outgoing middleware once (``socket=None``),
+    then framed once; None when a hook dropped it."""
+    if middleware is not None and middleware.outgoing_hooks:
+        hooked = middleware.run_outgoing(frame, None)
+        if hooked is None:
+            return None
+        frame = hooked
+    return frame, protocol.text_frame(frame)
+
+
+class Fanout:
+    """Writes publications and pushes to the local subscribers of a channel, or to given sockets."""
+
+    def __init__(self, members: Members, middleware: Middleware | None) -> None:
+        self._members = members
+        self._middleware = middleware
+        # Sockets gathering this loop turn's publications (see deliver); None between turns.
+        self._gathering: list[Socket] | None = None
+
+    def deliver(self, publication: Publication) -> None:
+        """Write one publication to every local subscriber of its channel (same bytes to each)."""
+        subs = self._members.get(publication.channel)
+        if subs is None:
+            return
+        shared = shared_frame(publication.frame, self._middleware)
+        if shared is None:
+            return
+        frame, wire = shared
+        gathering = self._gathering
+        first = gathering is None
+        if gathering is None:
+            gathering = self._gathering = []
+            asyncio.get_running_loop().call_soon(self._flush)
+        for socket, buffer in subs.items():
+            if buffer is None:
+                if not first and socket.sender.gather():
+                    gathering.append(socket)
+                socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
+            else:
+                buffer.append(publication)
+
+    def _flush(self) -> None:
+        """End of a loop turn with publications: write what each socket gathered."""
+        gathering, self._gathering = self._gathering, None
+        for socket in gathering or ():
+            socket.flush()
+
+    def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
+        """A frame without offset (join/leave) to every local subscriber of ``channel``,
+        recovering ones included; nothing (not even the hooks) when there is none."""
+        subs = self._members.get(channel)
+        if subs:
+            self.send(list(subs), frame)
+
+    def send(self, sockets: list[Socket], frame: bytes) -> None:
+        """Write ``frame`` to each of ``sockets``, the same bytes to each."""
+        shared = shared_frame(frame, self._middleware)
+        if shared is not None:
+            for socket in sockets:
+                socket.send_raw_nowait(*shared)

@@ -1,0 +1,149 @@
+"""Channel recovery: which local socket is subscribed to which channel, and subscribing one so
+it gets what it missed.
+
+Guarantees (docs/protocol.md):
+
+* A subscriber that resubscribes with ``since`` gets what it missed from
+  history (**at least once** within the history window; duplicates are
+  recognisable by ``offset``) before its subscribe reply, and ``recovered``
+  says whether the gap was filled.
+* When the broker lost publications of a channel that history cannot supply
+  (an outage), every local subscriber of the channel is asked to resubscribe
+  (a ``ws:resubscribe`` push, :meth:`Subscriptions.resubscribe_all`).
+
+Recovery sequence, so a publication landing during a resubscribe is
+delivered exactly once: the socket is added to the channel live but with a
+buffer; history since its offset is read and sent; the subscribe reply is
+sent; then buffered publications newer than the last one sent are flushed and
+the buffer removed. :meth:`Subscriptions.subscribe` does the first two steps
+and returns the reply, the caller queues the reply, then
+:meth:`Subscriptions.go_live` the last.
+
+Replayed and flushed publications go through the outgoing hooks with
+``socket=None``, as live ones do (:func:`~monument_ws.channels.fanout.shared_frame`), into
+the socket's send buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import protocol
+from ..brokers.base import Broker, Publication
+from ..connection.middleware import Middleware
+from ..connection.socket import Socket
+from ..connection.stats import OUT_PUBLICATION
+from .fanout import Members, shared_frame
+
+
+class Subscriptions:
+    """The channels of this process's sockets. The broker is subscribed to a channel while it
+    has at least one local subscriber."""
+
+    def __init__(self, broker: Broker, middleware: Middleware | None) -> None:
+        self._broker = broker
+        self._middleware = middleware
+        #: every channel's local subscribers, live or recovering (the table the fan-out reads)
+        self.members: Members = {}
+        self._of_socket: dict[Socket, set[str]] = {}
+
+    def __len__(self) -> int:
+        """How many sockets have at least one subscription."""
+        return len(self._of_socket)
+
+    def channels(self) -> dict[str, int]:
+        """Channels with local subscribers, and how many."""
+        return {channel: len(subs) for channel, subs in self.members.items()}
+
+    def subscribers(self, channel: str) -> list[Socket]:
+        """The local subscribers of ``channel``, live or recovering."""
+        return list(self.members.get(channel, ()))
+
+    def subscribed(self, socket: Socket, channel: str) -> bool:
+        return channel in self._of_socket.get(socket, ())
+
+    def of_socket(self, socket: Socket) -> set[str]:
+        """The channels ``socket`` is subscribed to (a copy)."""
+        return set(self._of_socket.get(socket, ()))
+
+    async def subscribe(
+        self, socket: Socket, channel: str, since: tuple[int, str] | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """Subscribe ``socket``; with ``since=(offset, epoch)`` push what it missed first.
+
+        Returns the subscribe reply ``{"channel", "offset", "epoch", "recovered"}``
+        and the offset to pass to :meth:`go_live` once the reply is queued. Until
+        then, live publications for ``socket`` are buffered. If reading history
+        fails, ``socket`` is unsubscribed again and the error raised.
+        """
+        subs = self.members.get(channel)
+        if subs is None:
+            subs = self.members[channel] = {}
+            await self._broker.subscribe(channel)
+        subs[socket] = []
+        self._of_socket.setdefault(socket, set()).add(channel)
+        try:
+            offset_asked, epoch_asked = since if since is not None else (0, None)
+            history = await self._broker.history(channel, offset_asked, epoch_asked)
+            recovered = since is not None and history.complete
+            last = history.offset
+            if recovered:
+                last = offset_asked
+                for publication in history.publications:
+                    self._send(socket, publication)
+                    last = publication.offset
+            reply = {
+                "channel": channel,
+                "offset": history.offset,
+                "epoch": history.epoch,
+                "recovered": recovered,
+            }
+            return reply, last
+        except BaseException:
+            await self.unsubscribe(socket, channel)
+            raise
+
+    def go_live(self, socket: Socket, channel: str, after: int) -> None:
+        """End ``socket``'s recovery on ``channel``: flush buffered publications newer than ``after``."""
+        subs = self.members.get(channel)
+        if subs is None or socket not in subs:
+            return
+        buffer = subs[socket]
+        subs[socket] = None
+        for publication in buffer or ():
+            if publication.offset > after:
+                self._send(socket, publication)
+
+    def _send(self, socket: Socket, publication: Publication) -> None:
+        shared = shared_frame(publication.frame, self._middleware)
+        if shared is not None:
+            socket.send_raw_nowait(*shared, OUT_PUBLICATION)
+
+    async def unsubscribe(self, socket: Socket, channel: str) -> bool:
+        """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""
+        channels = self._of_socket.get(socket)
+        if channels is None or channel not in channels:
+            return False
+        channels.discard(channel)
+        if not channels:
+            del self._of_socket[socket]
+        subs = self.members.get(channel)
+        if subs is not None:
+            subs.pop(socket, None)
+            if not subs:
+                del self.members[channel]
+                await self._broker.unsubscribe(channel)
+        return True
+
+    async def leave_all(self, socket: Socket) -> list[str]:
+        """Unsubscribe ``socket`` from every channel; returns the channels it left, sorted."""
+        left = sorted(self._of_socket.get(socket, ()))
+        for channel in left:
+            await self.unsubscribe(socket, channel)
+        return left
+
+    def resubscribe_all(self, channel: str) -> None:
+        """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap)."""
+        frame = protocol.push("ws:resubscribe", {"channel": channel})
+        for socket in self.subscribers(channel):
+            socket.send_raw_nowait(frame)
