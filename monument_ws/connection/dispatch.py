@@ -140,20 +140,24 @@ class Dispatcher:
                 set_event = protocol.set_event_for(frame.event)
                 assert set_event is not None
                 # Data events are answered even without an id, as monument did.
-                await socket.answer(request, protocol.reply(set_event, request_id, value))
+                await socket.outbound.answer(request, protocol.reply(set_event, request_id, value))
             elif route is Route.COMMAND:
                 result = await self.commands.requests[frame.event](socket, frame)
                 if request_id is not None:
-                    await socket.answer(request, protocol.reply(frame.event, request_id, result))
+                    await socket.outbound.answer(
+                        request, protocol.reply(frame.event, request_id, result)
+                    )
             else:
                 values = await self.bus.emit(
                     frame.event, frame.data, message=frame.raw, socket=socket
                 )
                 if request_id is not None:
                     value = next((v for v in values if v is not None), None)
-                    await socket.answer(request, protocol.reply(frame.event, request_id, value))
+                    await socket.outbound.answer(
+                        request, protocol.reply(frame.event, request_id, value)
+                    )
         except MonumentWSError as exc:
-            await socket.fail(request, exc.code, exc.message)
+            await socket.outbound.fail(request, exc.code, exc.message)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is None or task.cancelling():  # the request was cancelled: no answer due
@@ -161,10 +165,10 @@ class Dispatcher:
             # A CancelledError nobody asked this task for (the handler awaited something
             # cancelled): a failure like any other, or the request would go unanswered.
             socket.log.exception("handler for %r failed", frame.event)
-            await socket.fail(request, ErrorCode.INTERNAL, "internal error")
+            await socket.outbound.fail(request, ErrorCode.INTERNAL, "internal error")
         except Exception:
             socket.log.exception("handler for %r failed", frame.event)
-            await socket.fail(request, ErrorCode.INTERNAL, "internal error")
+            await socket.outbound.fail(request, ErrorCode.INTERNAL, "internal error")
         finally:
             self._observe(route, started)
             socket.admission.ended(request)
@@ -192,8 +196,8 @@ class Dispatcher:
                 socket.admission.carry_on(frame, result, started)
                 return
             if request_id is not None:
-                socket.send_raw_nowait(
-                    protocol.reply(frame.event, request_id, result), kind=OUT_REPLY
+                socket.outbound.offer(
+                    protocol.reply(frame.event, request_id, result), None, OUT_REPLY
                 )
         except MonumentWSError as exc:
             socket.outbound.fail_now(exc.code, exc.message, request_id)
@@ -230,7 +234,7 @@ class Dispatcher:
             await self._deliver(socket, frame, request, result, final=True)
         elif frame.id is not None:
             # The common case, a plain value answering an id, without _deliver's generality.
-            await socket.answer(request, protocol.reply(frame.event, frame.id, result))
+            await socket.outbound.answer(request, protocol.reply(frame.event, frame.id, result))
 
     async def _stream(
         self, socket: Socket, frame: Frame, request: Request, items: AsyncIterator[Any]
@@ -248,7 +252,7 @@ class Dispatcher:
                     chunks = 0
                     await asyncio.sleep(0)
         if frame.id is not None:
-            await socket.answer(request, protocol.end(frame.event, frame.id))
+            await socket.outbound.answer(request, protocol.end(frame.event, frame.id))
 
     async def _deliver(
         self, socket: Socket, frame: Frame, request: Request, item: Any, *, final: bool
@@ -258,14 +262,14 @@ class Dispatcher:
             return False
         kind = item.type if isinstance(item, Yield) else YieldType.MESSAGE
         if kind is YieldType.ERROR or kind is YieldType.NOT_FOUND:
-            await socket.fail(request, item.code, item.message)
+            await socket.outbound.fail(request, item.code, item.message)
             return False
         if kind is YieldType.BROADCAST:
             if self.fanout is None:
                 raise RuntimeError("broadcast yields need a socket served by monument_ws.setup()")
             await self.fanout(item.event or frame.event, item.data, item.channel)
             if final and frame.id is not None:
-                await socket.answer(request, protocol.reply(frame.event, frame.id, None))
+                await socket.outbound.answer(request, protocol.reply(frame.event, frame.id, None))
             return True
         event = frame.event
         body: dict[str, Any]
@@ -281,14 +285,16 @@ class Dispatcher:
         else:
             body = {"data": item}
         if frame.id is None or event != frame.event:
-            sent = await socket.send_raw(protocol.encode({"event": event, **body}))
+            sent = await socket.outbound.send(protocol.encode({"event": event, **body}))
             if final and frame.id is not None:  # the request still gets its one answer
-                return await socket.answer(request, protocol.reply(frame.event, frame.id, None))
+                return await socket.outbound.answer(
+                    request, protocol.reply(frame.event, frame.id, None)
+                )
             return sent
         if final:
-            return await socket.answer(
+            return await socket.outbound.answer(
                 request, protocol.encode({"event": event, "id": frame.id, **body})
             )
-        return await socket.send_raw(
+        return await socket.outbound.send(
             protocol.encode({"event": event, "id": frame.id, **body, "more": True})
         )
