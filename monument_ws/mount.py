@@ -73,7 +73,7 @@ def setup(
     app[MONUMENT_WS] = plugin
     app.cleanup_ctx.append(plugin.lifespan)
     if cfg.websocket is not False:
-        app.router.add_get(cfg.path, plugin.handle_upgrade, name="monument_ws")
+        app.router.add_get(cfg.path, plugin.gate.handle, name="monument_ws")
         app.on_shutdown.append(plugin.on_shutdown)
         if cfg.client_path:
             static.add_routes(app, cfg.client_path)

@@ -583,3 +583,52 @@ async def test_a_client_just_below_the_rate_is_never_refused_or_closed(
     assert flood_warnings(caplog) == ([], [])
     await peer.close()
     await asyncio.wait_for(reading, DEADLINE)
+
+
+def auth_only_app(make_server: Any, clock: FakeClock) -> Any:
+    """A server on ``clock`` without require_auth and without a session parser: stage
+    ``login`` hands over a session expiring in ``data["ttl"]`` seconds."""
+
+    async def start() -> Any:
+        client, ws = await make_server(clock=clock, sleep=clock.sleep)
+
+        async def authenticate(socket: Any, stage: str, data: Any) -> AuthStep:
+            expires = clock() + float(data["ttl"])
+            return AuthStep("authenticated", None, Session(user="ada", expires_at=expires))
+
+        ws.authenticator = authenticate
+        return client, ws
+
+    return start
+
+
+async def test_an_expiry_first_given_by_ws_auth_is_enforced(make_server, connect: Connect):
+    """A socket that connected without a deadline and got an expiring session from ws:auth
+    is closed with 4401 when it expires (its watcher starts with the session)."""
+    clock = FakeClock()
+    client, ws = await auth_only_app(make_server, clock)()
+    peer = await connect(client)
+    assert clock.deadlines() == []  # no deadline yet: no watcher task at all
+    login = {"event": "ws:auth", "id": 1, "data": {"stage": "login", "ttl": 60}}
+    assert (await peer.request(login))["data"]["stage"] == "authenticated"
+    await eventually(lambda: clock.deadlines() == [clock() + 60], "the watcher asleep")
+    clock.advance(60)
+    assert await peer.closed() == 4401
+    assert ws.stats.refused["expired"] == 1
+
+
+async def test_a_refresh_that_brings_expiry_forward_takes_effect_at_once(
+    make_server, connect: Connect
+):
+    """A new session that expires sooner than the one the watcher sleeps on is enforced at
+    its own expiry, not the old one's."""
+    clock = FakeClock()
+    client, ws = await auth_only_app(make_server, clock)()
+    peer = await connect(client)
+    await peer.request({"event": "ws:auth", "id": 1, "data": {"stage": "login", "ttl": 3600}})
+    await eventually(lambda: clock.deadlines() == [clock() + 3600], "asleep for an hour")
+    await peer.request({"event": "ws:auth", "id": 2, "data": {"stage": "login", "ttl": 5}})
+    await eventually(lambda: clock.deadlines() == [clock() + 5], "one watcher, on the new expiry")
+    clock.advance(5)
+    assert await peer.closed() == 4401
+    assert ws.stats.refused["expired"] == 1

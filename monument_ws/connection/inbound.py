@@ -1,6 +1,6 @@
 """The way in: read one socket's frames until it closes, and decide per frame who takes it.
 
-:func:`serve` is the socket's whole life after its welcome. Each text frame is
+:meth:`Inbound.serve` is the socket's whole life after its welcome. Each text frame is
 counted, shown to listeners, decoded, checked against the rate limit, passed
 through the incoming hooks and the auth stage, then taken by an inline command
 (``ws:ping``, ``ws:cancel``, ``ws:result``, ``ws:error``) or admitted as a
@@ -47,11 +47,6 @@ _BEFORE_AUTH = frozenset(name for name, command in protocol.COMMANDS.items() if 
 _Close = tuple[int, str]
 
 _BINARY = Invalid(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
-
-
-async def serve(socket: Socket, ws: web.WebSocketResponse, dispatch: Dispatcher) -> None:
-    """Read ``socket``'s frames until it closes, then end everything it started."""
-    await Inbound(socket, ws, dispatch).serve()
 
 
 class Inbound:

@@ -13,7 +13,7 @@ A :class:`Socket` ties together the parts of one connection:
   ``rate_limited``), with exactly one final answer per request id;
 * its server → client calls (:class:`~monument_ws.connection.calls.PendingCalls`).
 
-Its reader is :func:`monument_ws.connection.inbound.serve`, which the plugin
+Its reader is :meth:`monument_ws.connection.inbound.Inbound.serve`, which the plugin
 runs for the socket's whole life. Guarantees that span the parts:
 
 * **Draining answers everything**: after :meth:`Socket.finish` the reader goes

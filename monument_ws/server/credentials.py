@@ -8,13 +8,14 @@ and the watcher that closes a socket whose credentials lapse.
 * ``ws:auth`` runs the authenticator (``ws.authenticator``) for one stage. A session it returns
   replaces the socket's -- a refresh moves ``expires_at`` -- and the socket joins the reserved
   channels of its new user and session.
-* The watcher runs only for sockets with a deadline when they connect: with ``require_auth``,
-  one not ``authenticated`` after ``auth_timeout`` seconds is closed with 1008; one whose
-  ``session.expires_at`` has passed is closed with 4401. It looks at the session each time it
-  wakes, so a refresh before the deadline keeps the socket; it sleeps until the deadline it last
-  saw (at most an hour at a time), so a refresh that brings expiry forward takes effect then.
-  Time is ``clock()`` (seconds, like ``expires_at``) and waiting is ``sleep(seconds)``; both
-  come from ``setup()``, so tests move a fake clock instead of sleeping.
+* The watcher runs for sockets with a deadline: with ``require_auth``, one not
+  ``authenticated`` after ``auth_timeout`` seconds is closed with 1008; one whose
+  ``session.expires_at`` has passed is closed with 4401. A session with an expiry that
+  ``ws:auth`` hands over restarts the socket's watcher, so an expiry is enforced whether it came
+  at the upgrade or later, and a refresh that moves it, later or sooner, takes effect at once.
+  It sleeps at most an hour at a time. Time is ``clock()`` (seconds, like ``expires_at``) and
+  waiting is ``sleep(seconds)``; both come from ``setup()``, so tests move a fake clock instead
+  of sleeping. Sockets without a deadline have no watcher task at all.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Credentials:
         self.session_parser: SessionParser | None = None
         #: ``async def authenticate(socket, stage, data) -> AuthStep`` answering ws:auth.
         self.authenticator: Authenticator | None = None
+        self._watchers: dict[Socket, asyncio.Task[None]] = {}
 
     # --- at the upgrade -----------------------------------------------------
 
@@ -106,16 +108,27 @@ class Credentials:
         socket.stage = step.stage
         if step.session is not None:
             _hand(socket, step.session)
+            if step.session.expires_at is not None and not socket.closed:
+                self._restart_watcher(socket)
             await self._join_reserved(socket)
         return {"stage": socket.stage, "data": step.reply}
 
     # --- the watcher ----------------------------------------------------------
 
-    def watch(self, socket: Socket) -> asyncio.Task[None] | None:
-        """Start the watcher of a socket that has a deadline; cancel the task when it closes."""
-        if not self.config.require_auth and socket.session.expires_at is None:
-            return None  # no task at all: an idle socket costs less
-        return asyncio.get_running_loop().create_task(self._watch(socket))
+    def watch(self, socket: Socket) -> None:
+        """Start the watcher of a new socket that has a deadline; :meth:`forget` it when it closes."""
+        if self.config.require_auth or socket.session.expires_at is not None:
+            self._restart_watcher(socket)
+
+    def forget(self, socket: Socket) -> None:
+        """``socket`` closed: stop its watcher, if it has one."""
+        watcher = self._watchers.pop(socket, None)
+        if watcher is not None:
+            watcher.cancel()
+
+    def _restart_watcher(self, socket: Socket) -> None:
+        self.forget(socket)
+        self._watchers[socket] = asyncio.get_running_loop().create_task(self._watch(socket))
 
     async def _watch(self, socket: Socket) -> None:
         if not await self._authenticated_in_time(socket):

@@ -170,15 +170,11 @@ class MonumentWS(ServerAPI):
 
     # --- lifecycle -------------------------------------------------------------
 
-    async def handle_upgrade(self, request: web.Request) -> web.StreamResponse:
-        """The socket route (see :mod:`monument_ws.server.upgrade`)."""
-        return await self.gate.handle(request)
-
     async def on_shutdown(self, app: web.Application) -> None:
         """Graceful shutdown: refuse upgrades, then close every socket with 1001 in batches
         over ``drain_period`` (see :meth:`Hub.drain`). The broker stops afterwards, in
         :meth:`lifespan`, so the last answers and publishes still go through."""
-        self.gate.draining = True
+        self.gate.close()
         cfg = self.config
         self.stats.drained += await self.hub.drain(
             cfg.drain_period, cfg.drain_batch, cfg.drain_grace

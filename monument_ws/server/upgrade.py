@@ -31,7 +31,7 @@ from ..config import Config
 from ..connection import reader as aiohttp_reader
 from ..connection.auth import ResumeTokens, Session, client_ip
 from ..connection.dispatch import Dispatcher
-from ..connection.inbound import serve
+from ..connection.inbound import Inbound
 from ..connection.limits import TokenBucket
 from ..connection.socket import Socket
 from ..connection.stats import Stats
@@ -73,14 +73,19 @@ class UpgradeGate:
         self.credentials = credentials
         self.channel_commands = channel_commands
         self.tokens = tokens
-        #: True once a graceful shutdown began: every upgrade is refused.
+        #: True once a graceful shutdown began (:meth:`close`): every upgrade is refused.
         self.draining = False
         self._per_ip: dict[str, int] = {}
         self._per_user: dict[str, int] = {}
         self._upgrades: dict[str, TokenBucket] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The socket route's handler: check, accept, admit, then serve until closed."""
+        """The socket route's handler: check, accept, admit, then serve until closed.
+
+        This coroutine lives as long as the socket, and so does every frame of the ``await``
+        chain under it (some 300 bytes each): the steps before the socket exists run in
+        :meth:`_accept`, which has returned by then, and the reader is awaited directly.
+        """
         ip = self._check(request)
         ws = aiohttp_reader.response(
             protocols=(protocol.SUBPROTOCOL,),
@@ -89,10 +94,44 @@ class UpgradeGate:
             heartbeat=self.config.heartbeat or None,
             decode_text=False,
         )
+        accepted = await self._accept(request, ws, ip)
+        if accepted is None:
+            return ws
+        socket, resume = accepted
+        user = socket.session.user  # counted under this user, whatever ws:auth does later
+        self.stats.connections += 1
+        _hold(self._per_ip, ip)
+        if user is not None:
+            _hold(self._per_user, user)
+        self.credentials.watch(socket)
+        await self.hub.add(socket)
+        try:
+            socket.send_raw_nowait(
+                self._welcome(socket, resume, await self.channel_commands.join_reserved(socket))
+            )
+            if socket.resumed:
+                await self._resume_queue(socket, request.query.get(QUEUED_PARAM))
+            await announce(self.bus, SOCKET_CONNECTED, socket=socket)
+            await Inbound(socket, ws, self.dispatcher).serve()
+        finally:
+            self.credentials.forget(socket)
+            for channel in await self.hub.remove(socket):
+                await self.channel_commands.left(socket, channel, closed=True)
+            _release(self._per_ip, ip)
+            if user is not None:
+                _release(self._per_user, user)
+            await announce(self.bus, SOCKET_CLOSED, socket=socket, code=socket.close_code)
+        return ws
+
+    async def _accept(
+        self, request: web.Request, ws: web.WebSocketResponse, ip: str
+    ) -> tuple[Socket, str] | None:
+        """Accept the upgrade and make the socket with its session and its resume secret; None
+        when the session parser or the user's socket count refused it (``ws`` closed)."""
         await ws.prepare(request)
         session = await self.credentials.parse(request, ws)
         if session is None or not await self._user_has_room(session, ws):
-            return ws
+            return None
         resumed_id = self.tokens.verify(request.query.get("resume"))
         client_id, resume = self.tokens.issue(resumed_id)
         socket = Socket(
@@ -106,8 +145,11 @@ class UpgradeGate:
         )
         logs.bind(socket.id, client_id)
         self.credentials.admit(socket, session)
-        await self._serve(socket, ws, resume, request.query.get(QUEUED_PARAM))
-        return ws
+        return socket, resume
+
+    def close(self) -> None:
+        """A graceful shutdown began: refuse every upgrade from now on (503, Retry-After: 1)."""
+        self.draining = True
 
     # --- before the socket exists -----------------------------------------------
 
@@ -166,35 +208,6 @@ class UpgradeGate:
         return False
 
     # --- the socket's life ------------------------------------------------------
-
-    async def _serve(
-        self, socket: Socket, ws: web.WebSocketResponse, resume: str, queued: str | None
-    ) -> None:
-        """Welcome ``socket``, serve it until it closes, then let go of all it held."""
-        ip, user = socket.ip, socket.session.user  # counted under these, whatever ws:auth does
-        self.stats.connections += 1
-        _hold(self._per_ip, ip)
-        if user is not None:
-            _hold(self._per_user, user)
-        watcher = self.credentials.watch(socket)
-        await self.hub.add(socket)
-        try:
-            socket.send_raw_nowait(
-                self._welcome(socket, resume, await self.channel_commands.join_reserved(socket))
-            )
-            if socket.resumed:
-                await self._resume_queue(socket, queued)
-            await announce(self.bus, SOCKET_CONNECTED, socket=socket)
-            await serve(socket, ws, self.dispatcher)
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-            for channel in await self.hub.remove(socket):
-                await self.channel_commands.left(socket, channel, closed=True)
-            _release(self._per_ip, ip)
-            if user is not None:
-                _release(self._per_user, user)
-            await announce(self.bus, SOCKET_CLOSED, socket=socket, code=socket.close_code)
 
     def _welcome(self, socket: Socket, resume: str, reserved: dict[str, Any]) -> bytes:
         cfg = self.config
