@@ -75,9 +75,11 @@ class Fanout:
             asyncio.get_running_loop().call_soon(self._flush)
         for socket, buffer in subs.items():
             if buffer is None:
-                if not first and socket.sender.gather():
+                # The socket's way out, not its handler-facing wrappers: one call per subscriber.
+                outbound = socket.outbound
+                if not first and outbound.sender.gather():
                     gathering.append(socket)
-                socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
+                outbound.offer(frame, wire, OUT_PUBLICATION)
             else:
                 buffer.append(publication)
 
@@ -85,7 +87,7 @@ class Fanout:
         """End of a loop turn with publications: write what each socket gathered."""
         gathering, self._gathering = self._gathering, None
         for socket in gathering or ():
-            socket.flush()
+            socket.outbound.flush()
 
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         """A frame without offset (join/leave) to every local subscriber of ``channel``,
@@ -99,4 +101,4 @@ class Fanout:
         shared = shared_frame(frame, self._middleware)
         if shared is not None:
             for socket in sockets:
-                socket.send_raw_nowait(*shared)
+                socket.outbound.offer(*shared)
