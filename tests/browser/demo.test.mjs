@@ -61,6 +61,22 @@ describe("the demo page in Chromium", needs(chromiumMissing), () => {
     }
   });
 
+  test("a member whose tab closed is listed as away, not counted as here", async () => {
+    const [ada] = pages;
+    const lovelace = await open("Lovelace");
+    await waitForText(lovelace, "#status", "connected");
+    await ada.waitForFunction(() => document.querySelectorAll("#presence li").length === 3, null, { polling: 50 });
+    await lovelace.close();
+    await ada.waitForFunction(
+      () => document.querySelectorAll("#away li").length === 1 && document.getElementById("presence-count").textContent === "2",
+      null,
+      { polling: 100, timeout: 20000 },
+    );
+    assert.deepEqual(await texts(ada, "#away li"), ["Lovelace"]);
+    assert.deepEqual((await texts(ada, "#presence li")).sort(), ["Ada", "Grace"]);
+    assert.equal(await ada.textContent("#away-count"), "1");
+  });
+
   test("the data:get:greeting result renders, over the socket as over HTTP", async () => {
     const [page] = pages;
     await waitForText(page, "#ws-greeting", /Hello from monument_ws/);
