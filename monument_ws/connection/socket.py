@@ -40,7 +40,7 @@ from aiohttp import WSMsgType, web
 from .. import protocol
 from ..config import Config
 from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
-from ..protocol.frames import CloseCode, ErrorCode, Frame, Invalid, Queued
+from ..protocol.frames import CloseCode, Frame, Invalid, Queued
 from ..protocol.patches import SyncState
 from . import reads
 from .admission import Admission, Runner
@@ -48,7 +48,7 @@ from .auth import Session
 from .calls import PendingCalls
 from .commands import InlineCommand
 from .outbound import Outbound, OutgoingHooks
-from .requests import Request, RequestTable
+from .requests import RequestTable
 from .sender import Sender
 from .stats import OUT_PUSH, OUT_REPLY
 
@@ -316,10 +316,6 @@ class Socket:
         see :meth:`Outbound.offer`."""
         return self.outbound.offer(frame, wire, kind)
 
-    def flush(self) -> None:
-        """Write the frames gathered in this loop turn (see :meth:`Sender.gather`)."""
-        self.outbound.flush()
-
     async def drain(self) -> None:
         """Wait until every queued frame has been handed to the transport (or the socket died)."""
         await self.outbound.sender.drain()
@@ -342,18 +338,6 @@ class Socket:
         if request is None:
             return False
         return await self.outbound.answer(request, protocol.reply(event, request_id, data))
-
-    def answer(self, request: Request, frame: bytes) -> Coroutine[Any, Any, bool]:
-        """Send the one final answer of ``request`` (a no-op once it was answered)."""
-        return self.outbound.answer(request, frame)
-
-    def fail(self, request: Request, code: ErrorCode, message: str) -> Coroutine[Any, Any, None]:
-        """End ``request`` with an error frame (counted; sent when the request has an id)."""
-        return self.outbound.fail(request, code, message)
-
-    def error_now(self, code: ErrorCode, message: str, request_id: Any = None) -> None:
-        """Send an error frame without waiting (counted in the stats)."""
-        self.outbound.error_now(code, message, request_id)
 
     # --- ending -------------------------------------------------------------
 
