@@ -337,8 +337,8 @@ class Config:
     secret: str = option(
         "",
         "Key that signs resume secrets. Empty: a random key per process, so a client "
-        "can only resume on the process that issued it. Set it (the same on every "
-        "process) when running several.",
+        "can only resume on the process that issued it (run --workers N generates one "
+        "its workers share). Set it (the same on every process) when running several.",
         parse_str,
     )
     resume_ttl: float = option(

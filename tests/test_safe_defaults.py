@@ -2,14 +2,21 @@
 
 import asyncio
 import logging
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 
 import monument_ws
 from monument_ws.bus import EventBus
 from monument_ws.client import Client
+from tests.conftest import DEADLINE, REDIS_URL
+from tests.test_cli import free_port
 
 
 async def test_sockets_off_with_handlers_warns_once_and_the_client_says_404(
@@ -79,3 +86,112 @@ async def test_a_refused_upgrade_with_another_status_is_named(make_server: Any) 
     assert str(refused.value) == f"{url} answered HTTP 503, not a WebSocket upgrade"
     await first.close()
     await asyncio.sleep(0)
+
+
+async def wait_listening(port: int, proc: asyncio.subprocess.Process) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEADLINE
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            if loop.time() > deadline or proc.returncode is not None:
+                raise AssertionError("the server did not start") from None
+            await asyncio.sleep(0.05)
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), DEADLINE)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode is not None
+    return proc.returncode
+
+
+async def welcome(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with session.ws_connect(url) as ws:
+        frame = await ws.receive_json(timeout=DEADLINE)
+        assert frame["event"] == "ws:welcome"
+        return dict(frame["data"])
+
+
+async def test_workers_without_a_secret_share_a_generated_one(
+    redis_prefix: str, tmp_path: Path
+) -> None:
+    """`run --workers 2` without --secret: a client resumes its client id on the other worker,
+    and run says it generated the secret."""
+    port = free_port()
+    stderr = (tmp_path / "stderr").open("wb")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monument_ws", "run", "--port", str(port), "--workers", "2",
+        "--broker", REDIS_URL, "--broker-prefix", redis_prefix,
+        stdout=asyncio.subprocess.DEVNULL, stderr=stderr,
+    )  # fmt: skip
+    r = aioredis.from_url(REDIS_URL)
+    try:
+        await wait_listening(port, proc)
+        url = f"ws://127.0.0.1:{port}/ws"
+        key = f"{redis_prefix}:client:"
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as ws:
+                first = (await ws.receive_json(timeout=DEADLINE))["data"]
+                client_id, resume = first["client_id"], first["resume"]
+                home = await r.smembers(key + client_id)
+            assert len(home) == 1
+            for _ in range(int(DEADLINE * 20)):
+                async with session.ws_connect(f"{url}?resume={resume}") as ws:
+                    again = (await ws.receive_json(timeout=DEADLINE))["data"]
+                    assert (again["client_id"], again["resumed"]) == (client_id, True)
+                    resume = again["resume"]
+                    if await r.smembers(key + client_id) - home:
+                        break
+            else:
+                pytest.fail("no reconnection landed on the other worker")
+    finally:
+        await r.aclose()
+        assert await stop(proc) == 0
+        stderr.close()
+    logged = (tmp_path / "stderr").read_text()
+    assert logged.count("generated one resume secret shared by the 2 workers") == 1
+
+
+async def test_processes_with_different_secrets_warn_once(
+    redis_prefix: str, tmp_path: Path
+) -> None:
+    """Two processes on one broker with different secrets: the first resume that does not verify
+    logs one warning naming `secret`; the next ones do not."""
+    procs: list[asyncio.subprocess.Process] = []
+    ports = [free_port(), free_port()]
+    files = [(tmp_path / f"stderr{i}").open("wb") for i in range(2)]
+    try:
+        for i, port in enumerate(ports):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "monument_ws", "run", "--port", str(port),
+                "--broker", REDIS_URL, "--broker-prefix", redis_prefix, "--secret", f"key-{i}",
+                stdout=asyncio.subprocess.DEVNULL, stderr=files[i],
+            )  # fmt: skip
+            procs.append(proc)
+        for port, proc in zip(ports, procs, strict=True):
+            await wait_listening(port, proc)
+        async with aiohttp.ClientSession() as session:
+            first = await welcome(session, f"ws://127.0.0.1:{ports[0]}/ws")
+            for _ in range(3):
+                other = await welcome(
+                    session, f"ws://127.0.0.1:{ports[1]}/ws?resume={first['resume']}"
+                )
+                assert other["resumed"] is False
+    finally:
+        for proc in procs:
+            await stop(proc)
+        for file in files:
+            file.close()
+    logged = (tmp_path / "stderr1").read_text()
+    assert logged.count("resume token did not verify") == 1, logged
+    assert "processes sharing a broker must share `secret`" in logged
+    assert "did not verify" not in (tmp_path / "stderr0").read_text()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 
 import click
 from aiohttp import web
 
+from ..config import Config
 from ..server import logs
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
@@ -68,4 +71,16 @@ def run(
             raise
         raise click.ClickException(cannot_listen(host, port, exc)) from None
     if workers > 1:
-        serve_workers(app, cfg, host, port, workers)
+        serve_workers(app, cfg if cfg.secret else shared_secret(cfg, workers), host, port, workers)
+
+
+def shared_secret(cfg: Config, workers: int) -> Config:
+    """``cfg`` with a random ``secret`` for the workers ``run`` starts itself, so a client resumes
+    its client id on any of them (each would otherwise pick its own key). Logged, never shown."""
+    logging.getLogger("monument_ws").warning(
+        "no secret set: generated one resume secret shared by the %d workers; clients keep "
+        "their client id across workers but not across restarts of run (set --secret for that, "
+        "and the same secret on every other process sharing the broker)",
+        workers,
+    )
+    return cfg.replace(secret=secrets.token_urlsafe(32))
