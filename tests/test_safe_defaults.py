@@ -195,3 +195,86 @@ async def test_processes_with_different_secrets_warn_once(
     assert logged.count("resume token did not verify") == 1, logged
     assert "processes sharing a broker must share `secret`" in logged
     assert "did not verify" not in (tmp_path / "stderr0").read_text()
+
+
+async def start_run(port: int, *args: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monument_ws", "run", "--port", str(port), *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await wait_listening(port, proc)
+    return proc
+
+
+async def half_open(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that starts a request head and never finishes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    await writer.drain()
+    return reader, writer
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bool:
+    """Whether the server closes the connection (a reset too: it closed with our head unread)."""
+    try:
+        return await asyncio.wait_for(reader.read(), DEADLINE) == b""
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def test_run_closes_connections_whose_request_head_never_completes() -> None:
+    """--header-timeout: 100 half-open connections, each trickling a header line, are all
+    closed by the server; the server still answers afterwards."""
+    port = free_port()
+    proc = await start_run(port, "--header-timeout", "0.5")
+    try:
+        conns = [await half_open(port) for _ in range(100)]
+        for _, writer in conns[:50]:
+            writer.write(b"X-Trickle: 1\r\n")
+        closed = await asyncio.gather(*(closed_by_server(reader) for reader, _ in conns))
+        assert sum(closed) == 100
+        for _, writer in conns:
+            writer.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/api/greeting") as response,
+        ):
+            assert response.status == 200
+    finally:
+        assert await stop(proc) == 0
+
+
+async def test_run_refuses_connections_beyond_the_limit_per_address() -> None:
+    """--max-connections-per-ip 20: from one address, connections beyond 20 open are closed at
+    accept; once some close, new ones are served again (sockets count too)."""
+    port = free_port()
+    proc = await start_run(port, "--max-connections-per-ip", "20", "--header-timeout", "600")
+    try:
+        held = [await half_open(port) for _ in range(19)]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"ws://127.0.0.1:{port}/ws") as ws,
+        ):
+            assert (await ws.receive_json(timeout=DEADLINE))["event"] == "ws:welcome"
+            extra = [await half_open(port) for _ in range(30)]
+            refused = await asyncio.gather(*(closed_by_server(reader) for reader, _ in extra))
+            assert sum(refused) == 30
+            for _, writer in extra:
+                writer.close()
+            for _, writer in held[:5]:
+                writer.close()
+            for _ in range(int(DEADLINE * 20)):
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/api/greeting") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("a connection was still refused after five closed")
+        for _, writer in held[5:]:
+            writer.close()
+    finally:
+        assert await stop(proc) == 0

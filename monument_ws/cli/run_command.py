@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..server import logs
+from .connections import listen
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
 from .options import CONTEXT, build_config, config_options
@@ -61,11 +62,19 @@ def run(
         )
     application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
     try:
-        # Probed first: a busy port fails in one line before the app's start-up hooks run,
-        # and before any worker starts (each would print its own traceback).
-        probe_port(host, port, reuse_port=workers > 1)
+        # Bound (or, for workers, probed) first: a busy port fails in one line before the app's
+        # start-up hooks run, and before any worker starts (each would print its own traceback).
         if workers == 1:
-            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+            listener = listen(host, port, cfg.max_connections_per_ip, reuse_port=False)
+            web.run_app(
+                application,
+                sock=listener,
+                keepalive_timeout=cfg.header_timeout,
+                print=click.echo,
+                ssl_context=tls,
+            )
+        else:
+            probe_port(host, port, reuse_port=True)
     except OSError as exc:
         if debug:
             raise
