@@ -71,6 +71,18 @@ async def test_a_plugs_folder_without_sockets_is_named(
     assert [r.getMessage() for r in caplog.records if "plugs" in r.getMessage()]
 
 
+async def test_nothing_listening_is_named_with_the_url() -> None:
+    """No server at all: the error names the URL, the close code and the retries."""
+
+    async def no_wait(delay: float) -> None:
+        pass
+
+    url = f"ws://127.0.0.1:{free_port()}/ws"
+    with pytest.raises(monument_ws.ConnectionLost) as lost:
+        await Client(url, sleep=no_wait).connect()
+    assert str(lost.value) == f"could not connect to {url} (1006: no connection after 6 retries)"
+
+
 async def test_a_refused_upgrade_with_another_status_is_named(make_server: Any) -> None:
     """A 503 (too many sockets from this address) is said as it is, without the 404 hint."""
     client, _ = await make_server(max_sockets_per_ip=1)

@@ -149,7 +149,7 @@ class Connection:
                 self._finish(code, status.close_reason)
                 return
             if not opened_once and attempt >= _FIRST_RETRIES:
-                self._finish(code, "could not connect")
+                self._finish(code, f"no connection after {_FIRST_RETRIES} retries")
                 return
             await self._listeners.emit("ws:offline", {"code": code, "reason": status.close_reason})
             delay = self._backoff.delay(attempt)
