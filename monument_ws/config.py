@@ -337,8 +337,8 @@ class Config:
     secret: str = option(
         "",
         "Key that signs resume secrets. Empty: a random key per process, so a client "
-        "can only resume on the process that issued it. Set it (the same on every "
-        "process) when running several.",
+        "can only resume on the process that issued it (run --workers N generates one "
+        "its workers share). Set it (the same on every process) when running several.",
         parse_str,
     )
     resume_ttl: float = option(
@@ -420,6 +420,25 @@ class Config:
         "Open sockets per user (from the session parser); more are closed with 4029.",
         parse_int,
         aliases=("maxSocketsPerUser",),
+        minimum=1,
+    )
+    header_timeout: float = option(
+        5.0,
+        "monument-ws run: seconds a connection has to send a complete request head (and, "
+        "between requests, the next one) before it is closed, so connections that never "
+        "finish their head do not stay open. aiohttp's keepalive_timeout; an upgraded "
+        "socket is not affected.",
+        parse_float,
+        aliases=("headerTimeout",),
+        minimum=0.1,
+    )
+    max_connections_per_ip: int = option(
+        2048,
+        "monument-ws run: open TCP connections per peer address, counted from accept "
+        "(requests and sockets alike; keep it above max_sockets_per_ip); more are closed "
+        "at once.",
+        parse_int,
+        aliases=("maxConnectionsPerIp",),
         minimum=1,
     )
     trusted_proxies: tuple[str, ...] = option(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import secrets
 
 import click
 from aiohttp import web
 
+from ..config import Config
 from ..server import logs
+from .connections import listen
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
 from .options import CONTEXT, build_config, config_options
@@ -58,14 +62,34 @@ def run(
         )
     application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
     try:
-        # Probed first: a busy port fails in one line before the app's start-up hooks run,
-        # and before any worker starts (each would print its own traceback).
-        probe_port(host, port, reuse_port=workers > 1)
+        # Bound (or, for workers, probed) first: a busy port fails in one line before the app's
+        # start-up hooks run, and before any worker starts (each would print its own traceback).
         if workers == 1:
-            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+            listener = listen(host, port, cfg.max_connections_per_ip, reuse_port=False)
+            web.run_app(
+                application,
+                sock=listener,
+                keepalive_timeout=cfg.header_timeout,
+                print=click.echo,
+                ssl_context=tls,
+            )
+        else:
+            probe_port(host, port, reuse_port=True)
     except OSError as exc:
         if debug:
             raise
         raise click.ClickException(cannot_listen(host, port, exc)) from None
     if workers > 1:
-        serve_workers(app, cfg, host, port, workers)
+        serve_workers(app, cfg if cfg.secret else shared_secret(cfg, workers), host, port, workers)
+
+
+def shared_secret(cfg: Config, workers: int) -> Config:
+    """``cfg`` with a random ``secret`` for the workers ``run`` starts itself, so a client resumes
+    its client id on any of them (each would otherwise pick its own key). Logged, never shown."""
+    logging.getLogger("monument_ws").warning(
+        "no secret set: generated one resume secret shared by the %d workers; clients keep "
+        "their client id across workers but not across restarts of run (set --secret for that, "
+        "and the same secret on every other process sharing the broker)",
+        workers,
+    )
+    return cfg.replace(secret=secrets.token_urlsafe(32))

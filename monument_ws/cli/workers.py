@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..server import logs
+from .connections import listen
 from .listening import tls_context
 from .loading import load_app
 
@@ -20,9 +21,8 @@ def _worker(target: str, cfg: Config, host: str, port: int) -> None:
     # SSLContext does not pickle: each spawned worker loads the files itself.
     web.run_app(
         load_app(target, cfg),
-        host=host,
-        port=port,
-        reuse_port=True,
+        sock=listen(host, port, cfg.max_connections_per_ip, reuse_port=True),
+        keepalive_timeout=cfg.header_timeout,
         print=None,
         ssl_context=tls_context(cfg),
     )

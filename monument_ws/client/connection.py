@@ -91,6 +91,8 @@ class Connection:
         self._tasks = tasks
         self._runner: asyncio.Task[None] | None = None
         self._first: asyncio.Future[None] | None = None  # resolved by the first welcome
+        #: why the last attempt was not a WebSocket at all (an HTTP answer), for the error
+        self._refused: str | None = None
 
     @property
     def url(self) -> str:
@@ -147,7 +149,7 @@ class Connection:
                 self._finish(code, status.close_reason)
                 return
             if not opened_once and attempt >= _FIRST_RETRIES:
-                self._finish(code, "could not connect")
+                self._finish(code, f"no connection after {_FIRST_RETRIES} retries")
                 return
             await self._listeners.emit("ws:offline", {"code": code, "reason": status.close_reason})
             delay = self._backoff.delay(attempt)
@@ -171,13 +173,19 @@ class Connection:
                 ssl=self.ssl,
             ) as ws:
                 self.ws = ws
+                self._refused = None
                 welcomed = await self._welcomed(ws, reconnected=reconnected)
                 if welcomed:
                     code = await self._serve(ws)
                 if code is None:
                     code = ws.close_code
+        except aiohttp.WSServerHandshakeError as exc:
+            log.debug("connection attempt refused: %s", exc)
+            self._refused = _refusal(self.url, exc.status)
+            code = CloseCode.ABNORMAL
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.debug("connection attempt failed: %s", exc)
+            self._refused = None
             code = CloseCode.ABNORMAL
         finally:
             self.ws = None
@@ -271,7 +279,11 @@ class Connection:
         self._outbox.clear()
         self._tasks.cancel()
         if self._first is not None and not self._first.done():
-            self._first.set_exception(ConnectionLost(f"could not connect to {self.url}"))
+            self._first.set_exception(
+                ConnectionLost(
+                    self._refused or f"could not connect to {self.url} ({code}: {reason})"
+                )
+            )
             self._first.exception()
         if not status.closing:  # close() emits it itself, after the tasks are gone
             self._tasks.spawn(self._listeners.emit("ws:close", {"code": code, "reason": reason}))
@@ -286,3 +298,12 @@ def _policy(code: int | None) -> Reconnect:
         return CloseCode(code).reconnect
     except ValueError:
         return Reconnect.BACKOFF
+
+
+def _refusal(url: str, status: int) -> str | None:
+    """What to say when ``url`` answered the upgrade with plain HTTP ``status``; None when it
+    did switch protocols (101) and failed later in the handshake."""
+    if status == 101:
+        return None
+    hint = " (is websocket=True set on the server, and is the path right?)" if status == 404 else ""
+    return f"{url} answered HTTP {status}, not a WebSocket upgrade{hint}"

@@ -8,7 +8,9 @@ and peer queues key on it. A client can never choose its own id: the secret is
 time with the configured ``secret``. Verification needs no storage, so any
 process sharing the secret can resume any client. A secret older than
 ``resume_ttl`` seconds, or one that does not verify, is ignored and the client
-gets a new id.
+gets a new id. Secrets that are well formed but signed with another key are
+counted (:attr:`ResumeTokens.mismatches`): processes sharing a broker with
+different ``secret`` settings, or a restart without a fixed one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ResumeTokens:
         self._key = key.encode() if key else secrets.token_bytes(32)
         self._ttl = ttl
         self._clock = clock
+        #: Well-formed secrets whose signature did not verify: another key signed them.
+        self.mismatches = 0
 
     def _sign(self, client_id: str, issued: int) -> str:
         mac = hmac.new(self._key, f"{client_id}.{issued}".encode(), hashlib.sha256)
@@ -61,6 +65,7 @@ class ResumeTokens:
         client_id, issued_text, signature = parts
         issued = int(issued_text)
         if not hmac.compare_digest(signature, self._sign(client_id, issued)):
+            self.mismatches += 1
             return None
         if self._ttl and self._clock() - issued > self._ttl:
             return None

@@ -92,6 +92,10 @@ class Router:
     def remove(self, event: str) -> None:
         self._handlers.pop(event, None)
 
+    def events(self) -> list[str]:
+        """The events with a handler registered in code (the plugs folder's are in ``plugs``)."""
+        return list(self._handlers)
+
     def get(self, event: str) -> Target | None:
         handler = self._handlers.get(event)
         return handler if handler is not None else self.plugs.get(event)

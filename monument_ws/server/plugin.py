@@ -18,6 +18,7 @@ the broker stop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -46,6 +47,8 @@ from .channel_commands import ChannelCommands
 from .credentials import Credentials
 from .plugs import Plugs
 from .upgrade import UpgradeGate
+
+log = logging.getLogger("monument_ws")
 
 
 class MonumentWS(ServerAPI):
@@ -183,6 +186,8 @@ class MonumentWS(ServerAPI):
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: start the broker (then the plugs folder) with the app, stop them after
         the sockets closed."""
+        if self.config.websocket is False:
+            self._warn_if_unserved()
         await self.broker.start()
         self.presence.start()
         if self.plugs is not None:
@@ -197,3 +202,24 @@ class MonumentWS(ServerAPI):
             await self.plugs.stop(app)
         await self.presence.stop()
         await self.broker.stop()
+
+    def _warn_if_unserved(self) -> None:
+        """Sockets are off: one warning when handlers, data providers (bus receivers of
+        ``x:get:y``) or plugs are there to be served, since ``/ws`` then answers 404."""
+        unserved = self.router.events()
+        unserved += [
+            event
+            for event, signal in self.bus.signals().items()
+            if ":get:" in event and signal.receivers
+        ]
+        folder = Path(self.config.plugs) if self.config.plugs else None
+        if folder is not None and folder.is_dir() and next(folder.rglob("*.py"), None):
+            unserved.append(f"the plugs in {self.config.plugs}")
+        if unserved:
+            shown = ", ".join(unserved[:5]) + (", …" if len(unserved) > 5 else "")
+            log.warning(
+                "sockets are off, so %s will never be reached (%s answers 404): set "
+                "websocket=True in setup() (--websocket true, MONUMENT_WS_WEBSOCKET=true)",
+                shown,
+                self.config.path,
+            )

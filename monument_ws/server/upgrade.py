@@ -78,6 +78,7 @@ class UpgradeGate:
         self._per_ip: dict[str, int] = {}
         self._per_user: dict[str, int] = {}
         self._upgrades: dict[str, TokenBucket] = {}
+        self._told_mismatch = False
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The socket route's handler: check, accept, admit, then serve until closed.
@@ -133,6 +134,8 @@ class UpgradeGate:
         if session is None or not await self._user_has_room(session, ws):
             return None
         resumed_id = self.tokens.verify(request.query.get("resume"))
+        if resumed_id is None and self.tokens.mismatches and not self._told_mismatch:
+            self._mismatched()
         client_id, resume = self.tokens.issue(resumed_id)
         socket = Socket(
             ws,
@@ -146,6 +149,20 @@ class UpgradeGate:
         logs.bind(socket.id, client_id)
         self.credentials.admit(socket, session)
         return socket, resume
+
+    def _mismatched(self) -> None:
+        """The first resume secret signed with another key: warn once (not once per socket).
+
+        With a shared broker this is almost always processes with different ``secret``
+        settings (or none), each of which gives the other's clients new ids."""
+        self._told_mismatch = True
+        if self.config.broker.startswith("memory"):
+            return  # one process: a restart without a fixed secret, nothing to share
+        log.warning(
+            "a client's resume token did not verify (it was signed with another key), so it got "
+            "a new client id: processes sharing a broker must share `secret` "
+            "(--secret, MONUMENT_WS_SECRET); further mismatches are not logged"
+        )
 
     def close(self) -> None:
         """A graceful shutdown began: refuse every upgrade from now on (503, Retry-After: 1)."""

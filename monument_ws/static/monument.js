@@ -1449,7 +1449,11 @@ export class Client {
     this._ws = null;
     this._welcomed = false;
     this._setState("closed");
-    this._readyReject?.(new ConnectionLost(`could not connect to ${this.url} (${code}: ${reason})`));
+    // Browsers do not show a refused upgrade's HTTP status: name the URL and the likely mistake.
+    const hint = code === CloseCode.ABNORMAL && !this.clientId
+      ? "; no WebSocket answered there (is websocket=True set on the server, and is the path right?)"
+      : "";
+    this._readyReject?.(new ConnectionLost(`could not connect to ${this.url} (${code}: ${reason})${hint}`));
     if (announce) this._emit("ws:close", { code, reason }, {});
   }
 

@@ -69,6 +69,15 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     return client;
   }
 
+  test("a URL that is not a socket route rejects ready with the URL and the likely mistake", async () => {
+    const url = server.url("/not-ws");
+    const lost = new Client(url, { backoffInitial: 0.05, maxRetries: 1 });
+    clients.push(lost);
+    await assert.rejects(lost.ready, (e) => e instanceof ConnectionLost
+      && e.message.startsWith(`could not connect to ${url} (1006: `)
+      && e.message.endsWith("(is websocket=True set on the server, and is the path right?)"));
+  });
+
   test("call, tell and typed errors", async () => {
     const client = await connect();
     assert.equal(client.state, "open");
