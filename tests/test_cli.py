@@ -318,3 +318,42 @@ def test_debug_shows_the_traceback_of_a_failed_start():
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert "Address already in use" in result.stderr
+
+
+def test_run_serves_a_module_level_app_and_names_the_settings_it_ignores(tmp_path):
+    """`run example:app` loads an Application the module built at import (the docs' examples);
+    the settings given to run that only a factory receives are named in one warning, the ones
+    run uses itself (TLS, --log-format) are not. A busy port stops it right after loading."""
+    (tmp_path / "example.py").write_text(
+        "from aiohttp import web\n\nimport monument_ws\n\napp = web.Application()\n"
+        "monument_ws.setup(app, websocket=True, bus=monument_ws.EventBus())\n\n\n"
+        "def create_app():\n    return app\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONUMENT_WS_")}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        results = [
+            subprocess.run(
+                [sys.executable, "-m", "monument_ws", "run", target, "--port", port, *flags],
+                cwd=tmp_path,
+                env={**env, "MONUMENT_WS_SECRET": "s"},
+                capture_output=True,
+                text=True,
+                timeout=DEADLINE * 6,
+            )
+            for target, flags in [
+                ("example:app", ["--heartbeat", "5", "--log-format", "json"]),
+                ("example:create_app", ["--heartbeat", "5"]),
+            ]
+        ]
+    built, factory = (result.stderr.splitlines() for result in results)
+    assert all(result.returncode == 1 for result in results)  # loaded, then the busy port
+    assert built[0] == (
+        "Warning: example:app is an application built at import, not a factory: it keeps the "
+        "settings of its own setup() call, so --heartbeat, MONUMENT_WS_SECRET are ignored "
+        "(pass them to setup(), or make it a factory with a config parameter)"
+    )
+    assert built[1:] == factory
+    assert factory[0].startswith(f"Error: cannot listen on 127.0.0.1:{port}")

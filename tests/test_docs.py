@@ -1,10 +1,12 @@
-"""docs/websockets.md: every python example runs, and the configuration reference matches the schema."""
+"""docs/websockets.md: the client-side examples run, the plugs example hot-reloads, the
+middleware example's listener audits, and the configuration reference matches the schema.
+
+The server examples run as their own processes, as a reader would run them, in
+tests/test_doc_examples.py; the helpers here serve one in-process where a test needs its
+module's objects (test_metrics.py, the plugs folder, the audit list)."""
 
 import re
 from pathlib import Path
-
-import pytest
-from aiohttp import web
 
 from monument_ws.config import reference_markdown
 from tests.conftest import DEADLINE
@@ -29,26 +31,6 @@ def app_blocks() -> list[str]:
     return [code for code in python_blocks() if "\napp = " in code]
 
 
-@pytest.mark.parametrize("code", app_blocks(), ids=lambda code: code.splitlines()[-1][:40])
-async def test_docs_example_serves_a_socket(aiohttp_client, code):
-    """Each example is a complete app that accepts a socket and answers ws:ping (or ws:auth)."""
-    namespace: dict[str, object] = {"__name__": "docs_example"}
-    exec(compile(code, str(DOCS), "exec"), namespace)
-    app = namespace["app"]
-    assert isinstance(app, web.Application)
-    client = await aiohttp_client(app)
-    async with client.ws_connect("/ws") as ws:
-        assert (await ws.receive_json(timeout=DEADLINE))["event"] == "ws:welcome"
-        await ws.send_json({"event": "ws:ping", "id": 1})
-        pong = await ws.receive_json(timeout=DEADLINE)
-        # an example with an outgoing middleware may stamp extra keys (sender, dt)
-        assert {k: pong[k] for k in ("event", "id", "data")} == {
-            "event": "ws:ping",
-            "id": 1,
-            "data": {},
-        }
-
-
 def example(marker: str, blocks: list[str] | None = None) -> str:
     (code,) = [c for c in (blocks or python_blocks()) if marker in c]
     return code
@@ -62,42 +44,6 @@ async def serve(aiohttp_client, code):
     namespace: dict[str, object] = {"__name__": "docs_example"}
     exec(compile(code, str(DOCS), "exec"), namespace)
     return await aiohttp_client(namespace["app"])
-
-
-async def test_docs_data_example_answers_http_and_socket_later(aiohttp_client):
-    """The data-event example answers later via a scoped :set:, over HTTP and the socket."""
-    client = await serve(aiohttp_client, app_example('"data:get:user"'))
-    assert await (await client.get("/api/user/3")).json() == {"id": 3, "name": "Ada"}
-    async with client.ws_connect("/ws") as ws:
-        await ws.receive_json(timeout=DEADLINE)
-        await ws.send_json({"event": "data:get:user", "id": 1, "data": {"id": 4}})
-        assert (await ws.receive_json(timeout=DEADLINE))["data"] == {"id": 4, "name": "Ada"}
-
-
-async def test_docs_stream_and_error_example(aiohttp_client):
-    """The handler example streams a countdown, answers admin with forbidden, and add (a plain
-    function) with the sum."""
-    client = await serve(aiohttp_client, app_example("countdown"))
-    async with client.ws_connect("/ws") as ws:
-        await ws.receive_json(timeout=DEADLINE)
-        await ws.send_json({"event": "countdown", "id": 1, "data": 3})
-        frames = [await ws.receive_json(timeout=DEADLINE) for _ in range(4)]
-        assert [f.get("data") for f in frames[:3]] == [3, 2, 1]
-        assert frames[3] == {"event": "countdown", "id": 1, "end": True}
-        await ws.send_json({"event": "admin", "id": 2})
-        assert (await ws.receive_json(timeout=DEADLINE))["error"]["code"] == "forbidden"
-        await ws.send_json({"event": "add", "id": 3, "data": [1, 2, 3]})
-        assert await ws.receive_json(timeout=DEADLINE) == {"event": "add", "id": 3, "data": 6}
-
-
-async def test_docs_server_call_example(aiohttp_client):
-    """The server-call example greets the name the client performs."""
-    from monument_ws.client import Client
-
-    client = await serve(aiohttp_client, app_example("greet-me"))
-    async with Client(str(client.make_url("/ws"))) as c:
-        c.perform("ask-name", lambda data: "Ada")
-        assert await c.call("greet-me") == "Hello, Ada!"
 
 
 async def test_docs_client_example_runs_against_the_template():
@@ -116,26 +62,6 @@ async def test_docs_communicator_example():
     namespace: dict[str, object] = {"__name__": "docs_testing"}
     exec(compile(example("async def test_join"), str(DOCS), "exec"), namespace)
     await namespace["test_join"]()  # type: ignore[operator]
-
-
-async def test_docs_channels_example(aiohttp_client):
-    """The channels example publishes with offsets and enforces its namespaces."""
-    client = await serve(aiohttp_client, app_example("announce"))
-    async with client.ws_connect("/ws") as ws:
-        await ws.receive_json(timeout=DEADLINE)
-        await ws.send_json({"event": "ws:subscribe", "id": 1, "data": {"channel": "news"}})
-        assert (await ws.receive_json(timeout=DEADLINE))["data"]["recovered"] is False
-        assert await (await client.post("/announce?title=hi")).json() == {"offset": 1}
-        article = await ws.receive_json(timeout=DEADLINE)
-        assert article == {
-            "event": "article",
-            "channel": "news",
-            "data": {"title": "hi"},
-            "offset": 1,
-        }
-        assert (await ws.receive_json(timeout=DEADLINE))["event"] == "notice"
-        await ws.send_json({"event": "ws:subscribe", "id": 2, "data": {"channel": "room:1"}})
-        assert (await ws.receive_json(timeout=DEADLINE))["error"]["code"] == "forbidden"
 
 
 async def test_docs_follow_example():
@@ -160,65 +86,12 @@ async def test_docs_publisher_example(redis_prefix):
     assert await namespace["nightly_report"](REDIS_URL, redis_prefix) == 1  # type: ignore[operator]
 
 
-async def test_docs_presence_example(aiohttp_client):
-    """The presence example lists members with label and meta over HTTP."""
-    client = await serve(aiohttp_client, app_example("presence.DISCONNECTED"))
-    async with client.ws_connect("/ws") as ws:
-        await ws.receive_json(timeout=DEADLINE)
-        await ws.send_json(
-            {
-                "event": "ws:subscribe",
-                "id": 1,
-                "data": {"channel": "room:1", "label": "Ada", "meta": {"a": 1}},
-            }
-        )
-        await ws.receive_json(timeout=DEADLINE)
-        listed = await (await client.get("/rooms/1/members")).json()
-        assert listed["count"] == 1
-        assert (listed["members"][0]["label"], listed["members"][0]["meta"]) == ("Ada", {"a": 1})
-
-
-async def test_docs_security_example(aiohttp_client):
-    """The staged-auth example: init, challenge, authenticated; a revoked token gets 4401."""
-    client = await serve(aiohttp_client, app_example("async def authenticate"))
-    refused = await client.ws_connect("/ws", headers={"Authorization": "Bearer revoked"})
-    await refused.receive(timeout=DEADLINE)
-    assert refused.close_code == 4401
-    async with client.ws_connect("/ws") as ws:
-        assert (await ws.receive_json(timeout=DEADLINE))["data"]["stage"] == "anonymous"
-        await ws.send_json({"event": "ws:auth", "id": 1, "data": {"stage": "init"}})
-        assert (await ws.receive_json(timeout=DEADLINE))["data"]["stage"] == "challenge"
-        await ws.send_json(
-            {
-                "event": "ws:auth",
-                "id": 2,
-                "data": {"stage": "answer", "answer": "sesame", "user": "ada"},
-            }
-        )
-        assert (await ws.receive_json(timeout=DEADLINE))["data"] == {
-            "stage": "authenticated",
-            "data": {"hello": "ada"},
-        }
-
-
 async def test_docs_tls_example(tls_server, certificates):  # noqa: F811
     """The TLS client example calls the template over wss:// trusting the test's CA."""
     namespace: dict[str, object] = {"__name__": "docs_tls"}
     exec(compile(example("async def over_tls"), str(DOCS), "exec"), namespace)
     url = f"wss://127.0.0.1:{tls_server.port}/ws"
     assert await namespace["over_tls"](url, str(certificates["ca"])) == "over TLS"  # type: ignore[operator]
-
-
-async def test_docs_kick_example(aiohttp_client):
-    """The kick example closes the named client with 4409 and the reason."""
-    client = await serve(aiohttp_client, app_example("/admin/kick/"))
-    async with client.ws_connect("/ws") as ws:
-        client_id = (await ws.receive_json(timeout=DEADLINE))["data"]["client_id"]
-        assert (await (await client.post(f"/admin/kick/{client_id}")).json()) == {
-            "kicked": client_id
-        }
-        msg = await ws.receive(timeout=DEADLINE)
-        assert (ws.close_code, msg.extra) == (4409, "removed by an admin")
 
 
 async def test_docs_middleware_example(aiohttp_client):
@@ -244,18 +117,6 @@ async def test_docs_middleware_example(aiohttp_client):
         {"event": "ws:ping", "id": 1},
         {"event": "admin:wipe", "id": 2},
     ]
-
-
-async def test_docs_peer_queue_example(aiohttp_client):
-    """The peer-queue examples: the server queues two messages, the client consumes them by
-    filter, and the server consumes what the client queued."""
-    from monument_ws.client import Client
-
-    client = await serve(aiohttp_client, app_example('"inbox"'))
-    namespace: dict[str, object] = {"__name__": "docs_queue"}
-    exec(compile(example("async def queue_round_trip"), str(DOCS), "exec"), namespace)
-    async with Client(str(client.make_url("/ws"))) as c:
-        assert await namespace["queue_round_trip"](c) == ("hello", 12, 1)  # type: ignore[operator]
 
 
 async def test_docs_plugs_example_broadcasts_and_reloads_on_the_same_socket(aiohttp_client):

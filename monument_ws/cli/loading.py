@@ -1,10 +1,12 @@
-"""Finding the application ``run`` serves: ``MODULE:FACTORY``, imported and called."""
+"""Finding the application ``run`` serves: ``MODULE:FACTORY``, imported and called, or
+``MODULE:APP``, an application the module already built."""
 
 from __future__ import annotations
 
 import importlib
 import inspect
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -16,11 +18,14 @@ from ..config import Config
 DEFAULT_APP = "monument_ws.app_template.app:create_app"
 
 
-def load_app(target: str, cfg: Config) -> web.Application:
+def load_app(target: str, cfg: Config, ignored: Sequence[str] = ()) -> web.Application:
     """Import ``module:factory`` (the current directory is importable) and build the app.
 
-    A factory with a ``config`` parameter is given ``cfg``. Every failure is a
-    click.UsageError saying what was wrong with ``target``.
+    A factory with a ``config`` parameter is given ``cfg``. ``target`` may also name an
+    application the module built at import (``example:app``): it keeps the settings of its
+    own ``setup()`` call, so a warning on stderr names the ``ignored`` settings given to
+    ``run`` (flags, environment, config file) that only a factory would have received.
+    Every failure is a click.UsageError saying what was wrong with ``target``.
     """
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
@@ -35,6 +40,14 @@ def load_app(target: str, cfg: Config) -> web.Application:
     if factory is None:
         raise click.UsageError(f"{module_name!r} has no attribute {attr!r}")
     if isinstance(factory, web.Application):
+        if ignored:
+            click.echo(
+                f"Warning: {target} is an application built at import, not a factory: it keeps "
+                f"the settings of its own setup() call, so {', '.join(ignored)} "
+                f"{'is' if len(ignored) == 1 else 'are'} ignored (pass them to setup(), or "
+                "make it a factory with a config parameter)",
+                err=True,
+            )
         return factory
     if "config" in inspect.signature(factory).parameters:
         application = factory(config=cfg)

@@ -21,6 +21,8 @@ from ..protocol.errors import ConfigError
 
 #: What ``run`` changes from the schema's defaults: it serves sockets.
 RUN_DEFAULTS = {"websocket": True}
+#: The settings ``run`` uses itself, so they apply to an application built at import too.
+RUN_OWN_SETTINGS = ("certfile", "keyfile", "log_format")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -62,3 +64,23 @@ def build_config(
         return Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=env)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+def given_settings(
+    flags: dict[str, str | None], config_file: str | None, env: dict[str, str] | os._Environ[str]
+) -> list[str]:
+    """The settings given to ``run`` (flags, environment, config file) that only reach an
+    application through its factory, as the user spelled them."""
+    given = [
+        info.flag
+        for info in config_module.schema()
+        if flags.get(info.name) is not None and info.name not in RUN_OWN_SETTINGS
+    ]
+    given += sorted(
+        config_module.ENV_PREFIX + name.upper()
+        for name in config_module.from_env(env)
+        if name not in RUN_OWN_SETTINGS
+    )
+    if config_file:
+        given.append(f"--config {config_file}")
+    return given

@@ -14,12 +14,12 @@ from ..server import logs
 from .connections import listen
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
-from .options import CONTEXT, build_config, config_options
+from .options import CONTEXT, build_config, config_options, given_settings
 from .workers import serve_workers
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY]")
+@click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY|MODULE:APP]")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
 @click.option(
@@ -48,9 +48,12 @@ def run(
 ) -> None:
     """Serve MODULE:FACTORY (default: the demo app) in one process.
 
-    FACTORY is an aiohttp Application, or a function returning one; a function
-    with a ``config`` parameter receives the Config built from the file, the
-    environment and these flags (sockets on unless --websocket false).
+    FACTORY is a function returning an aiohttp Application; one with a ``config``
+    parameter receives the Config built from the file, the environment and these
+    flags (sockets on unless --websocket false). APP is an Application the module
+    built at import (``monument-ws run example:app``): it keeps its own setup()
+    settings, and only --host, --port, --certfile, --keyfile and --log-format
+    apply to it.
     """
     cfg = build_config(flags, config_file, os.environ)
     tls = tls_context(cfg)  # checked here, once, so a bad file is a usage error, not a traceback
@@ -60,7 +63,8 @@ def run(
             "--workers needs a shared broker: memory:// lives inside one process, so workers "
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
-    application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
+    ignored = given_settings(flags, config_file, os.environ)
+    application = load_app(app, cfg, ignored)  # with workers: fails here, once, not in every worker
     try:
         # Bound (or, for workers, probed) first: a busy port fails in one line before the app's
         # start-up hooks run, and before any worker starts (each would print its own traceback).
