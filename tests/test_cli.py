@@ -126,8 +126,64 @@ def test_run_help_documents_every_key():
         default = RUN_DEFAULTS.get(info.name, info.default)
         shown = ",".join(default) if isinstance(default, tuple) else default
         entry = squeeze(f"{info.doc} [default: {shown!r}; env: {info.env_var}]")
-        assert f"{info.flag}[BOOL]" in flat or f"{info.flag}VALUE" in flat, info.name
+        shape = f"[{info.metavar}]" if info.type == "bool" else info.metavar
+        assert f"{info.flag}{shape}" in flat, info.name
         assert entry in flat, info.name
+
+
+def test_run_help_groups_the_flags_under_headings_with_real_metavars():
+    """`run -h` lists each key under its group's heading, in GROUPS order, its value named by
+    what it is (SECONDS, BYTES, URL …), never a bare VALUE; every key declares its group."""
+    from monument_ws.config import GROUPS, schema
+
+    result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=100)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    headings = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert headings == [*GROUPS.values(), "Options"]
+    under: dict[str, str] = {}
+    heading = ""
+    for line in lines:
+        if line.endswith(":") and not line.startswith(" "):
+            heading = line[:-1]
+        elif line.startswith("  --"):
+            under[line.split()[0]] = heading
+    for info in schema():
+        assert under[info.flag] == GROUPS[info.group], info.name
+    assert under["--host"] == under["--port"] == under["--workers"] == "Server"
+    assert " VALUE" not in result.output
+    for flag, metavar in [
+        ("--data-timeout", "SECONDS"),
+        ("--max-message-size", "BYTES"),
+        ("--broker", "URL"),
+        ("--plugs", "DIR"),
+        ("--max-inflight", "N"),
+        ("--socket-events", "GLOB,..."),
+        ("--reload", "[BOOL]"),
+        ("--metrics-path", "PATH"),
+    ]:
+        assert re.search(rf"^  {re.escape(flag)} {re.escape(metavar)} ", result.output, re.M), flag
+
+
+def test_a_key_must_name_its_help_group():
+    """A new key without a known group= is refused when the schema is declared."""
+    from monument_ws.config import option, parse_int
+
+    with pytest.raises(ValueError, match="group must be one of server"):
+        option(1, "A count.", parse_int, group="misc")
+
+
+def test_top_level_help_shows_every_command_whole():
+    """`monument-ws -h` gives each command a short help that is not cut off with '...'."""
+    result = CliRunner().invoke(cli, ["-h"], terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1].strip().splitlines()
+    assert [line.split()[0] for line in commands] == [
+        "config", "data", "generate", "new", "publish", "run"
+    ]  # fmt: skip
+    for line in commands:
+        assert not line.endswith("..."), line
+        assert len(line) <= 80, line
 
 
 def test_config_explains_one_key_and_refuses_unknown_ones(monkeypatch, tmp_path):

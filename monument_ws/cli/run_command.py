@@ -10,16 +10,38 @@ from aiohttp import web
 from ..server import logs
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
-from .options import CONTEXT, build_config, config_options
+from .options import CONTEXT, GroupedCommand, GroupedOption, build_config, config_options
 from .workers import serve_workers
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(
+    cls=GroupedCommand, context_settings=CONTEXT, short_help="Serve an app (default: the demo)."
+)
 @click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY]")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--host",
+    cls=GroupedOption,
+    group="server",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Interface to listen on.",
+)
+@click.option(
+    "--port",
+    cls=GroupedOption,
+    group="server",
+    default=8080,
+    show_default=True,
+    type=int,
+    metavar="PORT",
+    help="TCP port.",
+)
 @click.option(
     "--workers",
+    cls=GroupedOption,
+    group="server",
+    metavar="N",
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
@@ -28,10 +50,18 @@ from .workers import serve_workers
 @click.option(
     "--config",
     "config_file",
+    cls=GroupedOption,
+    group="operations",
     type=click.Path(dir_okay=False),
     help="A .toml (with a [monument_ws] table) or .json file of settings.",
 )
-@click.option("--debug", is_flag=True, help="Show the traceback when the server cannot start.")
+@click.option(
+    "--debug",
+    cls=GroupedOption,
+    group="operations",
+    is_flag=True,
+    help="Show the traceback when the server cannot start.",
+)
 @config_options
 def run(
     app: str,
