@@ -374,3 +374,96 @@ def test_debug_shows_the_traceback_of_a_failed_start():
     assert result.returncode != 0
     assert "Traceback" in result.stderr
     assert "Address already in use" in result.stderr
+
+
+BLOCK_IMPORTS = '''
+import os
+import sys
+
+
+class Blocked:
+    """Makes the modules named in BLOCKED_MODULES fail to import, as if not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in os.environ["BLOCKED_MODULES"].split(","):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocked())
+'''
+
+
+def run_without(
+    tmp_path: Path, blocked: str, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A real `monument-ws run ARGS` in which the modules ``blocked`` cannot be imported."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(BLOCK_IMPORTS)
+    env = {**os.environ, "PYTHONPATH": str(shim), "BLOCKED_MODULES": blocked}
+    return subprocess.run(
+        [sys.executable, "-m", "monument_ws", "run", "--port", str(free_port()), *args],
+        capture_output=True, text=True, timeout=DEADLINE * 6, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "line"),
+    [
+        (
+            ["--reload"],
+            "watchfiles",
+            "Error: reload needs watchfiles, which is not installed: "
+            "pip install 'monument-ws[reload]'",
+        ),
+        (
+            ["--metrics"],
+            "prometheus_client",
+            "Error: metrics needs prometheus-client, which is not installed: "
+            "pip install 'monument-ws[metrics]'",
+        ),
+        (
+            ["--broker", "redis://:hunter2@127.0.0.1:6379/0"],
+            "redis",
+            "Error: the broker redis:// needs redis, which is not installed: "
+            "pip install 'monument-ws[redis]'",
+        ),
+    ],
+    ids=["reload", "metrics", "redis"],
+)
+def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, args, module, line):
+    """A flag whose optional dependency is not installed: one line on stderr saying which
+    extra to install, exit 1, no traceback; --debug shows the traceback."""
+    result = run_without(tmp_path, module, *args)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [line]
+    assert result.stdout == ""
+    debug = run_without(tmp_path, module, *args, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert "MissingExtra" in debug.stderr
+
+
+def test_a_missing_extra_asked_for_by_the_apps_own_code_is_one_line_too(tmp_path):
+    """An app that turns metrics on in code, not with a flag, fails the same way."""
+    (tmp_path / "metered.py").write_text(
+        "from aiohttp import web\nimport monument_ws\n\n\ndef create_app():\n"
+        "    app = web.Application()\n"
+        "    monument_ws.setup(app, websocket=True, metrics=True, bus=monument_ws.EventBus())\n"
+        "    return app\n"
+    )
+    result = run_without(tmp_path, "prometheus_client", "metered:create_app", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Error: metrics needs prometheus-client, which is not installed: "
+        "pip install 'monument-ws[metrics]'"
+    ]
+
+
+def test_an_unknown_broker_url_is_a_usage_error():
+    """--broker with a scheme no broker serves is refused before anything starts."""
+    result = CliRunner().invoke(cli, ["run", "--broker", "kafka://somewhere"])
+    assert result.exit_code == 2
+    assert "unknown broker URL 'kafka://somewhere'" in result.output
+    assert "Traceback" not in result.output

@@ -7,7 +7,9 @@ import os
 import click
 from aiohttp import web
 
+from ..protocol.errors import MissingExtra
 from ..server import logs
+from .extras import require_extras
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
 from .options import CONTEXT, GroupedCommand, GroupedOption, build_config, config_options
@@ -86,13 +88,18 @@ def run(
             "--workers needs a shared broker: memory:// lives inside one process, so workers "
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
-    application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
     try:
+        require_extras(cfg)
+        application = load_app(app, cfg)  # with workers: fails here, once, not in every worker
         # Probed first: a busy port fails in one line before the app's start-up hooks run,
         # and before any worker starts (each would print its own traceback).
         probe_port(host, port, reuse_port=workers > 1)
         if workers == 1:
             web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+    except MissingExtra as exc:  # also raised by the app's own settings, e.g. metrics=True
+        if debug:
+            raise
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         if debug:
             raise

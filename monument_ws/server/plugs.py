@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .. import protocol
 from ..connection.dispatch import Handler
 from ..connection.router import Router
-from ..protocol.errors import ConfigError
+from ..protocol.errors import MissingExtra
 from ..signals import PLUGS_RELOADED, RESERVED_PREFIXES
 
 if TYPE_CHECKING:
@@ -353,9 +353,7 @@ class Plugs:
         try:
             from watchfiles import awatch
         except ImportError:
-            ready.set_exception(
-                ConfigError("reload needs watchfiles: pip install 'monument-ws[reload]'")
-            )
+            ready.set_exception(MissingExtra("reload", "watchfiles", "reload"))
             return
         root = self.folder.resolve()
         try:
