@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
+import monument_ws
 from monument_ws.cli import cli
 from tests.conftest import DEADLINE
 
@@ -467,3 +469,118 @@ def test_an_unknown_broker_url_is_a_usage_error():
     assert result.exit_code == 2
     assert "unknown broker URL 'kafka://somewhere'" in result.output
     assert "Traceback" not in result.output
+
+
+async def read_banner(proc: asyncio.subprocess.Process) -> tuple[list[str], list[str]]:
+    """The lines on ``proc``'s stderr up to the banner, and the banner itself."""
+    assert proc.stderr is not None
+    before: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), DEADLINE * 4)).decode()
+        assert line, f"the server exited before its banner: {before}"
+        if line.startswith("monument-ws "):
+            banner = [line.rstrip("\n")]
+            while not banner[-1].startswith("  workers:"):
+                line = (await asyncio.wait_for(proc.stderr.readline(), DEADLINE)).decode()
+                banner.append(line.rstrip("\n"))
+            return before, banner
+        before.append(line)
+
+
+async def start_run(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monument_ws", "run", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), DEADLINE * 2)
+
+
+async def test_run_prints_a_banner_once_it_listens():
+    """Once listening, `run` prints one block on stderr: the socket URL, the websocket mode,
+    the broker, the plugs folder with its events, the workers; the socket is up by then."""
+    from monument_ws.app_template import __file__ as template
+
+    port = free_port()
+    proc = await start_run("--port", str(port), "--websocket", "data")
+    try:
+        before, banner = await read_banner(proc)
+        plugs = Path(template).parent / "plugs"
+        events = len(list(plugs.rglob("[!_]*.py"))) - (plugs / "INIT.py").exists()
+        assert banner == [
+            f"monument-ws {monument_ws.__version__} listening on http://127.0.0.1:{port}/",
+            f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
+            "  broker:   memory://",
+            f"  plugs:    {plugs} ({events} events)",
+            "  workers:  1",
+        ]
+        assert not any("rebinding" in line for line in before)
+        assert (await welcome_of(f"http://127.0.0.1:{port}/ws"))["client_id"]
+    finally:
+        await stop(proc)
+    assert proc.stdout is not None
+    assert await proc.stdout.read() == b""
+
+
+async def test_beyond_loopback_without_allowed_origins_run_warns_about_dns_rebinding():
+    """On 0.0.0.0 with allowed_origins empty, `run` logs that the Origin/Host check does not
+    stop DNS rebinding and how to set allowed_origins; the banner lists the reachable URLs."""
+    port = free_port()
+    proc = await start_run("--host", "0.0.0.0", "--port", str(port))
+    try:
+        before, banner = await read_banner(proc)
+    finally:
+        await stop(proc)
+    (warning,) = [line for line in before if "WARNING" in line]
+    for words in (
+        "0.0.0.0",
+        "DNS rebinding",
+        "Host header",
+        "--allowed-origins",
+        "allowed_origins",
+    ):
+        assert words in warning, words
+    assert banner[0].endswith(f"http://0.0.0.0:{port}/ (all interfaces)")
+    assert f"ws://127.0.0.1:{port}/ws, ws://{socket.gethostname()}:{port}/ws" in banner[1]
+
+
+@pytest.mark.parametrize(
+    ("host", "origins", "warned"),
+    [
+        ("0.0.0.0", (), True),
+        ("192.0.2.7", (), True),
+        ("::", (), True),
+        ("0.0.0.0", ("https://app.example",), False),
+        ("127.0.0.1", (), False),
+        ("::1", (), False),
+        ("localhost", (), False),
+    ],
+)
+def test_the_origin_warning_needs_a_non_loopback_host_and_no_allowed_origins(
+    caplog, host, origins, warned
+):
+    from monument_ws.cli.banner import Summary, warn_origin
+
+    with caplog.at_level(logging.WARNING, logger="monument_ws.cli"):
+        warn_origin(Summary(mounted=True, websocket="true", allowed_origins=origins), host)
+        warn_origin(Summary(mounted=True, websocket="false"), host)
+    assert len(caplog.records) == warned
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("memory://", "memory://"),
+        ("redis://:hunter2@10.0.0.5:6379/2", "redis://10.0.0.5:6379/2"),
+        ("rediss://user:hunter2@cache:6380/0", "rediss://cache:6380/0"),
+        ("unix:///run/redis.sock?password=hunter2&db=3", "unix:///run/redis.sock?db=3"),
+    ],
+)
+def test_the_banner_shows_the_broker_without_credentials(url, shown):
+    from monument_ws.cli.banner import redact
+
+    assert redact(url) == shown

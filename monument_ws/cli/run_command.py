@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..protocol.errors import MissingExtra
 from ..server import logs
+from .banner import describe, render, warn_origin
 from .extras import require_extras
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
@@ -95,7 +96,13 @@ def run(
         # and before any worker starts (each would print its own traceback).
         probe_port(host, port, reuse_port=workers > 1)
         if workers == 1:
-            web.run_app(application, host=host, port=port, print=click.echo, ssl_context=tls)
+
+            def listening(_aiohttp_message: str) -> None:
+                summary = describe(application)
+                warn_origin(summary, host)
+                click.echo(render(summary, host, port, tls=tls is not None, workers=1), err=True)
+
+            web.run_app(application, host=host, port=port, print=listening, ssl_context=tls)
     except MissingExtra as exc:  # also raised by the app's own settings, e.g. metrics=True
         if debug:
             raise

@@ -42,6 +42,8 @@ table which replaces the old one in one assignment.
   the :class:`Report`. A new module that fails is not served.
 * New files become events, deleted files stop being events (``not_found``).
 * No socket is touched.
+* Each reload logs one line (:meth:`Report.summary`): the plugs added, changed and
+  removed, and each that failed to load, with its error.
 * Unchanged files (same content) are not re-imported. Helper modules that plugs
   import normally are Python modules like any other: they are not reloaded.
 
@@ -117,6 +119,20 @@ class Report:
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     errors: Mapping[str, str]
+
+    def summary(self) -> str:
+        """One line for the log: each plug added, changed or removed, and each that failed to
+        load with its error and whether its previous version still serves."""
+        parts = [f"{event}.py added" for event in self.added]
+        parts += [f"{event}.py changed" for event in self.changed]
+        parts += [f"{event}.py removed" for event in self.removed]
+        for relative, error in self.errors.items():
+            kept = relative.removesuffix(".py") in self.events
+            parts.append(
+                f"{relative} failed to load ({error}; "
+                f"{'its previous version still serves' if kept else 'not served'})"
+            )
+        return f"plugs reloaded: {'; '.join(parts) if parts else 'no plug changed'}"
 
 
 def plug_files(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -331,6 +347,8 @@ class Plugs:
                 errors=dict(table.errors),
             )
             self.last_report = report
+            if report.generation > 1:  # the first load is logged by start()
+                log.log(logging.WARNING if report.errors else logging.INFO, report.summary())
         async with self._changed:
             self._changed.notify_all()
         try:
