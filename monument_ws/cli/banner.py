@@ -3,7 +3,7 @@
 aiohttp's ``run_app`` calls its ``print`` argument once every site listens;
 ``run`` passes one that prints :func:`render` instead of aiohttp's line, so a
 start that fails (busy port, missing extra, failing ``plugs/INIT.py``) prints
-no banner, only its error. With ``--workers`` each worker sends its
+no banner, only its error; with ``--log-format json`` the banner is a log record. With ``--workers`` each worker sends its
 :class:`Summary` to the parent, which prints the banner once, for all of them.
 """
 
@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import click
 from aiohttp import web
 
 from .._version import __version__
@@ -115,6 +116,19 @@ def render(summary: Summary, host: str, port: int, *, tls: bool, workers: int) -
             lines.append(f"  plugs:    {summary.plugs} ({loaded})")
     lines.append(f"  workers:  {workers}")
     return "\n".join(lines)
+
+
+def announce(
+    summary: Summary, host: str, port: int, *, tls: bool, workers: int, log_format: str
+) -> None:
+    """The Origin warning if due, then the banner: on stderr, or as one log record with
+    ``--log-format json`` (whose stderr holds only JSON lines)."""
+    warn_origin(summary, host)
+    text = render(summary, host, port, tls=tls, workers=workers)
+    if log_format == "json":
+        log.info(text)
+    else:
+        click.echo(text, err=True)
 
 
 def warn_origin(summary: Summary, host: str) -> None:

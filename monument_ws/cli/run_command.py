@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..protocol.errors import MissingExtra
 from ..server import logs
-from .banner import describe, render, warn_origin
+from .banner import announce, describe
 from .extras import require_extras
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
@@ -98,9 +98,14 @@ def run(
         if workers == 1:
 
             def listening(_aiohttp_message: str) -> None:
-                summary = describe(application)
-                warn_origin(summary, host)
-                click.echo(render(summary, host, port, tls=tls is not None, workers=1), err=True)
+                announce(
+                    describe(application),
+                    host,
+                    port,
+                    tls=tls is not None,
+                    workers=1,
+                    log_format=cfg.log_format,
+                )
 
             web.run_app(application, host=host, port=port, print=listening, ssl_context=tls)
     except MissingExtra as exc:  # also raised by the app's own settings, e.g. metrics=True

@@ -8,12 +8,11 @@ import queue
 import signal
 from multiprocessing.queues import Queue
 
-import click
 from aiohttp import web
 
 from ..config import Config
 from ..server import logs
-from .banner import Summary, describe, render, warn_origin
+from .banner import Summary, announce, describe
 from .listening import tls_context
 from .loading import load_app
 
@@ -58,8 +57,8 @@ def serve_workers(target: str, cfg: Config, host: str, port: int, workers: int) 
             summary = reports.get(timeout=0.2)
         except queue.Empty:
             continue
-        warn_origin(summary, host)
-        click.echo(render(summary, host, port, tls=bool(cfg.certfile), workers=workers), err=True)
+        tls = bool(cfg.certfile)
+        announce(summary, host, port, tls=tls, workers=workers, log_format=cfg.log_format)
         break
     for process in processes:
         process.join()
