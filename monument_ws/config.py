@@ -162,6 +162,16 @@ def parse_float(value: object) -> float:
     raise ValueError(f"expected a number, got {value!r}")
 
 
+def parse_seconds(value: object) -> float:
+    """A duration in seconds: a number, like :func:`parse_float`; the help shows SECONDS."""
+    return parse_float(value)
+
+
+def parse_bytes(value: object) -> int:
+    """A size in bytes: an integer, like :func:`parse_int`; the help shows BYTES."""
+    return parse_int(value)
+
+
 def parse_str(value: object) -> str:
     if isinstance(value, str):
         return value
@@ -194,26 +204,62 @@ def parse_log_format(value: object) -> Literal["text", "json"]:
     raise ValueError(f"expected 'text' or 'json', got {value!r}")
 
 
+#: The headings of ``monument-ws run -h``, in order: every key names one as its ``group``.
+GROUPS: Final = {
+    "server": "Server",
+    "limits": "Limits",
+    "channels": "Channels and presence",
+    "brokers": "Brokers",
+    "auth": "Auth and origins",
+    "operations": "Operations",
+    "plugs": "Plugs",
+}
+
+#: The placeholder of a key's value in ``run -h``, by parser, unless the key gives a ``metavar``.
+METAVARS: Final[Mapping[Callable[[object], Any], str]] = {
+    parse_bool: "BOOL",
+    parse_websocket: "MODE",
+    parse_seconds: "SECONDS",
+    parse_bytes: "BYTES",
+    parse_int: "N",
+    parse_float: "NUMBER",
+    parse_str: "TEXT",
+    parse_str_list: "LIST",
+    parse_path: "PATH",
+    parse_log_format: "text|json",
+    parse_namespaces: "JSON",
+}
+
+
 def option(
     default: Any,
     doc: str,
     parse: Callable[[object], Any],
     *,
+    group: str,
     aliases: tuple[str, ...] = (),
     deprecated: tuple[str, ...] = (),
     minimum: float | None = None,
+    metavar: str | None = None,
 ) -> Any:
     """Declare one configuration key: default, documentation, parser and accepted aliases.
 
-    ``deprecated`` names are old spellings still accepted (in code, files and the
-    environment); the first use of each in a process logs a warning naming the new key.
+    ``group`` (a key of :data:`GROUPS`) is the heading it is listed under in
+    ``monument-ws run -h``; ``metavar`` names its value there when the parser's
+    (:data:`METAVARS`) is too vague, e.g. ``URL`` for a string. ``deprecated``
+    names are old spellings still accepted (in code, files and the environment);
+    the first use of each in a process logs a warning naming the new key.
     """
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {', '.join(GROUPS)}, got {group!r}")
     meta = {
         "doc": doc,
         "parse": parse,
         "aliases": aliases,
         "deprecated": deprecated,
         "minimum": minimum,
+        "group": group,
+        "metavar": metavar or METAVARS.get(parse, "VALUE"),
     }
     return field(default=default, metadata=meta)
 
@@ -229,8 +275,11 @@ class Config:
         "goes to handlers and the bus, :get: included).",
         parse_websocket,
         aliases=("webSocket", "webSockets"),
+        group="server",
     )
-    path: str = option("/ws", "URL path of the WebSocket route.", parse_str)
+    path: str = option(
+        "/ws", "URL path of the WebSocket route.", parse_str, group="server", metavar="PATH"
+    )
     client_path: str = option(
         "/monument_ws/client.js",
         "URL path where the plugin serves the browser client (monument.js, an ES module) "
@@ -239,6 +288,8 @@ class Config:
         "Empty: not served.",
         parse_str,
         aliases=("clientPath",),
+        group="server",
+        metavar="PATH",
     )
     socket_events: tuple[str, ...] = option(
         ("*",),
@@ -246,20 +297,24 @@ class Config:
         "prefixes ws:, route:, server:, error: and client. are always refused.",
         parse_str_list,
         aliases=("socketEvents",),
+        group="server",
+        metavar="GLOB,...",
     )
     data_timeout: float = option(
         30.0,
         "Seconds a data event (x:get:y) waits for its x:set:y answer before a timeout error.",
-        parse_float,
+        parse_seconds,
         aliases=("dataTimeout",),
         minimum=0.0,
+        group="limits",
     )
     max_message_size: int = option(
         1_048_576,
         "Largest incoming frame in bytes (real size, not declared); larger closes with 1009.",
-        parse_int,
+        parse_bytes,
         aliases=("maxMessageSize", "payloadLimit"),
         minimum=1,
+        group="limits",
     )
     max_bad_frames: int = option(
         10,
@@ -267,6 +322,7 @@ class Config:
         parse_int,
         aliases=("maxBadFrames",),
         minimum=1,
+        group="limits",
     )
     max_inflight: int = option(
         64,
@@ -274,6 +330,7 @@ class Config:
         parse_int,
         aliases=("maxInflight",),
         minimum=1,
+        group="limits",
     )
     max_waiting: int = option(
         1024,
@@ -283,13 +340,15 @@ class Config:
         aliases=("maxWaiting",),
         deprecated=("max_queued", "maxQueued"),
         minimum=0,
+        group="limits",
     )
     call_timeout: float = option(
         60.0,
         "Default seconds socket.call() waits for the client's answer (0: forever).",
-        parse_float,
+        parse_seconds,
         aliases=("callTimeout",),
         minimum=0.0,
+        group="limits",
     )
     send_buffer_frames: int = option(
         1024,
@@ -299,40 +358,46 @@ class Config:
         aliases=("sendBufferFrames",),
         deprecated=("send_queue_limit", "sendQueueLimit"),
         minimum=1,
+        group="limits",
     )
     heartbeat: float = option(
         25.0,
         "Seconds between WebSocket pings from the server (0 disables); also told to "
         "clients in ws:welcome as their heartbeat period.",
-        parse_float,
+        parse_seconds,
         minimum=0.0,
+        group="server",
     )
     presence_sync: float = option(
         5.0,
         "Seconds between presence sweeps (refresh local members, age silent ones).",
-        parse_float,
+        parse_seconds,
         aliases=("presenceSync",),
         minimum=0.01,
+        group="channels",
     )
     presence_disconnect: float = option(
         60.0,
         "Seconds of silence after which a member becomes disconnected.",
-        parse_float,
+        parse_seconds,
         aliases=("presenceDisconnect",),
         minimum=0.0,
+        group="channels",
     )
     presence_removal: float = option(
         120.0,
         "Seconds a disconnected member stays listed before it is removed.",
-        parse_float,
+        parse_seconds,
         aliases=("presenceRemoval",),
         minimum=0.0,
+        group="channels",
     )
     compression: bool = option(
         False,
         "permessage-deflate. Off by default: it defeats encode-once fan-out and costs "
         "memory per socket.",
         parse_bool,
+        group="server",
     )
     secret: str = option(
         "",
@@ -340,13 +405,16 @@ class Config:
         "can only resume on the process that issued it (run --workers N generates one "
         "its workers share). Set it (the same on every process) when running several.",
         parse_str,
+        group="auth",
+        metavar="SECRET",
     )
     resume_ttl: float = option(
         86_400.0,
         "Seconds a resume secret stays valid.",
-        parse_float,
+        parse_seconds,
         aliases=("resumeTtl",),
         minimum=0.0,
+        group="auth",
     )
     broker: str = option(
         "memory://",
@@ -354,12 +422,16 @@ class Config:
         "(one process) or redis://[:password@]host:6379/db (rediss:// for TLS) to join "
         "many processes.",
         parse_str,
+        group="brokers",
+        metavar="URL",
     )
     broker_prefix: str = option(
         "monument_ws",
         "Prefix of every Redis key and pub/sub channel, so several apps share one Redis.",
         parse_str,
         aliases=("brokerPrefix",),
+        group="brokers",
+        metavar="PREFIX",
     )
     channels: tuple[tuple[str, ChannelOptions], ...] = option(
         (),
@@ -368,14 +440,16 @@ class Config:
         '{"chat:*": {"publish": "subscribers"}}. Unmatched channels: anyone may '
         "subscribe, nobody may publish from a socket, 100 messages of history for 300 s.",
         parse_namespaces,
+        group="channels",
     )
     auth_timeout: float = option(
         10.0,
         "With require_auth: seconds a socket has to reach the 'authenticated' stage over "
         "ws:auth before it is closed with 1008.",
-        parse_float,
+        parse_seconds,
         aliases=("authTimeout",),
         minimum=0.0,
+        group="auth",
     )
     require_auth: bool = option(
         False,
@@ -383,6 +457,7 @@ class Config:
         "and ws:heartbeat are accepted (others get unauthorized).",
         parse_bool,
         aliases=("requireAuth",),
+        group="auth",
     )
     rate_limit: float = option(
         200.0,
@@ -392,6 +467,8 @@ class Config:
         parse_float,
         aliases=("rateLimit",),
         minimum=0.0,
+        group="limits",
+        metavar="PER_SECOND",
     )
     rate_burst: int = option(
         400,
@@ -399,6 +476,7 @@ class Config:
         parse_int,
         aliases=("rateBurst",),
         minimum=1,
+        group="limits",
     )
     upgrade_rate: float = option(
         50.0,
@@ -407,6 +485,8 @@ class Config:
         parse_float,
         aliases=("upgradeRate",),
         minimum=0.0,
+        group="limits",
+        metavar="PER_SECOND",
     )
     max_sockets_per_ip: int = option(
         1024,
@@ -414,6 +494,7 @@ class Config:
         parse_int,
         aliases=("maxSocketsPerIp",),
         minimum=1,
+        group="limits",
     )
     max_sockets_per_user: int = option(
         32,
@@ -421,6 +502,7 @@ class Config:
         parse_int,
         aliases=("maxSocketsPerUser",),
         minimum=1,
+        group="limits",
     )
     header_timeout: float = option(
         5.0,
@@ -428,9 +510,10 @@ class Config:
         "between requests, the next one) before it is closed, so connections that never "
         "finish their head do not stay open. aiohttp's keepalive_timeout; an upgraded "
         "socket is not affected.",
-        parse_float,
+        parse_seconds,
         aliases=("headerTimeout",),
         minimum=0.1,
+        group="limits",
     )
     max_connections_per_ip: int = option(
         2048,
@@ -440,6 +523,7 @@ class Config:
         parse_int,
         aliases=("maxConnectionsPerIp",),
         minimum=1,
+        group="limits",
     )
     trusted_proxies: tuple[str, ...] = option(
         (),
@@ -447,6 +531,8 @@ class Config:
         "client address; from any other peer the header is ignored.",
         parse_str_list,
         aliases=("trustedProxies",),
+        group="server",
+        metavar="ADDRESS,...",
     )
     max_subscriptions: int = option(
         128,
@@ -454,15 +540,17 @@ class Config:
         parse_int,
         aliases=("maxSubscriptions",),
         minimum=1,
+        group="limits",
     )
     send_buffer_bytes: int = option(
         4_194_304,
         "Bytes waiting to be written to one socket (besides send_buffer_frames frames); "
         "beyond either the socket is closed with 4008 (slow consumer).",
-        parse_int,
+        parse_bytes,
         aliases=("sendBufferBytes",),
         deprecated=("send_queue_bytes", "sendQueueBytes"),
         minimum=1024,
+        group="limits",
     )
     allowed_origins: tuple[str, ...] = option(
         (),
@@ -470,6 +558,8 @@ class Config:
         "host. A browser upgrade from any other Origin is refused with HTTP 403.",
         parse_str_list,
         aliases=("allowedOrigins",),
+        group="auth",
+        metavar="ORIGIN,...",
     )
     # --- operating: graceful shutdown, metrics, health, admin page, logs ---
     drain_period: float = option(
@@ -477,9 +567,10 @@ class Config:
         "Graceful shutdown: seconds over which the sockets are closed with 1001, in batches "
         "of drain_batch, so clients reconnect to other processes at an even rate. Keep the "
         "process manager's stop timeout above drain_period + drain_grace.",
-        parse_float,
+        parse_seconds,
         aliases=("drainPeriod",),
         minimum=0.0,
+        group="operations",
     )
     drain_batch: int = option(
         100,
@@ -487,31 +578,43 @@ class Config:
         parse_int,
         aliases=("drainBatch",),
         minimum=1,
+        group="operations",
     )
     drain_grace: float = option(
         5.0,
         "Graceful shutdown: seconds a closing socket's running requests get to answer "
         "(new requests get unavailable) before it closes anyway.",
-        parse_float,
+        parse_seconds,
         aliases=("drainGrace",),
         minimum=0.0,
+        group="operations",
     )
     metrics: bool = option(
         False,
         "Serve Prometheus metrics at metrics_path (pip install 'monument-ws[metrics]').",
         parse_bool,
+        group="operations",
     )
     metrics_path: str = option(
-        "/metrics", "URL path of the Prometheus metrics.", parse_path, aliases=("metricsPath",)
+        "/metrics",
+        "URL path of the Prometheus metrics.",
+        parse_path,
+        aliases=("metricsPath",),
+        group="operations",
     )
     health: bool = option(
         False,
         "Serve health checks: <health_path>/live (the process answers) and "
         "<health_path>/ready (503 while the broker is disconnected or the server drains).",
         parse_bool,
+        group="operations",
     )
     health_path: str = option(
-        "/health", "URL path prefix of the health checks.", parse_path, aliases=("healthPath",)
+        "/health",
+        "URL path prefix of the health checks.",
+        parse_path,
+        aliases=("healthPath",),
+        group="operations",
     )
     admin_token: str = option(
         "",
@@ -519,9 +622,15 @@ class Config:
         "no admin page. Open <admin_path>#token=<token>.",
         parse_str,
         aliases=("adminToken",),
+        group="operations",
+        metavar="TOKEN",
     )
     admin_path: str = option(
-        "/_monument/admin", "URL path of the admin page.", parse_path, aliases=("adminPath",)
+        "/_monument/admin",
+        "URL path of the admin page.",
+        parse_path,
+        aliases=("adminPath",),
+        group="operations",
     )
     log_format: Literal["text", "json"] = option(
         "text",
@@ -529,6 +638,7 @@ class Config:
         "both carry socket_id and client_id for lines about a socket.",
         parse_log_format,
         aliases=("logFormat",),
+        group="operations",
     )
 
     certfile: str = option(
@@ -536,11 +646,15 @@ class Config:
         "PEM certificate chain for TLS: with keyfile, `monument-ws run` serves https:// and "
         "wss:// instead of http:// and ws://. Empty: plain TCP (e.g. behind a TLS proxy).",
         parse_str,
+        group="server",
+        metavar="FILE",
     )
     keyfile: str = option(
         "",
         "PEM private key of certfile (empty: the key is in certfile).",
         parse_str,
+        group="server",
+        metavar="FILE",
     )
     peer_queue_size: int = option(
         100,
@@ -550,16 +664,18 @@ class Config:
         aliases=("peerQueueSize",),
         deprecated=("queue_size", "queueSize"),
         minimum=1,
+        group="channels",
     )
     peer_queue_ttl: float = option(
         120.0,
         "Peer queue: seconds a message waits to be consumed before it is dropped; the broker "
         "keeps a client's queue this long after it left, so a reconnect to any process finds "
         "it (the default equals presence_removal).",
-        parse_float,
+        parse_seconds,
         aliases=("peerQueueTtl",),
         deprecated=("queue_ttl", "queueTtl"),
         minimum=0.001,
+        group="channels",
     )
     plugs: str = option(
         "./plugs",
@@ -568,21 +684,25 @@ class Config:
         "no plugs.",
         parse_str,
         aliases=("plugsFolder",),
+        group="plugs",
+        metavar="DIR",
     )
     reload: bool = option(
         False,
         "Watch the plugs folder and hot-reload changed plugs without dropping sockets "
         "(needs watchfiles: pip install 'monument-ws[reload]'). For development.",
         parse_bool,
+        group="plugs",
     )
     sync_memory: int = option(
         262_144,
         "Bytes of SYNC objects remembered per socket (the last one sent per event, to send "
         "patches); beyond it the least recently synced events are forgotten and sent whole "
         "next time.",
-        parse_int,
+        parse_bytes,
         aliases=("syncMemory",),
         minimum=0,
+        group="limits",
     )
 
     def __post_init__(self) -> None:
@@ -642,6 +762,10 @@ class OptionInfo:
     deprecated: tuple[str, ...] = ()
     #: the annotation in the schema, e.g. ``float`` or ``tuple[str, ...]``
     type: str = "str"
+    #: the key of :data:`GROUPS` it is listed under
+    group: str = "server"
+    #: the placeholder of its value, e.g. ``SECONDS``
+    metavar: str = "VALUE"
 
     @property
     def env_var(self) -> str:
@@ -662,6 +786,8 @@ def schema() -> list[OptionInfo]:
             f.metadata["aliases"],
             deprecated=f.metadata["deprecated"],
             type=str(f.type),
+            group=f.metadata["group"],
+            metavar=f.metadata["metavar"],
         )
         for f in dataclasses.fields(Config)
     ]

@@ -33,6 +33,7 @@ from .brokers.base import Broker
 from .bus import EventBus, events
 from .config import Config
 from .ops import admin, health
+from .protocol.errors import MissingExtra
 from .server import static
 from .server.plugin import MonumentWS
 
@@ -90,9 +91,7 @@ def _add_metrics(app: web.Application, plugin: MonumentWS) -> None:
     try:
         from .ops import metrics  # only with the metrics extra: prometheus-client
     except ImportError:
-        raise RuntimeError(
-            "metrics need prometheus-client: pip install 'monument-ws[metrics]'"
-        ) from None
+        raise MissingExtra("metrics", "prometheus-client", "metrics") from None
     plugin.metrics_registry = metrics.registry_for(plugin)
     app.router.add_get(
         plugin.config.metrics_path,

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
+import monument_ws
 from monument_ws.cli import cli
 from tests.conftest import DEADLINE
 
@@ -126,8 +128,64 @@ def test_run_help_documents_every_key():
         default = RUN_DEFAULTS.get(info.name, info.default)
         shown = ",".join(default) if isinstance(default, tuple) else default
         entry = squeeze(f"{info.doc} [default: {shown!r}; env: {info.env_var}]")
-        assert f"{info.flag}[BOOL]" in flat or f"{info.flag}VALUE" in flat, info.name
+        shape = f"[{info.metavar}]" if info.type == "bool" else info.metavar
+        assert f"{info.flag}{shape}" in flat, info.name
         assert entry in flat, info.name
+
+
+def test_run_help_groups_the_flags_under_headings_with_real_metavars():
+    """`run -h` lists each key under its group's heading, in GROUPS order, its value named by
+    what it is (SECONDS, BYTES, URL …), never a bare VALUE; every key declares its group."""
+    from monument_ws.config import GROUPS, schema
+
+    result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=100)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    headings = [line[:-1] for line in lines if line.endswith(":") and not line.startswith(" ")]
+    assert headings == [*GROUPS.values(), "Options"]
+    under: dict[str, str] = {}
+    heading = ""
+    for line in lines:
+        if line.endswith(":") and not line.startswith(" "):
+            heading = line[:-1]
+        elif line.startswith("  --"):
+            under[line.split()[0]] = heading
+    for info in schema():
+        assert under[info.flag] == GROUPS[info.group], info.name
+    assert under["--host"] == under["--port"] == under["--workers"] == "Server"
+    assert " VALUE" not in result.output
+    for flag, metavar in [
+        ("--data-timeout", "SECONDS"),
+        ("--max-message-size", "BYTES"),
+        ("--broker", "URL"),
+        ("--plugs", "DIR"),
+        ("--max-inflight", "N"),
+        ("--socket-events", "GLOB,..."),
+        ("--reload", "[BOOL]"),
+        ("--metrics-path", "PATH"),
+    ]:
+        assert re.search(rf"^  {re.escape(flag)} {re.escape(metavar)} ", result.output, re.M), flag
+
+
+def test_a_key_must_name_its_help_group():
+    """A new key without a known group= is refused when the schema is declared."""
+    from monument_ws.config import option, parse_int
+
+    with pytest.raises(ValueError, match="group must be one of server"):
+        option(1, "A count.", parse_int, group="misc")
+
+
+def test_top_level_help_shows_every_command_whole():
+    """`monument-ws -h` gives each command a short help that is not cut off with '...'."""
+    result = CliRunner().invoke(cli, ["-h"], terminal_width=80)
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1].strip().splitlines()
+    assert [line.split()[0] for line in commands] == [
+        "config", "data", "generate", "new", "publish", "run"
+    ]  # fmt: skip
+    for line in commands:
+        assert not line.endswith("..."), line
+        assert len(line) <= 80, line
 
 
 def test_config_explains_one_key_and_refuses_unknown_ones(monkeypatch, tmp_path):
@@ -357,3 +415,211 @@ def test_run_serves_a_module_level_app_and_names_the_settings_it_ignores(tmp_pat
     )
     assert built[1:] == factory
     assert factory[0].startswith(f"Error: cannot listen on 127.0.0.1:{port}")
+
+
+BLOCK_IMPORTS = '''
+import os
+import sys
+
+
+class Blocked:
+    """Makes the modules named in BLOCKED_MODULES fail to import, as if not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in os.environ["BLOCKED_MODULES"].split(","):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, Blocked())
+'''
+
+
+def run_without(
+    tmp_path: Path, blocked: str, *args: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A real `monument-ws run ARGS` in which the modules ``blocked`` cannot be imported."""
+    shim = tmp_path / "shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "sitecustomize.py").write_text(BLOCK_IMPORTS)
+    env = {**os.environ, "PYTHONPATH": str(shim), "BLOCKED_MODULES": blocked}
+    return subprocess.run(
+        [sys.executable, "-m", "monument_ws", "run", "--port", str(free_port()), *args],
+        capture_output=True, text=True, timeout=DEADLINE * 6, env=env, cwd=cwd,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "module", "line"),
+    [
+        (
+            ["--reload"],
+            "watchfiles",
+            "Error: reload needs watchfiles, which is not installed: "
+            "pip install 'monument-ws[reload]'",
+        ),
+        (
+            ["--metrics"],
+            "prometheus_client",
+            "Error: metrics needs prometheus-client, which is not installed: "
+            "pip install 'monument-ws[metrics]'",
+        ),
+        (
+            ["--broker", "redis://:hunter2@127.0.0.1:6379/0"],
+            "redis",
+            "Error: the broker redis:// needs redis, which is not installed: "
+            "pip install 'monument-ws[redis]'",
+        ),
+    ],
+    ids=["reload", "metrics", "redis"],
+)
+def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, args, module, line):
+    """A flag whose optional dependency is not installed: one line on stderr saying which
+    extra to install, exit 1, no traceback; --debug shows the traceback."""
+    result = run_without(tmp_path, module, *args)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [line]
+    assert result.stdout == ""
+    debug = run_without(tmp_path, module, *args, "--debug")
+    assert debug.returncode == 1
+    assert "Traceback" in debug.stderr
+    assert "MissingExtra" in debug.stderr
+
+
+def test_a_missing_extra_asked_for_by_the_apps_own_code_is_one_line_too(tmp_path):
+    """An app that turns metrics on in code, not with a flag, fails the same way."""
+    (tmp_path / "metered.py").write_text(
+        "from aiohttp import web\nimport monument_ws\n\n\ndef create_app():\n"
+        "    app = web.Application()\n"
+        "    monument_ws.setup(app, websocket=True, metrics=True, bus=monument_ws.EventBus())\n"
+        "    return app\n"
+    )
+    result = run_without(tmp_path, "prometheus_client", "metered:create_app", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "Error: metrics needs prometheus-client, which is not installed: "
+        "pip install 'monument-ws[metrics]'"
+    ]
+
+
+def test_an_unknown_broker_url_is_a_usage_error():
+    """--broker with a scheme no broker serves is refused before anything starts."""
+    result = CliRunner().invoke(cli, ["run", "--broker", "kafka://somewhere"])
+    assert result.exit_code == 2
+    assert "unknown broker URL 'kafka://somewhere'" in result.output
+    assert "Traceback" not in result.output
+
+
+async def read_banner(proc: asyncio.subprocess.Process) -> tuple[list[str], list[str]]:
+    """The lines on ``proc``'s stderr up to the banner, and the banner itself."""
+    assert proc.stderr is not None
+    before: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(proc.stderr.readline(), DEADLINE * 4)).decode()
+        assert line, f"the server exited before its banner: {before}"
+        if line.startswith("monument-ws "):
+            banner = [line.rstrip("\n")]
+            while not banner[-1].startswith("  workers:"):
+                line = (await asyncio.wait_for(proc.stderr.readline(), DEADLINE)).decode()
+                banner.append(line.rstrip("\n"))
+            return before, banner
+        before.append(line)
+
+
+async def start_run(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monument_ws", "run", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), DEADLINE * 2)
+
+
+async def test_run_prints_a_banner_once_it_listens():
+    """Once listening, `run` prints one block on stderr: the socket URL, the websocket mode,
+    the broker, the plugs folder with its events, the workers; the socket is up by then."""
+    from monument_ws.app_template import __file__ as template
+
+    port = free_port()
+    proc = await start_run("--port", str(port), "--websocket", "data")
+    try:
+        before, banner = await read_banner(proc)
+        plugs = Path(template).parent / "plugs"
+        events = len(list(plugs.rglob("[!_]*.py"))) - (plugs / "INIT.py").exists()
+        assert banner == [
+            f"monument-ws {monument_ws.__version__} listening on http://127.0.0.1:{port}/",
+            f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
+            "  broker:   memory://",
+            f"  plugs:    {plugs} ({events} events)",
+            "  workers:  1",
+        ]
+        assert not any("rebinding" in line for line in before)
+        assert (await welcome_of(f"http://127.0.0.1:{port}/ws"))["client_id"]
+    finally:
+        await stop(proc)
+    assert proc.stdout is not None
+    assert await proc.stdout.read() == b""
+
+
+async def test_beyond_loopback_without_allowed_origins_run_warns_about_dns_rebinding():
+    """On 0.0.0.0 with allowed_origins empty, `run` logs that the Origin/Host check does not
+    stop DNS rebinding and how to set allowed_origins; the banner lists the reachable URLs."""
+    port = free_port()
+    proc = await start_run("--host", "0.0.0.0", "--port", str(port))
+    try:
+        before, banner = await read_banner(proc)
+    finally:
+        await stop(proc)
+    (warning,) = [line for line in before if "WARNING" in line]
+    for words in (
+        "0.0.0.0",
+        "DNS rebinding",
+        "Host header",
+        "--allowed-origins",
+        "allowed_origins",
+    ):
+        assert words in warning, words
+    assert banner[0].endswith(f"http://0.0.0.0:{port}/ (all interfaces)")
+    assert f"ws://127.0.0.1:{port}/ws, ws://{socket.gethostname()}:{port}/ws" in banner[1]
+
+
+@pytest.mark.parametrize(
+    ("host", "origins", "warned"),
+    [
+        ("0.0.0.0", (), True),
+        ("192.0.2.7", (), True),
+        ("::", (), True),
+        ("0.0.0.0", ("https://app.example",), False),
+        ("127.0.0.1", (), False),
+        ("::1", (), False),
+        ("localhost", (), False),
+    ],
+)
+def test_the_origin_warning_needs_a_non_loopback_host_and_no_allowed_origins(
+    caplog, host, origins, warned
+):
+    from monument_ws.cli.banner import Summary, warn_origin
+
+    with caplog.at_level(logging.WARNING, logger="monument_ws.cli"):
+        warn_origin(Summary(mounted=True, websocket="true", allowed_origins=origins), host)
+        warn_origin(Summary(mounted=True, websocket="false"), host)
+    assert len(caplog.records) == warned
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("memory://", "memory://"),
+        ("redis://:hunter2@10.0.0.5:6379/2", "redis://10.0.0.5:6379/2"),
+        ("rediss://user:hunter2@cache:6380/0", "rediss://cache:6380/0"),
+        ("unix:///run/redis.sock?password=hunter2&db=3", "unix:///run/redis.sock?db=3"),
+    ],
+)
+def test_the_banner_shows_the_broker_without_credentials(url, shown):
+    from monument_ws.cli.banner import redact
+
+    assert redact(url) == shown

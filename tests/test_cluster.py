@@ -20,7 +20,7 @@ from monument_ws.client import Client, Message
 from monument_ws.protocol import backoff
 from monument_ws.publisher import Publisher
 from tests.conftest import DEADLINE, REDIS_URL, eventually
-from tests.test_cli import free_port
+from tests.test_cli import free_port, read_banner
 
 
 class Server:
@@ -189,11 +189,14 @@ async def test_workers_share_one_port(redis_prefix):
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "monument_ws", "run", "--port", str(port), "--workers", "2",
         "--broker", REDIS_URL, "--broker-prefix", redis_prefix, "--secret", "s",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     r = aioredis.from_url(REDIS_URL)
     clients: list[Client] = []
     try:
+        _, banner = await read_banner(proc)  # printed once, when the first worker listens
+        assert banner[-1] == "  workers:  2"
+        assert f"  broker:   {REDIS_URL}" in banner
         url = f"ws://127.0.0.1:{port}/ws"
         for _ in range(int(DEADLINE * 20)):
             try:

@@ -115,3 +115,5 @@ async def test_run_log_format_json_writes_json_lines(tmp_path: Path):
     for record in records:
         assert {"time", "level", "logger", "message", "socket_id", "client_id"} <= set(record)
     assert any(record["client_id"] == client_id for record in records), records
+    (banner,) = [r for r in records if r["message"].startswith("monument-ws ")]
+    assert f"ws://127.0.0.1:{port}/ws" in banner["message"]

@@ -407,3 +407,50 @@ async def test_code_handlers_yield_types_too_and_win_over_plugs(make_server, con
 
     peer = await connect(client)
     assert (await peer.request({"event": "hello", "id": 1}))["type"] == "custom_1"
+
+
+async def test_a_hot_reload_logs_what_changed_and_whether_it_loaded(make_server, folder, caplog):
+    """Each reload logs one line naming the plugs added, changed and removed, and each that
+    failed to load with its error and whether its previous version still serves."""
+    put(folder, "hello.py", HELLO)
+    put(folder, "gone.py", HELLO)
+    _, plugin = await make_server(plugs=str(folder), reload=True)
+    plugs = plugs_of(plugin)
+    generation = plugs.generation
+    with caplog.at_level(logging.INFO, logger="monument_ws.plugs"):
+        put(folder, "hello.py", "def handle(message, socket):\n    return 'v2'\n")
+        put(folder, "chat/send.py", HELLO)
+        (folder / "gone.py").unlink()
+        await changed(plugs, generation)
+        while plugs.table.plugs.keys() != {"hello", "chat/send"}:  # one batch, or two
+            generation = plugs.generation
+            await changed(plugs, generation)
+        generation = plugs.generation
+        caplog.clear()
+        put(folder, "hello.py", "def handle(message, socket)\n")
+        put(folder, "bad.py", "raise RuntimeError('no')\n")
+        report = await changed(plugs, generation)
+        while set(report.errors) != {"hello.py", "bad.py"}:
+            report = await changed(plugs, plugs.generation)
+    records = [r for r in caplog.records if r.getMessage().startswith("plugs reloaded: ")]
+    lines = [r.getMessage() for r in records]
+    assert records[-1].levelno == logging.WARNING
+    assert "hello.py failed to load (SyntaxError" in lines[-1]
+    assert "its previous version still serves" in lines[-1]
+    assert "bad.py failed to load (RuntimeError: no; not served)" in lines[-1]
+
+
+def test_a_reload_report_reads_as_one_line():
+    """Report.summary names every plug that moved and says when nothing did."""
+    report = Report(
+        generation=2,
+        events=("hello", "chat/send"),
+        added=("chat/send",),
+        changed=("hello",),
+        removed=("gone",),
+        errors={},
+    )
+    assert report.summary() == (
+        "plugs reloaded: chat/send.py added; hello.py changed; gone.py removed"
+    )
+    assert Report(3, (), (), (), (), {}).summary() == "plugs reloaded: no plug changed"

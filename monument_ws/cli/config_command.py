@@ -23,7 +23,7 @@ def _shown(value: Any) -> str:
         return repr(value)
 
 
-@click.command("config", context_settings=CONTEXT)
+@click.command("config", context_settings=CONTEXT, short_help="Explain a setting, or list them.")
 @click.argument("key", required=False)
 @click.option(
     "--config",
@@ -61,9 +61,9 @@ def config_command(key: str | None, config_file: str | None) -> None:
     click.echo("")
     click.echo(f"  default:     {_shown(RUN_DEFAULTS.get(info.name, info.default))}")
     click.echo(f"  value here:  {_shown(effective)}  [{source}]")
-    click.echo(f"  flag:        monument-ws run {info.flag} VALUE")
-    click.echo(f"  environment: {info.env_var}=VALUE")
-    click.echo(f"  config file: {info.name} = VALUE  (under [monument_ws] in TOML)")
+    click.echo(f"  flag:        monument-ws run {info.flag} {info.metavar}")
+    click.echo(f"  environment: {info.env_var}={info.metavar}")
+    click.echo(f"  config file: {info.name} = {info.metavar}  (under [monument_ws] in TOML)")
     if info.aliases:
         click.echo(f"  aliases:     {', '.join(info.aliases)}")
     click.echo("  precedence:  default < config file < environment < flag")

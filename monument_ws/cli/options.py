@@ -3,7 +3,9 @@
 Every configuration key of :class:`~monument_ws.config.Config` is also a flag
 of ``run`` (``--data-timeout 5``; a boolean key works bare too: ``--reload``).
 Precedence, later wins: the schema's defaults < :data:`RUN_DEFAULTS` <
-``--config FILE`` < the environment (``MONUMENT_WS_*``) < flags.
+``--config FILE`` < the environment (``MONUMENT_WS_*``) < flags. ``run -h`` lists
+the flags under the headings of :data:`~monument_ws.config.GROUPS`, each flag's
+value named by its key's ``metavar`` (:class:`GroupedCommand`).
 """
 
 from __future__ import annotations
@@ -36,8 +38,39 @@ def project_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..
     )
 
 
+class GroupedOption(click.Option):
+    """An option listed under the heading ``group`` (a key of :data:`config.GROUPS`)."""
+
+    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+        if group not in config_module.GROUPS:
+            raise ValueError(f"unknown help group {group!r}")
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose help lists its :class:`GroupedOption` s under their groups' headings,
+    in the order of :data:`config.GROUPS`; other options (``-h``) come last, under Options."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {group: [] for group in config_module.GROUPS}
+        rest: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or isinstance(param, click.Argument):
+                continue
+            (sections[param.group] if isinstance(param, GroupedOption) else rest).append(record)
+        for group, records in sections.items():
+            if records:
+                with formatter.section(config_module.GROUPS[group]):
+                    formatter.write_dl(records)
+        if rest:
+            with formatter.section("Options"):
+                formatter.write_dl(rest)
+
+
 def config_options(fn: Any) -> Any:
-    """Add one ``--flag`` per schema key, with the key's documentation as help."""
+    """Add one ``--flag`` per schema key, under its group, with the key's documentation as help."""
     for info in reversed(config_module.schema()):
         default = RUN_DEFAULTS.get(info.name, info.default)
         shown = ",".join(default) if isinstance(default, tuple) else default
@@ -45,8 +78,10 @@ def config_options(fn: Any) -> Any:
         fn = click.option(
             info.flag,
             info.name,
+            cls=GroupedOption,
+            group=info.group,
             default=None,
-            metavar="[BOOL]" if boolean else "VALUE",
+            metavar=f"[{info.metavar}]" if boolean else info.metavar,
             # A boolean key also works as a bare flag: --reload means --reload true.
             is_flag=False,
             flag_value="true" if boolean else None,

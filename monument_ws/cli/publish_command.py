@@ -14,7 +14,7 @@ from ..server.publisher import Publisher
 from .options import CONTEXT
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="Publish one event to a channel.")
 @click.argument("channel")
 @click.argument("event")
 @click.argument("data", default="null")

@@ -10,20 +10,52 @@ import click
 from aiohttp import web
 
 from ..config import Config
+from ..protocol.errors import MissingExtra
 from ..server import logs
+from .banner import announce, describe
 from .connections import listen
+from .extras import require_extras
 from .listening import cannot_listen, probe_port, tls_context
 from .loading import DEFAULT_APP, load_app
-from .options import CONTEXT, build_config, config_options, given_settings
+from .options import (
+    CONTEXT,
+    GroupedCommand,
+    GroupedOption,
+    build_config,
+    config_options,
+    given_settings,
+)
 from .workers import serve_workers
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(
+    cls=GroupedCommand, context_settings=CONTEXT, short_help="Serve an app (default: the demo)."
+)
 @click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY|MODULE:APP]")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8080, show_default=True, type=int, help="TCP port.")
+@click.option(
+    "--host",
+    cls=GroupedOption,
+    group="server",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="HOST",
+    help="Interface to listen on.",
+)
+@click.option(
+    "--port",
+    cls=GroupedOption,
+    group="server",
+    default=8080,
+    show_default=True,
+    type=int,
+    metavar="PORT",
+    help="TCP port.",
+)
 @click.option(
     "--workers",
+    cls=GroupedOption,
+    group="server",
+    metavar="N",
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
@@ -32,10 +64,18 @@ from .workers import serve_workers
 @click.option(
     "--config",
     "config_file",
+    cls=GroupedOption,
+    group="operations",
     type=click.Path(dir_okay=False),
     help="A .toml (with a [monument_ws] table) or .json file of settings.",
 )
-@click.option("--debug", is_flag=True, help="Show the traceback when the server cannot start.")
+@click.option(
+    "--debug",
+    cls=GroupedOption,
+    group="operations",
+    is_flag=True,
+    help="Show the traceback when the server cannot start.",
+)
 @config_options
 def run(
     app: str,
@@ -64,21 +104,37 @@ def run(
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
     ignored = given_settings(flags, config_file, os.environ)
-    application = load_app(app, cfg, ignored)  # with workers: fails here, once, not in every worker
     try:
+        require_extras(cfg)
+        application = load_app(app, cfg, ignored)  # with workers: fails here, once, not in each
         # Bound (or, for workers, probed) first: a busy port fails in one line before the app's
         # start-up hooks run, and before any worker starts (each would print its own traceback).
         if workers == 1:
             listener = listen(host, port, cfg.max_connections_per_ip, reuse_port=False)
+
+            def listening(_aiohttp_message: str) -> None:
+                announce(
+                    describe(application),
+                    host,
+                    port,
+                    tls=tls is not None,
+                    workers=1,
+                    log_format=cfg.log_format,
+                )
+
             web.run_app(
                 application,
                 sock=listener,
                 keepalive_timeout=cfg.header_timeout,
-                print=click.echo,
+                print=listening,
                 ssl_context=tls,
             )
         else:
             probe_port(host, port, reuse_port=True)
+    except MissingExtra as exc:  # also raised by the app's own settings, e.g. metrics=True
+        if debug:
+            raise
+        raise click.ClickException(str(exc)) from None
     except OSError as exc:
         if debug:
             raise

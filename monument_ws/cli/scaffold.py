@@ -29,7 +29,7 @@ def render(template: str, **values: str) -> str:
     return string.Template(text).substitute(values)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="Create a new app in an empty directory.")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 def new(directory: Path) -> None:
     """Create a new app in DIRECTORY (created if missing; it must be empty)."""
@@ -50,7 +50,7 @@ def new(directory: Path) -> None:
     click.echo(f"  cd {directory} && pytest                           # its tests")
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="Add a data provider with its test.")
 @click.argument("name")
 @project_option("The app made by `monument-ws new` (default: the current directory).")
 def data(name: str, project: Path) -> None:
@@ -81,7 +81,7 @@ def data(name: str, project: Path) -> None:
     click.echo(f"created {module} and {test}; data:get:{name} is served at GET /api/{name}")
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(context_settings=CONTEXT, short_help="Add a plug answering an event, with its test.")
 @click.argument("name")
 @project_option("The directory holding plugs/ and tests/ (default: the current directory).")
 def generate(name: str, project: Path) -> None:

@@ -18,6 +18,7 @@ table maps exceptions to error frames and back::
     ├── Cancelled                   cancelled
     └── InternalError               internal
     ConfigError                     (not a protocol error: bad configuration)
+    └── MissingExtra                (a setting needs an optional dependency not installed)
 
 A handler may raise any of these to answer a request with that code; its
 message reaches the client. Any other exception becomes ``internal`` with a
@@ -105,6 +106,22 @@ class InternalError(MonumentWSError):
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the key and the remedy."""
+
+
+class MissingExtra(ConfigError, RuntimeError):
+    """A setting needs an optional dependency that is not installed (``reload``: watchfiles,
+    ``metrics``: prometheus-client, a ``redis://`` broker: redis).
+
+    The message is one line ending in the ``pip install 'monument-ws[EXTRA]'`` that brings
+    it; ``monument-ws run`` prints just that line. Also a RuntimeError, which these
+    failures were before.
+    """
+
+    def __init__(self, feature: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs {package}, which is not installed: pip install 'monument-ws[{extra}]'"
+        )
+        self.extra = extra
 
 
 _BY_CODE: dict[str, type[MonumentWSError]] = {

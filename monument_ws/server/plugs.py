@@ -42,6 +42,8 @@ table which replaces the old one in one assignment.
   the :class:`Report`. A new module that fails is not served.
 * New files become events, deleted files stop being events (``not_found``).
 * No socket is touched.
+* Each reload logs one line (:meth:`Report.summary`): the plugs added, changed and
+  removed, and each that failed to load, with its error.
 * Unchanged files (same content) are not re-imported. Helper modules that plugs
   import normally are Python modules like any other: they are not reloaded.
 
@@ -68,7 +70,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .. import protocol
 from ..connection.dispatch import Handler
 from ..connection.router import Router
-from ..protocol.errors import ConfigError
+from ..protocol.errors import MissingExtra
 from ..signals import PLUGS_RELOADED, RESERVED_PREFIXES
 
 if TYPE_CHECKING:
@@ -117,6 +119,20 @@ class Report:
     changed: tuple[str, ...]
     removed: tuple[str, ...]
     errors: Mapping[str, str]
+
+    def summary(self) -> str:
+        """One line for the log: each plug added, changed or removed, and each that failed to
+        load with its error and whether its previous version still serves."""
+        parts = [f"{event}.py added" for event in self.added]
+        parts += [f"{event}.py changed" for event in self.changed]
+        parts += [f"{event}.py removed" for event in self.removed]
+        for relative, error in self.errors.items():
+            kept = relative.removesuffix(".py") in self.events
+            parts.append(
+                f"{relative} failed to load ({error}; "
+                f"{'its previous version still serves' if kept else 'not served'})"
+            )
+        return f"plugs reloaded: {'; '.join(parts) if parts else 'no plug changed'}"
 
 
 def plug_files(folder: Path) -> Iterator[tuple[str, Path]]:
@@ -331,6 +347,8 @@ class Plugs:
                 errors=dict(table.errors),
             )
             self.last_report = report
+            if report.generation > 1:  # the first load is logged by start()
+                log.log(logging.WARNING if report.errors else logging.INFO, report.summary())
         async with self._changed:
             self._changed.notify_all()
         try:
@@ -353,9 +371,7 @@ class Plugs:
         try:
             from watchfiles import awatch
         except ImportError:
-            ready.set_exception(
-                ConfigError("reload needs watchfiles: pip install 'monument-ws[reload]'")
-            )
+            ready.set_exception(MissingExtra("reload", "watchfiles", "reload"))
             return
         root = self.folder.resolve()
         try:
