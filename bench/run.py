@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import platform
@@ -448,10 +449,17 @@ def chart(
 
 
 def ensure_loadgen() -> None:
+    """Install the load generator's packages once. Runs may start together (CI runs the suite
+    on two Pythons at once, each with a bench test), so the install holds a lock, and a tree
+    counts as installed only once npm wrote its lockfile copy, the last thing ``npm ci`` does."""
     if shutil.which("node") is None:
         raise SystemExit("the load generator needs Node.js (>= 20) on PATH")
-    if not (HERE / "node_modules" / "ws").exists():
-        subprocess.run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=HERE, check=True)
+    with (HERE / ".npm-ci.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (HERE / "node_modules" / ".package-lock.json").exists():
+            subprocess.run(
+                ["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=HERE, check=True
+            )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -19,7 +19,15 @@ from hypothesis import strategies as st
 
 from monument_ws import protocol
 from monument_ws.protocol.errors import from_error_frame
-from monument_ws.protocol.frames import COMMANDS, ErrorCode, Frame, Invalid, Kind
+from monument_ws.protocol.frames import (
+    COMMANDS,
+    CloseCode,
+    ErrorCode,
+    Frame,
+    Invalid,
+    Kind,
+    Reconnect,
+)
 from tests.conftest import DEADLINE, Connect, Peer
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "frames.json").read_text())
@@ -308,3 +316,27 @@ async def test_integers_outside_signed_64_bits_are_refused_as_bad_frame(
         await peer.send(f'{{"event": "echo", "id": 2, "data": {data}}}')
         echoed[data] = (await peer.recv()).get("data")
     assert echoed == {data: json.loads(data) for data in echoed}
+
+
+async def test_a_client_offering_only_another_version_is_closed_1002_with_the_reason(make_server):
+    """Offering subprotocols without monument.v1 (say a v2 client) is refused: closed with 1002
+    and a reason naming the version this server speaks, never served as version 1."""
+    client, ws = await make_server()
+    sock = await client.ws_connect("/ws", protocols=("monument.v2",))
+    message = await sock.receive()
+    assert message.type == aiohttp.WSMsgType.CLOSE
+    assert message.data == 1002
+    assert message.extra == "this server speaks monument.v1 only; offered: monument.v2"
+    assert ws.stats.refused["protocol_version"] == 1
+    assert CloseCode(1002).reconnect is Reconnect.NEVER
+
+
+async def test_offering_v1_among_others_or_nothing_at_all_is_served_as_v1(
+    make_server, connect: Connect
+):
+    client, ws = await make_server()
+    among = await connect(client, protocols=("monument.v2", "monument.v1"))
+    assert among.ws.protocol == "monument.v1"
+    bare = await connect(client, protocols=())
+    assert bare.ws.protocol is None
+    assert ws.stats.refused["protocol_version"] == 0

@@ -56,9 +56,11 @@ async def test_refused_session_closes_4401_with_reason_and_client_gives_up(make_
     async def record(delay: float) -> None:
         sleeps.append(delay)
 
-    c = Client(str(client.make_url("/ws")), sleep=record)
-    with pytest.raises(monument_ws.ConnectionLost):
+    url = str(client.make_url("/ws"))
+    c = Client(url, sleep=record)
+    with pytest.raises(monument_ws.ConnectionLost) as lost:
         await c.connect()
+    assert str(lost.value) == f"could not connect to {url} (4401: no token)"  # the reason, said
     assert (c.state, c.close_code, c.close_reason) == ("closed", 4401, "no token")
     assert sleeps == []
     assert ws.stats.refused["session"] == 2

@@ -33,7 +33,7 @@ is forgotten and ``ws:error`` is emitted; the next ``full`` frame re-syncs.
 with exponential backoff and full jitter (``random() * min(backoff_max,
 backoff_initial * 2**attempt)``), presenting its ``resume`` secret so it keeps
 its ``client_id``. It obeys the close-code table of the protocol: after 1000,
-1007, 1008, 4401, 4403 and 4409 it does not reconnect; after 4029 it waits at least
+1002, 1007, 1008, 4401, 4403 and 4409 it does not reconnect; after 4029 it waits at least
 ``long_delay`` seconds. Lifecycle events, observed with ``on()``, use the
 reserved ``ws:`` prefix so they never collide with application events:
 ``ws:connect`` (first welcome), ``ws:reconnect``, ``ws:offline`` (dropped,

@@ -93,6 +93,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000
     GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
     ABNORMAL = 1006
     INVALID_DATA = 1007
     POLICY = 1008
@@ -116,6 +117,7 @@ class CloseCode(enum.IntEnum):
 _RECONNECT: Final = {
     CloseCode.NORMAL: Reconnect.NEVER,
     CloseCode.GOING_AWAY: Reconnect.JITTER,
+    CloseCode.PROTOCOL_ERROR: Reconnect.NEVER,
     CloseCode.ABNORMAL: Reconnect.BACKOFF,
     CloseCode.INVALID_DATA: Reconnect.NEVER,
     CloseCode.POLICY: Reconnect.NEVER,
@@ -131,6 +133,7 @@ _RECONNECT: Final = {
 _MEANING: Final = {
     CloseCode.NORMAL: "normal",
     CloseCode.GOING_AWAY: "server shutting down / draining",
+    CloseCode.PROTOCOL_ERROR: "the client offered no protocol version this server speaks",
     CloseCode.ABNORMAL: "connection lost",
     CloseCode.INVALID_DATA: "a text frame that is not UTF-8",
     CloseCode.POLICY: "policy: too many bad frames, auth time-out",

@@ -20,7 +20,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from .. import protocol
 from .._version import __version__
@@ -36,7 +36,7 @@ from ..connection.limits import TokenBucket
 from ..connection.socket import Socket
 from ..connection.stats import Stats
 from ..protocol.errors import Unavailable
-from ..protocol.frames import CloseCode
+from ..protocol.frames import CloseCode, truncate
 from ..signals import SOCKET_CLOSED, SOCKET_CONNECTED, announce
 from . import logs
 from .channel_commands import ChannelCommands
@@ -130,6 +130,9 @@ class UpgradeGate:
         """Accept the upgrade and make the socket with its session and its resume secret; None
         when the session parser or the user's socket count refused it (``ws`` closed)."""
         await ws.prepare(request)
+        if ws.ws_protocol is None and request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL):
+            await self._refuse_version(request, ws)
+            return None
         session = await self.credentials.parse(request, ws)
         if session is None or not await self._user_has_room(session, ws):
             return None
@@ -212,6 +215,15 @@ class UpgradeGate:
             rate = self.config.upgrade_rate
             bucket = self._upgrades[ip] = TokenBucket(rate, max(rate * 5, 1), time.monotonic)
         return bucket
+
+    async def _refuse_version(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        """The client offered subprotocols, none of them ours (e.g. only ``monument.v2``): it
+        expects another version, so it is told which one this server speaks and closed with 1002
+        rather than served as version 1. Offering none at all means version 1."""
+        offered = request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "")
+        refuse(self.stats, "protocol_version", "the client offered %r", offered[:100])
+        reason = f"this server speaks {protocol.SUBPROTOCOL} only; offered: {offered}"
+        await ws.close(code=CloseCode.PROTOCOL_ERROR, message=truncate(reason).encode())
 
     async def _user_has_room(self, session: Session, ws: web.WebSocketResponse) -> bool:
         """False (and ``ws`` closed with 4029) when the user has all the sockets it may have."""

@@ -126,7 +126,7 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *   at most once (after a reconnect the client says with `queued=` which it already has).
  * - Reconnect: exponential backoff with full jitter
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
- * * close-code table of the protocol (no reconnect after 1000, 1007, 1008, 4401,
+ * * close-code table of the protocol (no reconnect after 1000, 1002, 1007, 1008, 4401,
  *   4403, 4409; 4029 waits `longDelay` more; after 1009 the offending frame is
  *   not sent again). The `resume` secret keeps the `client_id`.
  * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
@@ -199,6 +199,7 @@ export class InternalError extends MonumentError {
 export const CloseCode: Readonly<{
     NORMAL: 1000;
     GOING_AWAY: 1001;
+    PROTOCOL_ERROR: 1002;
     ABNORMAL: 1006;
     INVALID_DATA: 1007;
     POLICY: 1008;
