@@ -292,3 +292,20 @@ async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     elif n == 127:
         n = int.from_bytes(await reader.readexactly(8), "big")
     return first & 0x0F, await reader.readexactly(n)
+
+
+async def chat_send_round_trip(
+    sender: aiohttp.ClientWebSocketResponse, other: aiohttp.ClientWebSocketResponse
+) -> None:
+    """The docs' plugs example, over two welcomed sockets: ``chat/send`` reaches the other
+    socket as a push, and the sender's reply streams ``"sent"`` then its end."""
+    await sender.send_json({"event": "chat/send", "id": 1, "data": "hi"})
+    assert await other.receive_json(timeout=DEADLINE) == {
+        "event": "chat/send",
+        "data": {"text": "hi"},
+    }
+    frames = [await sender.receive_json(timeout=DEADLINE) for _ in range(3)]
+    assert frames[1:] == [
+        {"event": "chat/send", "id": 1, "data": "sent", "more": True},
+        {"event": "chat/send", "id": 1, "end": True},
+    ]

@@ -31,7 +31,7 @@ import aiohttp
 import pytest
 
 from monument_ws.client import Client
-from tests.conftest import DEADLINE
+from tests.conftest import DEADLINE, chat_send_round_trip
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
 MARKED = re.compile(
@@ -249,16 +249,7 @@ async def _server_calls(servers: list[Server], session: aiohttp.ClientSession) -
 async def _plugs(servers: list[Server], session: aiohttp.ClientSession) -> None:
     sender, _ = await welcomed(session, servers[0].ws_url)
     other, _ = await welcomed(session, servers[0].ws_url)
-    await sender.send_json({"event": "chat/send", "id": 1, "data": "hi"})
-    assert await other.receive_json(timeout=DEADLINE) == {
-        "event": "chat/send",
-        "data": {"text": "hi"},
-    }
-    frames = [await sender.receive_json(timeout=DEADLINE) for _ in range(3)]
-    assert frames[1:] == [
-        {"event": "chat/send", "id": 1, "data": "sent", "more": True},
-        {"event": "chat/send", "id": 1, "end": True},
-    ]
+    await chat_send_round_trip(sender, other)
     await sender.close()
     await other.close()
 

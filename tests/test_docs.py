@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 from monument_ws.config import reference_markdown
-from tests.conftest import DEADLINE
+from tests.conftest import DEADLINE, chat_send_round_trip
 from tests.test_tls import certificates, tls_server  # noqa: F401  (fixtures)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
@@ -132,16 +132,7 @@ async def test_docs_plugs_example_broadcasts_and_reloads_on_the_same_socket(aioh
     async with client.ws_connect("/ws") as sender, client.ws_connect("/ws") as other:
         for ws in (sender, other):
             await ws.receive_json(timeout=DEADLINE)
-        await sender.send_json({"event": "chat/send", "id": 1, "data": "hi"})
-        assert await other.receive_json(timeout=DEADLINE) == {
-            "event": "chat/send",
-            "data": {"text": "hi"},
-        }
-        frames = [await sender.receive_json(timeout=DEADLINE) for _ in range(3)]
-        assert frames[1:] == [
-            {"event": "chat/send", "id": 1, "data": "sent", "more": True},
-            {"event": "chat/send", "id": 1, "end": True},
-        ]
+        await chat_send_round_trip(sender, other)
         generation = plugs.generation
         staged = folder.parent / "send.py"  # type: ignore[attr-defined]
         staged.write_text("async def handle(message, socket):\n    return 'v2'\n")

@@ -19,6 +19,18 @@ from tests.conftest import DEADLINE, REDIS_URL
 from tests.test_cli import free_port
 
 
+async def why_not(url: str) -> str:
+    """The message of the ConnectionLost the Python client raises connecting to ``url`` (its
+    retries, if any, without waiting)."""
+
+    async def no_wait(delay: float) -> None:
+        pass
+
+    with pytest.raises(monument_ws.ConnectionLost) as lost:
+        await Client(url, sleep=no_wait).connect()
+    return str(lost.value)
+
+
 async def test_sockets_off_with_handlers_warns_once_and_the_client_says_404(
     aiohttp_client: Any, bus: EventBus, caplog: pytest.LogCaptureFixture, tmp_path: Any
 ) -> None:
@@ -35,15 +47,8 @@ async def test_sockets_off_with_handlers_warns_once_and_the_client_says_404(
     assert "echo, data:get:greeting" in warnings[0]
     assert "websocket=True" in warnings[0]
     assert "--websocket true" in warnings[0]
-
-    async def no_wait(delay: float) -> None:
-        pass
-
     url = str(client.make_url("/ws"))
-    c = Client(url, sleep=no_wait)
-    with pytest.raises(monument_ws.ConnectionLost) as refused:
-        await c.connect()
-    assert str(refused.value) == (
+    assert await why_not(url) == (
         f"{url} answered HTTP 404, not a WebSocket upgrade "
         "(is websocket=True set on the server, and is the path right?)"
     )
@@ -73,29 +78,16 @@ async def test_a_plugs_folder_without_sockets_is_named(
 
 async def test_nothing_listening_is_named_with_the_url() -> None:
     """No server at all: the error names the URL, the close code and the retries."""
-
-    async def no_wait(delay: float) -> None:
-        pass
-
     url = f"ws://127.0.0.1:{free_port()}/ws"
-    with pytest.raises(monument_ws.ConnectionLost) as lost:
-        await Client(url, sleep=no_wait).connect()
-    assert str(lost.value) == f"could not connect to {url} (1006: no connection after 6 retries)"
+    assert await why_not(url) == f"could not connect to {url} (1006: no connection after 6 retries)"
 
 
 async def test_a_refused_upgrade_with_another_status_is_named(make_server: Any) -> None:
     """A 503 (too many sockets from this address) is said as it is, without the 404 hint."""
     client, _ = await make_server(max_sockets_per_ip=1)
     first = await client.ws_connect("/ws")
-
-    async def no_wait(delay: float) -> None:
-        pass
-
     url = str(client.make_url("/ws"))
-    c = Client(url, sleep=no_wait)
-    with pytest.raises(monument_ws.ConnectionLost) as refused:
-        await c.connect()
-    assert str(refused.value) == f"{url} answered HTTP 503, not a WebSocket upgrade"
+    assert await why_not(url) == f"{url} answered HTTP 503, not a WebSocket upgrade"
     await first.close()
     await asyncio.sleep(0)
 
