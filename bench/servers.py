@@ -269,6 +269,7 @@ LOAD_TEST_FLAGS = (
     "--rate-limit", "1000000",
     "--rate-burst", "1000000",
     "--max-sockets-per-ip", "100000",
+    "--max-connections-per-ip", "100000",
     "--heartbeat", "0",
 )  # fmt: skip
 
