@@ -11,8 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
-#: Files the project once pointed to that are not part of it.
-OUTSIDE = ("design.md", "seed-notes", "../shared", "style.md")
+#: A Markdown file named anywhere (a link, a path, a mention in passing).
+MARKDOWN_NAME = re.compile(r"[\w-]+\.md\b")
+#: A relative path that climbs a folder: ``../CHANGELOG.md``, ``../../x``.
+CLIMB = re.compile(r"(?:\.\./)+[\w.-]*")
 
 
 def slug(heading: str) -> str:
@@ -51,7 +53,18 @@ def test_the_protocol_reference_is_linked_from_the_guide():
     assert any(t.startswith("protocol.md") for p, t in links() if p.name == "websockets.md")
 
 
+def repository_markdown() -> set[str]:
+    """The names of the Markdown files this repository holds (not those of tools it installs)."""
+    return {
+        path.name
+        for path in ROOT.rglob("*.md")
+        if not any(part.startswith(".") or part == "node_modules" for part in path.parts)
+    }
+
+
 def test_no_doc_or_docstring_points_outside_the_repository():
+    """Every Markdown file a doc, docstring, page or template names is one of this repository's,
+    and no relative path outside a code block climbs out of it: a reader can follow each one."""
     sources = [
         *PAGES,
         *(ROOT / "monument_ws").rglob("*.py"),
@@ -61,10 +74,27 @@ def test_no_doc_or_docstring_points_outside_the_repository():
         *(ROOT / "app_template").rglob("*.md"),
         *(ROOT / "app_template").rglob("*.py"),
     ]
-    offenders = [
-        f"{path.relative_to(ROOT)}: {word}"
-        for path in sources
-        for word in OUTSIDE
-        if word in path.read_text(errors="replace")
-    ]
+    ours = repository_markdown()
+    offenders = []
+    for path in sources:
+        text = path.read_text(errors="replace")
+        offenders += [
+            f"{path.relative_to(ROOT)} names {name}, which this repository does not hold"
+            for name in MARKDOWN_NAME.findall(text)
+            if name not in ours
+        ]
+        prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+        offenders += [
+            f"{path.relative_to(ROOT)} points outside the repository: {climb}"
+            for climb in CLIMB.findall(prose)
+            if not (path.parent / climb).resolve().is_relative_to(ROOT)
+        ]
     assert offenders == []
+
+
+def test_the_outside_check_catches_a_file_that_is_not_here_and_a_climb_out():
+    """The check above can fail: a name of no file here, and a path out of the repository."""
+    assert "notes-kept-elsewhere.md" not in repository_markdown()
+    assert MARKDOWN_NAME.findall("see notes-kept-elsewhere.md") == ["notes-kept-elsewhere.md"]
+    climb = CLIMB.findall("as ../../elsewhere/notes says")[0]
+    assert not (ROOT / "docs" / climb).resolve().is_relative_to(ROOT)
