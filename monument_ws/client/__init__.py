@@ -79,9 +79,8 @@ import asyncio
 import random
 import ssl as ssl_module
 import time
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Final, Generic, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 import aiohttp
 
@@ -97,6 +96,7 @@ from .inbox import Inbox
 from .listeners import FrameHook, Listener, Listeners
 from .outbox import Outbox
 from .performers import Performers
+from .renamed import Renamed, renamed_options, warn_renamed
 from .status import Status
 from .sync import Synced
 from .tasks import Tasks, maybe_await
@@ -127,51 +127,6 @@ class _Part(Generic[T]):
 
     def __set__(self, client: Client, value: T) -> None:
         setattr(getattr(client, self._part), self._name, value)
-
-
-#: The constructor keywords renamed so that each word means one thing (the outbox holds
-#: frames not yet sent, a peer queue holds messages to consume); accepted until 1.0.
-_RENAMED_OPTIONS: Final = {
-    "queue_limit": "outbox_limit",
-    "queue_size": "peer_queue_size",
-    "queue_ttl": "peer_queue_ttl",
-}
-
-
-def _warn_renamed(old: str, new: str, stacklevel: int) -> None:
-    warnings.warn(
-        f"Client.{old} is deprecated and will be removed in 1.0; use {new}",
-        DeprecationWarning,
-        stacklevel=stacklevel + 1,
-    )
-
-
-class _Renamed(Generic[T]):
-    """The old name of a Client attribute: it reads and sets the attribute ``new``, with a
-    DeprecationWarning."""
-
-    def __init__(self, new: str) -> None:
-        self._new = new
-        self._old = ""
-
-    def __set_name__(self, owner: type[Any], name: str) -> None:
-        self._old = name
-
-    @overload
-    def __get__(self, client: None, owner: type[Any]) -> _Renamed[T]: ...
-
-    @overload
-    def __get__(self, client: Client, owner: type[Any]) -> T: ...
-
-    def __get__(self, client: Client | None, owner: type[Any]) -> T | _Renamed[T]:
-        if client is None:
-            return self
-        _warn_renamed(self._old, self._new, stacklevel=2)
-        return cast(T, getattr(client, self._new))
-
-    def __set__(self, client: Client, value: T) -> None:
-        _warn_renamed(self._old, self._new, stacklevel=2)
-        setattr(client, self._new, value)
 
 
 class Periodic:
@@ -222,10 +177,10 @@ class Client:
     close_reason = _Part[str]("_status", "close_reason")
 
     # The old names (see "Renamed" above), removed in 1.0.
-    queue_limit = _Renamed[int]("outbox_limit")
-    queue_size = _Renamed[int]("peer_queue_size")
-    queue_ttl = _Renamed[float]("peer_queue_ttl")
-    queue_dropped = _Renamed[int]("peer_queue_dropped")
+    queue_limit = Renamed[int]("outbox_limit")
+    queue_size = Renamed[int]("peer_queue_size")
+    queue_ttl = Renamed[float]("peer_queue_ttl")
+    queue_dropped = Renamed[int]("peer_queue_dropped")
 
     def __init__(
         self,
@@ -253,13 +208,9 @@ class Client:
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ValueError("Client needs at least one URL")
-        for old in renamed:
-            if old not in _RENAMED_OPTIONS:
-                raise TypeError(f"Client() got an unexpected keyword argument {old!r}")
-            _warn_renamed(old, _RENAMED_OPTIONS[old], stacklevel=2)
-        outbox_limit = renamed.get("queue_limit", outbox_limit)
-        peer_queue_size = renamed.get("queue_size", peer_queue_size)
-        peer_queue_ttl = renamed.get("queue_ttl", peer_queue_ttl)
+        outbox_limit, peer_queue_size, peer_queue_ttl = renamed_options(
+            renamed, outbox_limit, peer_queue_size, peer_queue_ttl
+        )
         self._status = status = Status()
         self._tasks = tasks = Tasks()
         self._listeners = listeners = Listeners()
@@ -336,7 +287,7 @@ class Client:
     @property
     def queued(self) -> int:
         """The old name of :attr:`outbox_length` (read-only, as it was); removed in 1.0."""
-        _warn_renamed("queued", "outbox_length", stacklevel=2)
+        warn_renamed("queued", "outbox_length", stacklevel=2)
         return self.outbox_length
 
     @property
