@@ -552,6 +552,7 @@ async def test_run_prints_a_banner_once_it_listens():
         events = len(list(plugs.rglob("[!_]*.py"))) - (plugs / "INIT.py").exists()
         assert banner == [
             f"monument-ws {monument_ws.__version__} listening on http://127.0.0.1:{port}/",
+            "  app:      the demo (no ./plugs here; monument-ws new DIR copies it)",
             f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
             "  broker:   memory://",
             f"  plugs:    {plugs} ({events} events)",
@@ -584,7 +585,7 @@ async def test_beyond_loopback_without_allowed_origins_run_warns_about_dns_rebin
     ):
         assert words in warning, words
     assert banner[0].endswith(f"http://0.0.0.0:{port}/ (all interfaces)")
-    assert f"ws://127.0.0.1:{port}/ws, ws://{socket.gethostname()}:{port}/ws" in banner[1]
+    assert f"ws://127.0.0.1:{port}/ws, ws://{socket.gethostname()}:{port}/ws" in banner[2]
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,18 @@ async def _plugs(servers: list[Server], session: aiohttp.ClientSession) -> None:
     await other.close()
 
 
+@check("plugs-folder")
+async def _plugs_folder(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    ws, _ = await welcomed(session, servers[0].ws_url)
+    await ws.send_json({"event": "example", "id": 1, "data": "plugs"})
+    assert await ws.receive_json(timeout=DEADLINE) == {
+        "event": "example",
+        "id": 1,
+        "data": "Hello, plugs!",
+    }
+    await ws.close()
+
+
 @check("passthrough")
 async def _passthrough(servers: list[Server], session: aiohttp.ClientSession) -> None:
     ws, _ = await welcomed(session, servers[0].ws_url)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .._version import __version__
 from ..mount import MONUMENT_WS
+from .loading import DEFAULT_APP, PLUGS_APP
 
 log = logging.getLogger("monument_ws.cli")
 
@@ -30,6 +31,8 @@ class Summary:
 
     #: False when the app has no monument_ws (no ``monument_ws.setup``)
     mounted: bool
+    #: what is served, in words (:func:`app_label`)
+    app: str = ""
     websocket: str = "false"
     path: str = "/ws"
     broker: str = ""
@@ -40,15 +43,26 @@ class Summary:
     allowed_origins: tuple[str, ...] = ()
 
 
-def describe(app: web.Application) -> Summary:
-    """The :class:`Summary` of ``app`` once started (its plugs folder is loaded by then)."""
+def app_label(target: str) -> str:
+    """How the banner names the app ``run`` serves from ``target`` (its MODULE:FACTORY)."""
+    if target == PLUGS_APP:
+        return "the plugs folder only (a plain app: no pages or routes besides the sockets)"
+    if target == DEFAULT_APP:
+        return "the demo (no ./plugs here; monument-ws new DIR copies it)"
+    return target
+
+
+def describe(app: web.Application, target: str) -> Summary:
+    """The :class:`Summary` of ``app``, served from ``target``, once started (its plugs folder
+    is loaded by then)."""
     plugin = app.get(MONUMENT_WS)
     if plugin is None:
-        return Summary(mounted=False)
+        return Summary(mounted=False, app=app_label(target))
     cfg = plugin.config
     plugs = plugin.plugs
     return Summary(
         mounted=True,
+        app=app_label(target),
         websocket=str(cfg.websocket).lower(),
         path=cfg.path,
         broker=redact(cfg.broker),
@@ -94,6 +108,8 @@ def render(summary: Summary, host: str, port: int, *, tls: bool, workers: int) -
     every = " (all interfaces)" if host in ("", "0.0.0.0", "::") else ""
     shown = f"[{host}]" if ":" in host else host
     lines = [f"monument-ws {__version__} listening on {scheme}://{shown}:{port}/{every}"]
+    if summary.app:
+        lines.append(f"  app:      {summary.app}")
     if not summary.mounted:
         lines.append("  sockets:  none (the app does not call monument_ws.setup)")
     elif summary.websocket == "false":

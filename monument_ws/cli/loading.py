@@ -1,5 +1,6 @@
 """Finding the application ``run`` serves: ``MODULE:FACTORY``, imported and called, or
-``MODULE:APP``, an application the module already built."""
+``MODULE:APP``, an application the module already built; without either, the plugs folder of
+the current directory or the demo (:func:`choose_app`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,37 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from .. import config as config_module
 from ..config import Config
 
-#: The demo app, served by ``run`` without a MODULE:FACTORY; ``new`` copies its project.
+#: The demo app, served by ``run`` without a MODULE:FACTORY where there is no plugs folder;
+#: ``new`` copies its project.
 DEFAULT_APP = "monument_ws.app_template.app:create_app"
+#: The plain app ``run`` serves for a plugs folder without a MODULE:FACTORY.
+PLUGS_APP = "monument_ws.cli.plugs_app:create_app"
+#: The ``plugs`` setting's default, ``./plugs``.
+DEFAULT_PLUGS: str = next(i.default for i in config_module.schema() if i.name == "plugs")
+
+
+def choose_app(target: str | None, cfg: Config, plugs_given: bool) -> tuple[str, Config]:
+    """What ``run`` serves, and with which config, given its MODULE:FACTORY argument or None.
+
+    A ``plugs`` setting given to ``run`` (flag, environment or config file) and relative is
+    made absolute against the current directory, so an app's factory receives the folder the
+    user named. Without ``target``: a given, non-empty ``plugs`` folder, or else ``./plugs``
+    when that directory exists, is served by the plain :data:`PLUGS_APP`; otherwise the demo,
+    which keeps its own plugs folder. A factory given no ``plugs`` keeps the default
+    ``./plugs``, which the template's factory resolves against its project directory.
+    """
+    if plugs_given and cfg.plugs:
+        cfg = cfg.replace(plugs=str(Path(cfg.plugs).absolute()))
+    if target is not None:
+        return target, cfg
+    if plugs_given and cfg.plugs:
+        return PLUGS_APP, cfg
+    if not plugs_given and Path(DEFAULT_PLUGS).is_dir():
+        return PLUGS_APP, cfg.replace(plugs=str(Path(DEFAULT_PLUGS).absolute()))
+    return DEFAULT_APP, cfg
 
 
 def load_app(target: str, cfg: Config, ignored: Sequence[str] = ()) -> web.Application:

@@ -9,6 +9,7 @@ import secrets
 import click
 from aiohttp import web
 
+from .. import config as config_module
 from ..config import Config
 from ..protocol.errors import MissingExtra
 from ..server import logs
@@ -16,7 +17,7 @@ from .banner import announce, describe
 from .connections import listen
 from .extras import require_extras
 from .listening import cannot_listen, probe_port, tls_context
-from .loading import DEFAULT_APP, load_app
+from .loading import DEFAULT_PLUGS, choose_app, load_app
 from .options import (
     CONTEXT,
     GroupedCommand,
@@ -29,9 +30,11 @@ from .workers import serve_workers
 
 
 @click.command(
-    cls=GroupedCommand, context_settings=CONTEXT, short_help="Serve an app (default: the demo)."
+    cls=GroupedCommand,
+    context_settings=CONTEXT,
+    short_help="Serve an app (default: ./plugs, else the demo).",
 )
-@click.argument("app", required=False, default=DEFAULT_APP, metavar="[MODULE:FACTORY|MODULE:APP]")
+@click.argument("app", required=False, metavar="[MODULE:FACTORY|MODULE:APP]")
 @click.option(
     "--host",
     cls=GroupedOption,
@@ -78,7 +81,7 @@ from .workers import serve_workers
 )
 @config_options
 def run(
-    app: str,
+    app: str | None,
     host: str,
     port: int,
     workers: int,
@@ -86,7 +89,12 @@ def run(
     debug: bool,
     **flags: str | None,
 ) -> None:
-    """Serve MODULE:FACTORY (default: the demo app) in one process.
+    """Serve MODULE:FACTORY, or without it the plugs folder here, or else the demo app.
+
+    Without MODULE:FACTORY, run serves the folder --plugs names, or ./plugs when it
+    exists, as a plain app (the plugin and those plugs, no pages or routes), and
+    else the demo app with its own plugs. A relative --plugs is relative to the
+    current directory, also for a FACTORY.
 
     FACTORY is a function returning an aiohttp Application; one with a ``config``
     parameter receives the Config built from the file, the environment and these
@@ -104,6 +112,12 @@ def run(
             "would not see each other's channels, presence or clients; use --broker redis://..."
         )
     ignored = given_settings(flags, config_file, os.environ)
+    plugs_given = (
+        flags.get("plugs") is not None
+        or "plugs" in config_module.from_env(os.environ)
+        or cfg.plugs != DEFAULT_PLUGS
+    )
+    app, cfg = choose_app(app, cfg, plugs_given)
     try:
         require_extras(cfg)
         application = load_app(app, cfg, ignored)  # with workers: fails here, once, not in each
@@ -114,7 +128,7 @@ def run(
 
             def listening(_aiohttp_message: str) -> None:
                 announce(
-                    describe(application),
+                    describe(application, app),
                     host,
                     port,
                     tls=tls is not None,

@@ -26,7 +26,7 @@ def _worker(target: str, cfg: Config, host: str, port: int, reports: Queue[Summa
         application,
         sock=listen(host, port, cfg.max_connections_per_ip, reuse_port=True),
         keepalive_timeout=cfg.header_timeout,
-        print=lambda _aiohttp_message: reports.put(describe(application)),
+        print=lambda _aiohttp_message: reports.put(describe(application, target)),
         ssl_context=tls_context(cfg),
     )
 
