@@ -115,8 +115,9 @@ def squeeze(text: str) -> str:
 
 
 def test_run_help_documents_every_key():
-    """`run -h` has, for every schema key, its flag, its documentation, its default and its env var."""
-    from monument_ws.cli.options import RUN_DEFAULTS
+    """`run -h` has, for every schema key, its flag and its aliases' flags on one line, its
+    documentation, its default and its env var."""
+    from monument_ws.cli.options import RUN_DEFAULTS, alias_flags
     from monument_ws.config import schema
 
     result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=80)
@@ -129,7 +130,8 @@ def test_run_help_documents_every_key():
         shown = ",".join(default) if isinstance(default, tuple) else default
         entry = squeeze(f"{info.doc} [default: {shown!r}; env: {info.env_var}]")
         shape = f"[{info.metavar}]" if info.type == "bool" else info.metavar
-        assert f"{info.flag}{shape}" in flat, info.name
+        spellings = ",".join([info.flag, *alias_flags(info)])
+        assert f"{spellings}{shape}" in flat, info.name
         assert entry in flat, info.name
 
 
@@ -149,22 +151,70 @@ def test_run_help_groups_the_flags_under_headings_with_real_metavars():
         if line.endswith(":") and not line.startswith(" "):
             heading = line[:-1]
         elif line.startswith("  --"):
-            under[line.split()[0]] = heading
+            under[line.split()[0].rstrip(",")] = heading
     for info in schema():
         assert under[info.flag] == GROUPS[info.group], info.name
     assert under["--host"] == under["--port"] == under["--workers"] == "Server"
     assert " VALUE" not in result.output
     for flag, metavar in [
-        ("--data-timeout", "SECONDS"),
-        ("--max-message-size", "BYTES"),
+        ("--data-timeout, --dataTimeout", "SECONDS"),
+        ("--max-message-size, --maxMessageSize, --payloadLimit", "BYTES"),
         ("--broker", "URL"),
-        ("--plugs", "DIR"),
-        ("--max-inflight", "N"),
-        ("--socket-events", "GLOB,..."),
+        ("--plugs, --plugsFolder", "DIR"),
+        ("--max-inflight, --maxInflight", "N"),
+        ("--socket-events, --socketEvents", "GLOB,..."),
         ("--reload", "[BOOL]"),
-        ("--metrics-path", "PATH"),
+        ("--metrics-path, --metricsPath", "PATH"),
     ]:
-        assert re.search(rf"^  {re.escape(flag)} {re.escape(metavar)} ", result.output, re.M), flag
+        pattern = rf"^  {re.escape(flag)} {re.escape(metavar)}( |$)"
+        assert re.search(pattern, result.output, re.M), flag
+
+
+def test_every_alias_is_a_flag_of_run_with_the_same_effect():
+    """Each alias of each key is accepted by `run` as a flag (`--payloadLimit` for
+    --max-message-size) and sets the same parameter, to the same Config value."""
+    from monument_ws.cli.options import build_config
+    from monument_ws.cli.run_command import run
+    from monument_ws.config import schema
+
+    aliased = [(info, alias) for info in schema() for alias in info.aliases]
+    assert len(aliased) >= 40
+    assert ("max_message_size", "payloadLimit") in {(info.name, a) for info, a in aliased}
+    for info, alias in aliased:
+        value = "true" if info.type == "bool" else "7"
+        by_alias = run.make_context("run", [f"--{alias}", value]).params
+        by_flag = run.make_context("run", [info.flag, value]).params
+        assert by_alias[info.name] == by_flag[info.name] == value, alias
+    flags: dict[str, str | None] = {"max_message_size": "1000", "websocket": "data"}
+    by_alias = run.make_context("run", ["--payloadLimit", "1000", "--webSocket", "data"]).params
+    assert (by_alias["max_message_size"], by_alias["websocket"]) == ("1000", "data")
+    assert build_config(
+        {k: str(v) for k, v in by_alias.items() if k in flags}, None, {}
+    ) == build_config(flags, None, {})
+
+
+def test_run_help_lists_no_alias_as_an_option_of_its_own():
+    """The aliases' flags are on their key's help line, never lines of their own."""
+    from monument_ws.config import schema
+
+    result = CliRunner().invoke(cli, ["run", "-h"], terminal_width=100)
+    starts = {line.split()[0] for line in result.output.splitlines() if line.startswith("  --")}
+    for info in schema():
+        for alias in info.aliases:
+            assert not {f"--{alias}", f"--{alias},"} & starts, alias
+
+
+async def test_alias_flags_reach_a_real_server():
+    """`run --webSocket data --payloadLimit 1000`: the banner shows the websocket mode and the
+    welcome frame the message size limit, as with --websocket and --max-message-size."""
+    port = free_port()
+    proc = await start_run("--port", str(port), "--webSocket", "data", "--payloadLimit", "1000")
+    try:
+        _, banner = await read_banner(proc)
+        assert f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)" in banner
+        assert (await welcome_of(f"http://127.0.0.1:{port}/ws"))["max_message_size"] == 1000
+    finally:
+        await stop(proc)
 
 
 def test_a_key_must_name_its_help_group():
@@ -202,7 +252,7 @@ def test_config_explains_one_key_and_refuses_unknown_ones(monkeypatch, tmp_path)
     assert "value here:  3.0  [environment (MONUMENT_WS_HEARTBEAT)]" in result.output
     by_alias = runner.invoke(cli, ["config", "dataTimeout", "--config", str(settings)])
     assert f"value here:  7.0  [config file ({settings})]" in by_alias.output
-    assert "aliases:     dataTimeout" in by_alias.output
+    assert "aliases:     dataTimeout  (flags too: --dataTimeout)" in by_alias.output
     assert (
         "value here:  true  [run's default]" in runner.invoke(cli, ["config", "websocket"]).output
     )

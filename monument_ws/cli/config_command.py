@@ -11,7 +11,7 @@ import click
 
 from .. import config as config_module
 from ..protocol.errors import ConfigError
-from .options import CONTEXT, RUN_DEFAULTS, build_config
+from .options import CONTEXT, RUN_DEFAULTS, alias_flags, build_config
 
 
 def _shown(value: Any) -> str:
@@ -65,5 +65,6 @@ def config_command(key: str | None, config_file: str | None) -> None:
     click.echo(f"  environment: {info.env_var}={info.metavar}")
     click.echo(f"  config file: {info.name} = {info.metavar}  (under [monument_ws] in TOML)")
     if info.aliases:
-        click.echo(f"  aliases:     {', '.join(info.aliases)}")
+        flags = ", ".join(alias_flags(info))
+        click.echo(f"  aliases:     {', '.join(info.aliases)}  (flags too: {flags})")
     click.echo("  precedence:  default < config file < environment < flag")

@@ -1,7 +1,8 @@
 """What the commands share: click's settings, ``--project``, and the Config of ``run``.
 
 Every configuration key of :class:`~monument_ws.config.Config` is also a flag
-of ``run`` (``--data-timeout 5``; a boolean key works bare too: ``--reload``).
+of ``run`` (``--data-timeout 5``; a boolean key works bare too: ``--reload``), and so
+is each of its aliases (``--dataTimeout 5``).
 Precedence, later wins: the schema's defaults < :data:`RUN_DEFAULTS` <
 ``--config FILE`` < the environment (``MONUMENT_WS_*``) < flags. ``run -h`` lists
 the flags under the headings of :data:`~monument_ws.config.GROUPS`, each flag's
@@ -69,14 +70,22 @@ class GroupedCommand(click.Command):
                 formatter.write_dl(rest)
 
 
+def alias_flags(info: config_module.OptionInfo) -> list[str]:
+    """The other spellings of ``info``'s flag: one per alias (``--payloadLimit`` for
+    ``max_message_size``). Deprecated names are not flags: a flag cannot log their warning."""
+    return [f"--{alias}" for alias in info.aliases if f"--{alias}" != info.flag]
+
+
 def config_options(fn: Any) -> Any:
-    """Add one ``--flag`` per schema key, under its group, with the key's documentation as help."""
+    """Add one ``--flag`` per schema key, under its group, with the key's documentation as help;
+    its aliases are other spellings of the same option, shown on its help line."""
     for info in reversed(config_module.schema()):
         default = RUN_DEFAULTS.get(info.name, info.default)
         shown = ",".join(default) if isinstance(default, tuple) else default
         boolean = info.type == "bool"
         fn = click.option(
             info.flag,
+            *alias_flags(info),
             info.name,
             cls=GroupedOption,
             group=info.group,
