@@ -86,12 +86,72 @@ def test_data_adds_a_wired_provider_with_a_test(tmp_path):
     assert "already exists" in again.output
 
 
-@pytest.mark.parametrize("name", ["Weather", "class", "9lives", "a-b"])
+@pytest.mark.parametrize("name", ["Weather", "class", "9lives", "_a", "a-", "a--b", "a.b", "a-_b"])
 def test_data_refuses_bad_names(tmp_path, name):
-    """A provider name must be a lowercase Python identifier."""
+    """A provider name is lowercase letters and digits with - or _ between them, and its
+    module name is no Python keyword."""
     result = CliRunner().invoke(cli, ["data", name, "--project", str(tmp_path)])
-    assert result.exit_code != 0
-    assert "lowercase Python identifier" in result.output
+    assert result.exit_code == 2
+    assert "is not a data provider name" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_data_collection_and_dashed_names_answer_a_running_app(tmp_path):
+    """`data items --collection` and `data this-item`, served by `run app:create_app`: over a
+    real socket data:get:items answers the collection, data:get:items:ID the item as
+    data:set:items:ID, data:get:this-item its provider (module this_item); the app's own
+    generated tests pass."""
+    project = tmp_path / "shop"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["new", str(project)]).exit_code == 0
+    for args in (["items", "--collection"], ["this-item"]):
+        result = runner.invoke(cli, ["data", *args, "--project", str(project)])
+        assert result.exit_code == 0, result.output
+    assert (project / "app" / "data" / "this_item.py").is_file()
+    assert (
+        '__all__ = ["greeting", "items", "this_item"]'
+        in (project / "app" / "data" / "__init__.py").read_text()
+    )
+    again = runner.invoke(cli, ["data", "this_item", "--project", str(project)])
+    assert "already exists" in again.output
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MONUMENT_WS_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monument_ws", "run", "app:create_app", "--port", str(port),
+        cwd=project, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await read_banner(proc)
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:
+                assert (await ws.receive_json(timeout=DEADLINE))["event"] == "ws:welcome"
+                answers = {}
+                for n, event in enumerate(
+                    ["data:get:items", "data:get:items:2", "data:get:items:9", "data:get:this-item"]
+                ):
+                    await ws.send_str(json.dumps({"event": event, "id": n}))
+                    answers[event] = await ws.receive_json(timeout=DEADLINE)
+            async with session.get(f"http://127.0.0.1:{port}/api/items/2") as response:
+                over_http = await response.json()
+            async with session.get(f"http://127.0.0.1:{port}/api/this-item") as response:
+                assert response.status == 200
+    finally:
+        await stop(proc)
+    collection = answers["data:get:items"]
+    assert collection["event"] == "data:set:items"
+    assert {"id": "2", "name": "second"} in collection["data"]
+    assert answers["data:get:items:2"] == {
+        "event": "data:set:items:2",
+        "id": 1,
+        "data": {"id": "2", "name": "second"},
+    }
+    assert over_http == {"id": "2", "name": "second"}
+    assert answers["data:get:items:9"]["error"]["code"] == "not_found"
+    assert answers["data:get:this-item"]["event"] == "data:set:this-item"
+    assert answers["data:get:this-item"]["data"] == {"name": "this-item", "items": []}
+    tests = run_pytest_in(project)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert f"{count_tests(project)} passed" in tests.stdout
 
 
 def test_data_outside_a_project_is_refused(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 import monument_ws
-from monument_ws import Config, events
+from monument_ws import Config, NotFound, events
 
 from . import auth, data, handlers
 
@@ -21,17 +21,25 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 async def api(request: web.Request) -> web.Response:
-    """GET /api/<name>: asks the same provider that answers the socket's data:get:<name>."""
+    """GET /api/<name> (and /api/<name>/<id> for a collection): asks the same provider that
+    answers the socket's data:get:<name> (data:get:<name>:<id>). The module of a dashed name
+    has an underscore for each dash (data:get:this-item: app/data/this_item.py)."""
     name = request.match_info["name"]
-    if name not in data.__all__:
+    if name.replace("-", "_") not in data.__all__:
         raise web.HTTPNotFound(text=f"no data provider {name!r}")
-    return web.json_response(await events.ask(f"data:get:{name}"))
+    item = request.match_info.get("id")
+    event = f"data:get:{name}" if item is None else f"data:get:{name}:{item}"
+    try:
+        return web.json_response(await events.ask(event))
+    except NotFound as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
 
 
 def create_app(config: Config | None = None) -> web.Application:
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/api/{name}", api)
+    app.router.add_get("/api/{name}/{id}", api)
     cfg = config or Config(websocket=True)
     if cfg.plugs:
         cfg = cfg.replace(plugs=str(PROJECT / cfg.plugs))

@@ -19,6 +19,8 @@ import click
 
 from .options import CONTEXT, project_option
 
+#: A data provider's name: its event keeps the dashes, its module has _ for each.
+_DATA_NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
 #: One /-separated part of a plug name: no dots, so a name never leaves plugs/.
 _PLUG_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
@@ -52,33 +54,53 @@ def new(directory: Path) -> None:
 
 @click.command(context_settings=CONTEXT, short_help="Add a data provider with its test.")
 @click.argument("name")
+@click.option(
+    "--collection",
+    is_flag=True,
+    help="A collection: data:get:NAME answers every item, data:get:NAME:ID the item ID "
+    "(as data:set:NAME:ID).",
+)
 @project_option("The app made by `monument-ws new` (default: the current directory).")
-def data(name: str, project: Path) -> None:
-    """Add a data provider NAME (data:get:NAME → data:set:NAME) with its test, wired in."""
-    if not name.isidentifier() or keyword.iskeyword(name) or not name.islower():
-        raise click.UsageError(f"{name!r} must be a lowercase Python identifier, e.g. weather")
+def data(name: str, collection: bool, project: Path) -> None:
+    """Add a data provider NAME (data:get:NAME → data:set:NAME) with its test, wired in.
+
+    A dashed NAME keeps its dashes in the event (this-item: data:get:this-item) and becomes
+    an underscore in the module (app/data/this_item.py).
+    """
+    module_name = name.replace("-", "_")
+    if not _DATA_NAME.fullmatch(name) or keyword.iskeyword(module_name):
+        raise click.UsageError(
+            f"{name!r} is not a data provider name: use lowercase letters, digits, and - or _ "
+            "between them, starting with a letter, and not a Python keyword "
+            "(e.g. weather, this-item)"
+        )
     package = project / "app" / "data"
     registry = package / "__init__.py"
     if not registry.is_file():
         raise click.ClickException(
             f"{project} is not an app made by `monument-ws new` (no app/data/)"
         )
-    module = package / f"{name}.py"
-    if module.exists():
-        raise click.ClickException(f"{module} already exists")
+    module = package / f"{module_name}.py"
+    test = project / "tests" / f"test_{module_name}.py"
+    for path in (module, test):
+        if path.exists():
+            raise click.ClickException(f"{path} already exists")
     text = registry.read_text()
     match = re.search(r"^__all__ = \[(.*)\]$", text, re.MULTILINE)
     if match is None:
         raise click.ClickException(f"cannot find the __all__ list in {registry}")
-    names = [*re.findall(r'"(\w+)"', match.group(1)), name]
+    names = [*re.findall(r'"(\w+)"', match.group(1)), module_name]
     imports = "".join(f"from . import {n}\n" for n in names)
     listed = ", ".join(f'"{n}"' for n in names)
     head = text[: text.index("from . import")]
+    kind = "data_collection" if collection else "data"
     registry.write_text(f"{head}{imports}\n__all__ = [{listed}]\n")
-    module.write_text(render("data_module.py.tmpl", name=name))
-    test = project / "tests" / f"test_{name}.py"
-    test.write_text(render("data_test.py.tmpl", name=name))
-    click.echo(f"created {module} and {test}; data:get:{name} is served at GET /api/{name}")
+    module.write_text(render(f"{kind}_module.py.tmpl", name=name))
+    test.write_text(render(f"{kind}_test.py.tmpl", name=name, ident=module_name))
+    served = f"data:get:{name} is served at GET /api/{name}"
+    if collection:
+        served += f", data:get:{name}:ID at GET /api/{name}/ID"
+    click.echo(f"created {module} and {test}; {served}")
 
 
 @click.command(context_settings=CONTEXT, short_help="Add a plug answering an event, with its test.")
