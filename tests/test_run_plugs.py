@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from monument_ws.cli import cli
 from tests.conftest import DEADLINE
-from tests.test_cli import free_port, read_banner
+from tests.test_cli import free_port, read_banner, squeeze
 
 HELLO = "async def handle(message, socket):\n    return f'hello, {message.data}!'\n"
 _ids = itertools.count(1)
@@ -114,6 +114,16 @@ async def test_a_relative_plugs_flag_is_relative_to_the_current_directory(tmp_pa
     runs.append(run := await start(tmp_path, "--plugs", "other/dir"))
     assert run.plugs_line() == f"  plugs:    {tmp_path / 'other' / 'dir'} (1 event)"
     assert (await call(run, "hello", "x"))["data"] == "other, x!"
+
+
+def test_a_missing_plugs_folder_without_an_app_is_a_usage_error(tmp_path, monkeypatch):
+    """`run --plugs nowhere` without MODULE:FACTORY names the folder instead of serving nothing."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "--plugs", "nowhere", "--port", str(free_port())])
+    assert result.exit_code == 2
+    shown = squeeze(f"the plugs folder {tmp_path / 'nowhere'} is not a directory")
+    assert shown in squeeze(result.output)
+    assert "Traceback" not in result.output
 
 
 async def test_without_a_plugs_folder_run_still_serves_the_demo(tmp_path, runs):

@@ -1,11 +1,11 @@
 """The ``monument-ws`` command: run an app, scaffold a new one, add data providers and plugs.
 
-One module per job: ``run_command`` (with ``loading`` the app, ``listening``
-its address and TLS, ``workers`` its processes), ``publish_command``,
-``config_command``, ``scaffold`` (``new``, ``data``, ``generate`` and their
-``templates/``); ``options`` holds what they share. Every configuration key is
-also a flag of ``run``, documented in ``monument-ws run -h`` and, one key at a
-time, by ``monument-ws config KEY``.
+One module per job: ``run_command`` (with ``loading`` the app, ``plugs_app`` the plain
+app it serves for a plugs folder, ``listening`` its address and TLS, ``workers`` its
+processes), ``publish_command``, ``config_command``, ``scaffold`` (``new``, ``data``,
+``generate`` and their ``templates/``); ``options`` holds what they share. Every
+configuration key, and each of its aliases, is also a flag of ``run``, documented in
+``monument-ws run -h`` and, one key at a time, by ``monument-ws config KEY``.
 """
 
 from __future__ import annotations

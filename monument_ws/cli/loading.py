@@ -31,8 +31,8 @@ def choose_app(target: str | None, cfg: Config, plugs_given: bool) -> tuple[str,
     A ``plugs`` setting given to ``run`` (flag, environment or config file) and relative is
     made absolute against the current directory, so an app's factory receives the folder the
     user named. Without ``target``: a given, non-empty ``plugs`` folder, or else ``./plugs``
-    when that directory exists, is served by the plain :data:`PLUGS_APP`; otherwise the demo,
-    which keeps its own plugs folder. A factory given no ``plugs`` keeps the default
+    when that directory exists, is served by the plain :data:`PLUGS_APP` (a given folder that
+    is not a directory is a usage error); otherwise the demo, which keeps its own plugs folder. A factory given no ``plugs`` keeps the default
     ``./plugs``, which the template's factory resolves against its project directory.
     """
     if plugs_given and cfg.plugs:
@@ -40,6 +40,11 @@ def choose_app(target: str | None, cfg: Config, plugs_given: bool) -> tuple[str,
     if target is not None:
         return target, cfg
     if plugs_given and cfg.plugs:
+        if not Path(cfg.plugs).is_dir():
+            raise click.UsageError(
+                f"the plugs folder {cfg.plugs} is not a directory: without MODULE:FACTORY, run "
+                "serves the folder --plugs names (relative to the current directory)"
+            )
         return PLUGS_APP, cfg
     if not plugs_given and Path(DEFAULT_PLUGS).is_dir():
         return PLUGS_APP, cfg.replace(plugs=str(Path(DEFAULT_PLUGS).absolute()))
