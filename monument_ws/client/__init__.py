@@ -354,12 +354,10 @@ class Client:
         *,
         timeout: float | None = DEFAULT,
     ) -> Any:
-        """Run one stage of the server's staged auth (``ws:auth`` with ``{"stage": stage,
-        **payload}``) and return the authenticator's answer; :attr:`stage` is then the
-        stage the server moved the socket to. Raises :class:`AuthFailed` (an Unauthorized,
-        with ``.stage``) when the server refuses the stage, which leaves :attr:`stage` as
-        it was; otherwise raises like :meth:`call` (NotFound: the server has no stages).
-        A reconnect starts from the welcome's stage again (see ``client/auth.py``)."""
+        """One stage of staged auth (``ws:auth`` with ``{"stage": stage, **payload}``): returns
+        the authenticator's answer and moves :attr:`stage`. A refused stage raises
+        :class:`AuthFailed` (with ``.stage``) and moves nothing; else raises like :meth:`call`.
+        After a reconnect the stage is the welcome's again (see :mod:`.auth`)."""
         return await self._auth.auth(stage, payload, timeout)
 
     @property
