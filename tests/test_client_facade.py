@@ -39,7 +39,7 @@ def test_every_option_reads_back_and_can_be_changed():
     assert {name: getattr(c, name) for name in OPTIONS} == OPTIONS
     assert (c.urls, c.url) == (["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"], c.urls[0])
     context = ssl.create_default_context()
-    changed = {
+    changed: dict[str, object] = {
         "reconnect": True,
         "max_retries": None,
         "retry_interval": None,
