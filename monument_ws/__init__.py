@@ -8,6 +8,7 @@ from .connection.dispatch import Handler
 from .connection.socket import Socket
 from .mount import MONUMENT_WS, setup
 from .protocol.errors import (
+    AuthFailed,
     Cancelled,
     ConnectionLost,
     DuplicateId,
@@ -25,6 +26,7 @@ from .server.plugin import MonumentWS
 
 __all__ = [
     "MONUMENT_WS",
+    "AuthFailed",
     "Cancelled",
     "CloseCode",
     "Config",

@@ -19,6 +19,8 @@ from monument_ws.protocol.errors import QueueFull
 
 OPTIONS = {
     "reconnect": False,
+    "max_retries": 4,
+    "retry_interval": 1.5,
     "backoff_initial": 0.5,
     "backoff_max": 7.0,
     "long_delay": 3.0,
@@ -37,8 +39,10 @@ def test_every_option_reads_back_and_can_be_changed():
     assert {name: getattr(c, name) for name in OPTIONS} == OPTIONS
     assert (c.urls, c.url) == (["ws://127.0.0.1:1/ws", "ws://127.0.0.1:2/ws"], c.urls[0])
     context = ssl.create_default_context()
-    changed = {
+    changed: dict[str, object] = {
         "reconnect": True,
+        "max_retries": None,
+        "retry_interval": None,
         "backoff_initial": 0.1,
         "backoff_max": 1.0,
         "long_delay": 1.5,
@@ -68,6 +72,7 @@ def test_state_before_connecting():
     )
     assert (c.close_code, c.close_reason, c.refused, c.peer_queue_dropped) == (None, "", 0, 0)
     assert (c.outbox_length, c.enqueued, c.subscriptions) == (0, 0, {})
+    assert c.stage is None  # the first welcome says it
 
 
 async def test_changed_options_take_effect_over_a_real_socket(make_server):

@@ -276,6 +276,9 @@ async def _passthrough(servers: list[Server], session: aiohttp.ClientSession) ->
         "data": {"welcome": "ada"},
     }
     await ws.close()
+    async with Client(servers[0].ws_url) as client:  # the Python client's extra= of the text
+        reply = await client.call("login", extra={"credentialsObj": {"user": "ada"}})
+        assert reply == {"welcome": "ada"}
 
 
 @check("lifecycle")
@@ -404,6 +407,12 @@ async def _security(servers: list[Server], session: aiohttp.ClientSession) -> No
         "data": {"hello": "ada"},
     }
     await ws.close()
+    # The section's client example, sign_in, against the same server.
+    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.MULTILINE | re.DOTALL)
+    (code,) = [c for c in blocks if "async def sign_in" in c]
+    namespace: dict[str, Any] = {"__name__": "docs_sign_in"}
+    exec(compile(code, str(DOCS), "exec"), namespace)
+    assert await namespace["sign_in"](servers[0].ws_url) == "authenticated"
 
 
 @check("operating")

@@ -17,7 +17,7 @@ aiohttp's client and orjson, and logs everything as ``monument_ws.client``.
 :class:`Client` is a facade over one part per job, each in its own module:
 ``connection`` (the reconnect loop, URL rotation, close codes), ``outbox`` (the
 ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
-``dispatch`` (where each incoming frame goes), ``channels`` (subscriptions and
+``dispatch`` (where each incoming frame goes), ``auth`` (staged auth), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
 frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
 objects), ``status`` (state, welcome, close code) and ``tasks``.
@@ -38,8 +38,11 @@ its ``client_id``. It obeys the close-code table of the protocol: after 1000,
 reserved ``ws:`` prefix so they never collide with application events:
 ``ws:connect`` (first welcome), ``ws:reconnect``, ``ws:offline`` (dropped,
 will retry), ``ws:close`` (final, with ``code`` and ``reason``, also after
-:meth:`Client.close`) and ``ws:error`` (an error frame without an ``id``). A
-late answer to a call that timed out or a stream left early is dropped.
+:meth:`Client.close`), ``ws:error`` (an error frame without an ``id``) and
+``ws:stage`` (the auth stage changed, see :meth:`Client.auth`). A late answer to a
+call that timed out or a stream left early is dropped. ``max_retries`` bounds the
+attempts in a row (then the client closes, ``ws:close`` saying how many it made);
+``retry_interval`` replaces the backoff by a fixed wait.
 
 **Several servers.** ``Client([url_a, url_b])`` is given every process (or
 every load balancer) it may use: it connects to the first and, each time the
@@ -88,7 +91,8 @@ from .. import protocol
 from ..protocol.backoff import Backoff
 from ..protocol.errors import MonumentWSError
 from ..protocol.frames import Queued
-from .calls import DEFAULT, Calls
+from .auth import Auth
+from .calls import DEFAULT, Calls, frame_of
 from .channels import Channels, Message, Subscription
 from .connection import Connection
 from .dispatch import Dispatch
@@ -149,6 +153,10 @@ class Client:
     #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
     urls = _Part[list[str]]("_connection", "urls")
     reconnect = _Part[bool]("_connection", "reconnect")
+    #: reconnect attempts in a row before the client gives up and closes (None: no limit)
+    max_retries = _Part[int | None]("_connection", "max_retries")
+    #: seconds every reconnect attempt waits instead of the backoff (None: the backoff)
+    retry_interval = _Part[float | None]("_connection", "retry_interval")
     backoff_initial = _Part[float]("_backoff", "initial")
     backoff_max = _Part[float]("_backoff", "cap")
     long_delay = _Part[float]("_connection", "long_delay")
@@ -187,6 +195,8 @@ class Client:
         url: str | Sequence[str],
         *,
         reconnect: bool = True,
+        max_retries: int | None = None,
+        retry_interval: float | None = None,
         backoff_initial: float = 0.25,
         backoff_max: float = 30.0,
         long_delay: float = 15.0,
@@ -220,6 +230,7 @@ class Client:
         self._inbox = inbox = Inbox(peer_queue_size, peer_queue_ttl, clock)
         self._synced = Synced()
         self._performers = Performers(outbox)
+        self._auth = Auth(calls, listeners)
         self._channels = channels = Channels(calls, status, listeners, tasks, backoff, sleep)
         self._dispatch = dispatch = Dispatch(
             listeners, self._synced, calls, outbox, channels, inbox, self._performers, tasks
@@ -235,6 +246,8 @@ class Client:
             dispatch=dispatch,
             tasks=tasks,
             reconnect=reconnect,
+            max_retries=max_retries,
+            retry_interval=retry_interval,
             long_delay=long_delay,
             heartbeat=heartbeat,
             headers=headers or {},
@@ -304,6 +317,7 @@ class Client:
         *,
         timeout: float | None = DEFAULT,
         retry: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
         """Send a request and return its reply's data.
 
@@ -312,14 +326,17 @@ class Client:
         when no answer comes within ``timeout`` (default ``call_timeout``;
         None or 0: wait forever; the server is told to cancel), or
         :class:`ConnectionLost` (see ``retry`` in the module documentation).
+        ``extra`` adds top-level keys beside ``event`` and ``data`` (as :meth:`tell`).
         """
-        return await self._calls.call(event, data, timeout=timeout, retry=retry)
+        return await self._calls.call(event, data, timeout=timeout, retry=retry, extra=extra)
 
-    def tell(self, event: str, data: Any = None) -> None:
+    def tell(self, event: str, data: Any = None, *, extra: dict[str, Any] | None = None) -> None:
         """Send without expecting a reply (kept in the outbox while offline).
 
-        Raises QueueFull (the outbox is full) or TooLarge."""
-        self._outbox.put(protocol.push(event, data))
+        ``extra`` adds top-level keys beside ``event`` and ``data``, which the server hands
+        to passthrough receivers in ``message``; a key the protocol reserves raises
+        ValueError. Raises QueueFull (the outbox is full) or TooLarge."""
+        self._outbox.put(protocol.encode(frame_of(event, data, extra)))
 
     def stream(self, event: str, data: Any = None) -> AsyncIterator[Any]:
         """Iterate over a streamed reply's chunks; leaving the loop early cancels it on the server.
@@ -327,6 +344,27 @@ class Client:
         A plain (non-streamed) reply is yielded as the only item.
         """
         return self._calls.stream(event, data)
+
+    # --- staged auth ---------------------------------------------------------
+
+    async def auth(
+        self,
+        stage: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT,
+    ) -> Any:
+        """One stage of staged auth (``ws:auth`` with ``{"stage": stage, **payload}``): returns
+        the authenticator's answer and moves :attr:`stage`. A refused stage raises
+        :class:`AuthFailed` (with ``.stage``) and moves nothing; else raises like :meth:`call`.
+        After a reconnect the stage is the welcome's again (see :mod:`.auth`)."""
+        return await self._auth.auth(stage, payload, timeout)
+
+    @property
+    def stage(self) -> str | None:
+        """The auth stage as the server last reported it (welcome or ``ws:auth``);
+        ``ws:stage`` (``{stage, previous}``) is emitted when it changes."""
+        return self._auth.stage
 
     # --- peer queue ---------------------------------------------------------
 

@@ -73,10 +73,17 @@ class Calls:
         self._waiting: dict[int, Call] = {}
 
     async def call(
-        self, event: str, data: Any = None, *, timeout: float | None = DEFAULT, retry: bool = False
+        self,
+        event: str,
+        data: Any = None,
+        *,
+        timeout: float | None = DEFAULT,
+        retry: bool = False,
+        extra: dict[str, Any] | None = None,
     ) -> Any:
-        """The reply's data; raises the server's error, :class:`Timeout` or ConnectionLost."""
-        request_id, call = self._request(event, data, retry=retry, stream=False)
+        """The reply's data; raises the server's error, :class:`Timeout` or ConnectionLost.
+        ``extra`` adds top-level keys to the frame (see :func:`frame_of`)."""
+        request_id, call = self._request(event, data, retry=retry, stream=False, extra=extra)
         timeout = self.timeout if timeout is DEFAULT else timeout
         try:
             async with asyncio.timeout(timeout or None):
@@ -149,14 +156,21 @@ class Calls:
     def _find(self, request_id: object) -> Call | None:
         return self._waiting.get(request_id) if isinstance(request_id, int) else None
 
-    def _request(self, event: str, data: Any, *, retry: bool, stream: bool) -> tuple[int, Call]:
+    def _request(
+        self,
+        event: str,
+        data: Any,
+        *,
+        retry: bool,
+        stream: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> tuple[int, Call]:
         if self._status.ended:
             raise ConnectionLost("the client is closed")
+        frame = frame_of(event, data, extra, self._next_id)
         request_id = self._next_id
         self._next_id += 1
-        call = Call(
-            protocol.encode({"event": event, "id": request_id, "data": data}), retry, stream
-        )
+        call = Call(protocol.encode(frame), retry, stream)
         self._outbox.put(call.frame, call)
         self._waiting[request_id] = call
         return request_id, call
@@ -170,3 +184,22 @@ class Calls:
         if call.sent and self._status.connected:
             with contextlib.suppress(MonumentWSError):
                 self._outbox.put(protocol.push("ws:cancel", {"id": request_id}))
+
+
+def frame_of(
+    event: str, data: Any, extra: dict[str, Any] | None, request_id: int | None = None
+) -> dict[str, Any]:
+    """The frame of a tell, or of a call with ``request_id``: ``event``, ``data`` and the ``extra``
+    top-level keys, which a server hands to passthrough receivers as part of the message
+    (monument's ``{"event": "authorize", "credentialsObj": {...}}``). Raises ValueError for
+    extra keys the protocol reserves (``event``, ``id``, ``data``, ``channel`` …) or that
+    are not strings, before anything enters the outbox."""
+    if extra is not None:
+        problem = protocol.check_extra(extra)
+        if problem is not None:
+            raise ValueError(problem)
+    frame: dict[str, Any] = {"event": event}
+    if request_id is not None:
+        frame["id"] = request_id
+    frame["data"] = data
+    return {**frame, **extra} if extra else frame

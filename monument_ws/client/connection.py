@@ -6,8 +6,11 @@ frames into the dispatcher while a writer task drains the outbox and, when the w
 announces a period, a heartbeat task sends ``ws:heartbeat``. When the socket ends,
 calls already sent fail or go back in the outbox (``retry``), and the close code decides
 what comes next (:class:`~monument_ws.protocol.frames.Reconnect`): stay closed, or
-wait with backoff and jitter (plus ``long_delay`` after 4029) and try the next URL in
-turn. A first connection that never got a welcome gives up after 6 retries.
+wait with backoff and jitter -- or exactly ``retry_interval`` seconds when it is set --
+(plus ``long_delay`` after 4029) and try the next URL in turn. ``max_retries`` attempts
+in a row without a welcome close the client for good, with the last attempt's code and
+the reason ``no connection after N retries``; without it a first connection that never
+got a welcome gives up after 6 retries, and a later one never does.
 
 Lifecycle events: ``ws:connect`` (the first welcome), ``ws:offline`` (dropped, will
 retry), ``ws:reconnect`` (a later welcome; every subscription's resubscribe is then
@@ -52,6 +55,8 @@ class Connection:
         urls: list[str],
         *,
         reconnect: bool,
+        max_retries: int | None,
+        retry_interval: float | None,
         long_delay: float,
         heartbeat: bool,
         headers: dict[str, str],
@@ -70,6 +75,8 @@ class Connection:
     ) -> None:
         self.urls = urls
         self.reconnect = reconnect
+        self.max_retries = max_retries
+        self.retry_interval = retry_interval
         self.long_delay = long_delay
         self.heartbeat = heartbeat
         self.headers = headers
@@ -148,11 +155,16 @@ class Connection:
             if not self.reconnect or policy is Reconnect.NEVER:
                 self._finish(code, status.close_reason)
                 return
-            if not opened_once and attempt >= _FIRST_RETRIES:
-                self._finish(code, f"no connection after {_FIRST_RETRIES} retries")
+            limit = self.max_retries
+            if limit is None and not opened_once:
+                limit = _FIRST_RETRIES
+            if limit is not None and attempt >= limit:
+                self._finish(code, f"no connection after {attempt} retries")
                 return
             await self._listeners.emit("ws:offline", {"code": code, "reason": status.close_reason})
-            delay = self._backoff.delay(attempt)
+            delay = self.retry_interval
+            if delay is None:
+                delay = self._backoff.delay(attempt)
             if policy is Reconnect.LONG_DELAY:
                 delay += self.long_delay
             attempt += 1

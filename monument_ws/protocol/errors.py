@@ -8,6 +8,7 @@ table maps exceptions to error frames and back::
     ├── DuplicateId                 duplicate_id
     ├── NotFound                    not_found
     ├── Unauthorized                unauthorized
+    │   └── AuthFailed              unauthorized (a client's auth() stage was refused)
     ├── Forbidden                   forbidden
     ├── TooLarge                    too_large
     ├── RateLimited                 rate_limited
@@ -64,6 +65,16 @@ class NotFound(MonumentWSError):
 
 class Unauthorized(MonumentWSError):
     code = ErrorCode.UNAUTHORIZED
+
+
+class AuthFailed(Unauthorized):
+    """The server refused a stage of staged auth (``ws:auth``): what the clients'
+    ``auth(stage, payload)`` raises for an ``unauthorized`` answer. ``stage`` is the stage
+    that was tried; the client's stage did not change."""
+
+    def __init__(self, message: str = "", *, stage: str = "", data: Any = None) -> None:
+        super().__init__(message, data=data)
+        self.stage = stage
 
 
 class Forbidden(MonumentWSError):

@@ -51,6 +51,12 @@ QUEUE_EVENT: Final = "ws:enqueue"
 #: The upgrade URL's query parameter with the highest queued ``seq`` a reconnecting client has.
 QUEUED_PARAM: Final = "queued"
 
+#: Top-level keys protocol version 1 gives a meaning in some frame (client → server or server
+#: → client). A client's extra keys (``extra=`` of a call or a tell) may use any other name.
+RESERVED_KEYS: Final = frozenset(
+    {"event", "id", "data", "call", "error", "channel", "offset", "more", "end", "sync", "seq"}
+)
+
 RequestId = int | str
 
 
@@ -349,6 +355,19 @@ def encode(obj: dict[str, Any]) -> bytes:
     NaN and ±Infinity are written as ``null``, as JavaScript's ``JSON.stringify`` does.
     """
     return orjson.dumps(obj)
+
+
+def check_extra(extra: object) -> str | None:
+    """Why ``extra`` cannot be added to a client frame as top-level keys, or None when it can:
+    it must be a dict of string keys, none of them in :data:`RESERVED_KEYS`."""
+    if not isinstance(extra, dict):
+        return f"extra keys must be a dict, not {type(extra).__name__}"
+    for key in extra:
+        if not isinstance(key, str):
+            return f"extra keys must be strings, not {key!r}"
+        if key in RESERVED_KEYS:
+            return f"{key!r} is a key the protocol reserves; extra keys may not use it"
+    return None
 
 
 def reply(event: str, request_id: RequestId | None, data: Any) -> bytes:

@@ -6,6 +6,16 @@
  */
 export function fromErrorFrame(error: unknown): MonumentError;
 /**
+ * The frame of a tell, or of a call with `id`: `event`, `data` and the `extra` top-level
+ * keys, which a server hands to passthrough receivers as part of the message (monument's
+ * `{"event": "authorize", "credentialsObj": {...}}`). Throws TypeError for `extra` that is
+ * not a plain object or that uses a reserved key, before anything enters the outbox.
+ * @param {string} event @param {unknown} data @param {Record<string, unknown>} [extra]
+ * @param {number} [id]
+ * @returns {Record<string, unknown>}
+ */
+export function frameOf(event: string, data: unknown, extra?: Record<string, unknown>, id?: number): Record<string, unknown>;
+/**
  * What the client does after a close with `code` (the close-code table of docs/protocol.md).
  * Codes outside the table (e.g. a proxy's 1012) reconnect with backoff.
  * @param {number | null | undefined} code
@@ -128,7 +138,13 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
  * * close-code table of the protocol (no reconnect after 1000, 1002, 1007, 1008, 4401,
  *   4403, 4409; 4029 waits `longDelay` more; after 1009 the offending frame is
- *   not sent again). The `resume` secret keeps the `client_id`.
+ *   not sent again). The `resume` secret keeps the `client_id`. `retryInterval` replaces
+ *   the backoff by a fixed wait; `maxRetries` attempts in a row close the client for good.
+ * - Staged auth: `auth(stage, payload)` runs one `ws:auth` stage; `stage` is the stage the
+ *   server reports (welcome, then each answer) and `ws:stage` says when it changes; a refused
+ *   stage rejects with `AuthFailed`. A reconnect starts again from the welcome's stage.
+ * - Extra keys: `tell(event, data, {extra})` and `call(..., {extra})` add top-level keys
+ *   for the server's passthrough receivers; `RESERVED_KEYS` are refused with a TypeError.
  * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
  *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
  *   the one in use), so a page moves to another process when one drains (1001).
@@ -175,6 +191,25 @@ export class NotFound extends MonumentError {
 }
 export class Unauthorized extends MonumentError {
 }
+/**
+ * The server refused a stage of staged auth: what `auth(stage, payload)` rejects with for an
+ * `unauthorized` answer (`name` "AuthFailed", `code` "unauthorized"). `stage` is the stage
+ * that was tried; the client's `stage` did not change.
+ */
+export class AuthFailed extends Unauthorized {
+    /**
+     * @param {string} [message]
+     * @param {{ data?: unknown, remote?: boolean, code?: string, stage?: string }} [options]
+     */
+    constructor(message?: string, options?: {
+        data?: unknown;
+        remote?: boolean;
+        code?: string;
+        stage?: string;
+    });
+    /** @type {string} */
+    stage: string;
+}
 export class Forbidden extends MonumentError {
 }
 export class TooLarge extends MonumentError {
@@ -195,6 +230,11 @@ export class Cancelled extends MonumentError {
 }
 export class InternalError extends MonumentError {
 }
+/**
+ * Top-level keys protocol version 1 gives a meaning in some frame (the Python
+ * `protocol.RESERVED_KEYS`); a call's or a tell's `extra` keys may use any other name.
+ */
+export const RESERVED_KEYS: readonly string[];
 /** Close codes of the protocol. */
 export const CloseCode: Readonly<{
     NORMAL: 1000;
@@ -279,6 +319,8 @@ export class Client {
     backoffMax: number;
     longDelay: number;
     maxRetries: number;
+    /** @type {number | null} seconds every reconnect attempt waits instead of the backoff (null: the backoff) */
+    retryInterval: number | null;
     outboxLimit: number;
     callTimeout: number;
     heartbeat: boolean;
@@ -311,6 +353,12 @@ export class Client {
     closeReason: string;
     /** Reconnect attempts since the last welcome. */
     attempt: number;
+    /**
+     * The auth stage as the server last reported it (the welcome's `stage`, then each
+     * `auth()` answer); null before the first welcome. `ws:stage` is emitted when it changes.
+     * @type {string | null}
+     */
+    stage: string | null;
     /** @private @type {WebSocket | null} */
     private _ws;
     /** @private */
@@ -399,10 +447,25 @@ export class Client {
     call(event: string, data?: unknown, options?: CallOptions): Promise<any>;
     /**
      * Send without expecting a reply (kept in the outbox while offline). Throws QueueFull (the
-     * outbox is full) or TooLarge.
-     * @param {string} event @param {unknown} [data]
+     * outbox is full), TooLarge, or TypeError for an `extra` key the protocol reserves.
+     * @param {string} event @param {unknown} [data] @param {TellOptions} [options]
      */
-    tell(event: string, data?: unknown): void;
+    tell(event: string, data?: unknown, options?: TellOptions): void;
+    /**
+     * Run one stage of the server's staged auth (`ws:auth` with `{stage, ...payload}`) and
+     * resolve with the authenticator's answer; `stage` is then the stage the server moved the
+     * socket to (`ws:stage` is emitted). Rejects with `AuthFailed` (an `Unauthorized`, with
+     * `stage`) when the server refuses the stage, which leaves `stage` as it was; otherwise like
+     * `call` (`NotFound`: the server has no stages). A payload that is not a plain object, or
+     * has its own `stage`, throws TypeError. A reconnect is a new socket: the server forgets
+     * what `ws:auth` established, and `stage` follows the new welcome (e.g. back to "anonymous").
+     * @param {string} stage @param {Record<string, unknown>} [payload]
+     * @param {{ timeout?: number | null }} [options]
+     * @returns {Promise<any>}
+     */
+    auth(stage: string, payload?: Record<string, unknown>, options?: {
+        timeout?: number | null;
+    }): Promise<any>;
     /**
      * Iterate over a streamed reply's chunks (a plain reply is the only item).
      * Leaving the loop early (`break`, an exception) cancels it on the server.
@@ -416,7 +479,8 @@ export class Client {
      * `ws:state` (`{state, previous}`), `ws:connect` / `ws:reconnect` (the welcome),
      * `ws:offline` (`{code, reason, delay}`), `ws:close` (`{code, reason}`, final),
      * `ws:error` (an error frame that answers no request), `ws:resubscribed`
-     * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel).
+     * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel),
+     * `ws:stage` (`{stage, previous}`: the auth stage changed, see `auth`).
      * Returns a function that removes the listener.
      * @param {string} event @param {Listener} listener
      */
@@ -535,7 +599,7 @@ export class Client {
     private _callFirst;
     /**
      * @param {string} event @param {unknown} data @param {boolean} retry @param {boolean} stream
-     * @param {boolean} [first]
+     * @param {boolean} [first] @param {Record<string, unknown>} [extra]
      * @private
      */
     private _request;
@@ -549,6 +613,8 @@ export class Client {
     private _flush;
     /** @private @param {ConnectionState} state */
     private _setState;
+    /** @private @param {string | null} stage */
+    private _setStage;
     /** @private */
     private _open;
     /** @private @param {number} code @param {string} reason */
@@ -616,9 +682,15 @@ export type ClientOptions = {
      */
     longDelay?: number | undefined;
     /**
-     * reconnect attempts in a row before giving up (closed, code 1006)
+     * reconnect attempts in a row before giving up (closed with the
+     * last attempt's code, e.g. 1006, and the reason "no connection after N retries")
      */
     maxRetries?: number | undefined;
+    /**
+     * seconds every reconnect attempt waits instead of the
+     * backoff (null: the backoff; 4029 still adds `longDelay`)
+     */
+    retryInterval?: number | null | undefined;
     /**
      * frames the outbox holds (those not yet sent)
      */
@@ -736,6 +808,32 @@ export type CallOptions = {
      * aborting rejects with `Cancelled` and cancels on the server
      */
     signal?: AbortSignal | undefined;
+    /**
+     * top-level keys added beside `event` and `data`
+     * (a key of `RESERVED_KEYS` throws TypeError)
+     */
+    extra?: Record<string, unknown> | undefined;
+};
+export type TellOptions = {
+    /**
+     * top-level keys added beside `event` and `data`,
+     * handed to the server's passthrough receivers in `message` (a key of `RESERVED_KEYS` throws
+     * TypeError)
+     */
+    extra?: Record<string, unknown> | undefined;
+};
+/**
+ * The data of a `ws:stage` event.
+ */
+export type StageChange = {
+    /**
+     * the stage the server reports now
+     */
+    stage: string | null;
+    /**
+     * the stage before
+     */
+    previous: string | null;
 };
 export type Listener = (data: any, frame: Record<string, any>) => unknown;
 /**

@@ -42,7 +42,13 @@
  *   (`random() * min(backoffMax, backoffInitial * 2 ** attempt)`), following the
  * * close-code table of the protocol (no reconnect after 1000, 1002, 1007, 1008, 4401,
  *   4403, 4409; 4029 waits `longDelay` more; after 1009 the offending frame is
- *   not sent again). The `resume` secret keeps the `client_id`.
+ *   not sent again). The `resume` secret keeps the `client_id`. `retryInterval` replaces
+ *   the backoff by a fixed wait; `maxRetries` attempts in a row close the client for good.
+ * - Staged auth: `auth(stage, payload)` runs one `ws:auth` stage; `stage` is the stage the
+ *   server reports (welcome, then each answer) and `ws:stage` says when it changes; a refused
+ *   stage rejects with `AuthFailed`. A reconnect starts again from the welcome's stage.
+ * - Extra keys: `tell(event, data, {extra})` and `call(..., {extra})` add top-level keys
+ *   for the server's passthrough receivers; `RESERVED_KEYS` are refused with a TypeError.
  * - Several servers: `new Client([urlA, urlB])` connects to the first URL and, after
  *   each drop or failed attempt it will retry, tries the next one in turn (`url` is
  *   the one in use), so a page moves to another process when one drains (1001).
@@ -90,6 +96,22 @@ export class BadFrame extends MonumentError { static code = "bad_frame"; }
 export class DuplicateId extends MonumentError { static code = "duplicate_id"; }
 export class NotFound extends MonumentError { static code = "not_found"; }
 export class Unauthorized extends MonumentError { static code = "unauthorized"; }
+/**
+ * The server refused a stage of staged auth: what `auth(stage, payload)` rejects with for an
+ * `unauthorized` answer (`name` "AuthFailed", `code` "unauthorized"). `stage` is the stage
+ * that was tried; the client's `stage` did not change.
+ */
+export class AuthFailed extends Unauthorized {
+  /**
+   * @param {string} [message]
+   * @param {{ data?: unknown, remote?: boolean, code?: string, stage?: string }} [options]
+   */
+  constructor(message, options = {}) {
+    super(message, options);
+    /** @type {string} */
+    this.stage = options.stage ?? "";
+  }
+}
 export class Forbidden extends MonumentError { static code = "forbidden"; }
 export class TooLarge extends MonumentError { static code = "too_large"; }
 export class RateLimited extends MonumentError { static code = "rate_limited"; }
@@ -132,6 +154,38 @@ export function fromErrorFrame(error) {
   const Cls = known ? ERRORS_BY_CODE[code] : InternalError;
   const message = typeof error.message === "string" ? error.message : "";
   return new Cls(message, { remote: true, data: error.data, code: known ? code : "internal" });
+}
+
+// --- extra top-level keys (pure) ----------------------------------------------
+
+/**
+ * Top-level keys protocol version 1 gives a meaning in some frame (the Python
+ * `protocol.RESERVED_KEYS`); a call's or a tell's `extra` keys may use any other name.
+ */
+export const RESERVED_KEYS = Object.freeze([
+  "event", "id", "data", "call", "error", "channel", "offset", "more", "end", "sync", "seq",
+]);
+
+/**
+ * The frame of a tell, or of a call with `id`: `event`, `data` and the `extra` top-level
+ * keys, which a server hands to passthrough receivers as part of the message (monument's
+ * `{"event": "authorize", "credentialsObj": {...}}`). Throws TypeError for `extra` that is
+ * not a plain object or that uses a reserved key, before anything enters the outbox.
+ * @param {string} event @param {unknown} data @param {Record<string, unknown>} [extra]
+ * @param {number} [id]
+ * @returns {Record<string, unknown>}
+ */
+export function frameOf(event, data, extra, id) {
+  /** @type {Record<string, unknown>} */
+  const frame = id === undefined ? { event, data: data ?? null } : { event, id, data: data ?? null };
+  if (extra === undefined || extra === null) return frame;
+  if (!isObject(extra) || Array.isArray(extra)) throw new TypeError("extra keys must be a plain object");
+  for (const key of Object.keys(extra)) {
+    if (RESERVED_KEYS.includes(key)) {
+      throw new TypeError(`${JSON.stringify(key)} is a key the protocol reserves; extra keys may not use it`);
+    }
+  }
+  return { ...frame, ...extra };
 }
 
 // --- close codes and backoff (pure) -------------------------------------------
@@ -506,7 +560,10 @@ function removeFrom(array, item) {
  * @property {number} [backoffInitial=0.25] seconds; the first backoff ceiling
  * @property {number} [backoffMax=30] seconds; the largest backoff ceiling
  * @property {number} [longDelay=15] seconds added after a 4029 (rate limited) close
- * @property {number} [maxRetries=Infinity] reconnect attempts in a row before giving up (closed, code 1006)
+ * @property {number} [maxRetries=Infinity] reconnect attempts in a row before giving up (closed with the
+ *   last attempt's code, e.g. 1006, and the reason "no connection after N retries")
+ * @property {number | null} [retryInterval=null] seconds every reconnect attempt waits instead of the
+ *   backoff (null: the backoff; 4029 still adds `longDelay`)
  * @property {number} [outboxLimit=1000] frames the outbox holds (those not yet sent)
  * @property {number} [callTimeout=60] default seconds a call waits (0: forever)
  * @property {boolean} [heartbeat=true] send ws:heartbeat every `heartbeat` seconds of the welcome, and
@@ -567,6 +624,21 @@ function removeFrom(array, item) {
  *   on expiry the call rejects with `Timeout` and the server is told to cancel
  * @property {boolean} [retry=false] send again after a reconnect if the answer was lost
  * @property {AbortSignal} [signal] aborting rejects with `Cancelled` and cancels on the server
+ * @property {Record<string, unknown>} [extra] top-level keys added beside `event` and `data`
+ *   (a key of `RESERVED_KEYS` throws TypeError)
+ */
+
+/**
+ * @typedef {object} TellOptions
+ * @property {Record<string, unknown>} [extra] top-level keys added beside `event` and `data`,
+ *   handed to the server's passthrough receivers in `message` (a key of `RESERVED_KEYS` throws
+ *   TypeError)
+ */
+
+/**
+ * @typedef {object} StageChange The data of a `ws:stage` event.
+ * @property {string | null} stage the stage the server reports now
+ * @property {string | null} previous the stage before
  */
 
 /** @typedef {(data: any, frame: Record<string, any>) => unknown} Listener */
@@ -731,6 +803,8 @@ export class Client {
     this.backoffMax = options.backoffMax ?? 30;
     this.longDelay = options.longDelay ?? 15;
     this.maxRetries = options.maxRetries ?? Infinity;
+    /** @type {number | null} seconds every reconnect attempt waits instead of the backoff (null: the backoff) */
+    this.retryInterval = options.retryInterval ?? null;
     this.outboxLimit = renamedOption(options, "queueLimit") ?? options.outboxLimit ?? 1000;
     this.callTimeout = options.callTimeout ?? 60;
     this.heartbeat = options.heartbeat ?? true;
@@ -764,6 +838,12 @@ export class Client {
     this.closeReason = "";
     /** Reconnect attempts since the last welcome. */
     this.attempt = 0;
+    /**
+     * The auth stage as the server last reported it (the welcome's `stage`, then each
+     * `auth()` answer); null before the first welcome. `ws:stage` is emitted when it changes.
+     * @type {string | null}
+     */
+    this.stage = null;
 
     /** @private @type {WebSocket | null} */
     this._ws = null;
@@ -919,7 +999,7 @@ export class Client {
    * @returns {Promise<any>}
    */
   async call(event, data, options = {}) {
-    const { id, call } = this._request(event, data, options.retry ?? false, false);
+    const { id, call } = this._request(event, data, options.retry ?? false, false, false, options.extra);
     const timeout = options.timeout === undefined ? this.callTimeout : options.timeout;
     /** @type {any} */
     let timer = null;
@@ -946,11 +1026,45 @@ export class Client {
 
   /**
    * Send without expecting a reply (kept in the outbox while offline). Throws QueueFull (the
-   * outbox is full) or TooLarge.
-   * @param {string} event @param {unknown} [data]
+   * outbox is full), TooLarge, or TypeError for an `extra` key the protocol reserves.
+   * @param {string} event @param {unknown} [data] @param {TellOptions} [options]
    */
-  tell(event, data) {
-    this._toOutbox(JSON.stringify({ event, data: data ?? null }), null);
+  tell(event, data, options = {}) {
+    this._toOutbox(JSON.stringify(frameOf(event, data, options.extra)), null);
+  }
+
+  /**
+   * Run one stage of the server's staged auth (`ws:auth` with `{stage, ...payload}`) and
+   * resolve with the authenticator's answer; `stage` is then the stage the server moved the
+   * socket to (`ws:stage` is emitted). Rejects with `AuthFailed` (an `Unauthorized`, with
+   * `stage`) when the server refuses the stage, which leaves `stage` as it was; otherwise like
+   * `call` (`NotFound`: the server has no stages). A payload that is not a plain object, or
+   * has its own `stage`, throws TypeError. A reconnect is a new socket: the server forgets
+   * what `ws:auth` established, and `stage` follows the new welcome (e.g. back to "anonymous").
+   * @param {string} stage @param {Record<string, unknown>} [payload]
+   * @param {{ timeout?: number | null }} [options]
+   * @returns {Promise<any>}
+   */
+  async auth(stage, payload, options = {}) {
+    if (typeof stage !== "string" || !stage) throw new TypeError("auth() needs a stage: a non-empty string");
+    if (payload !== undefined && payload !== null && (!isObject(payload) || Array.isArray(payload))) {
+      throw new TypeError("the auth payload must be a plain object");
+    }
+    if (payload && Object.hasOwn(payload, "stage")) {
+      throw new TypeError("the auth payload may not have a 'stage' key: pass it as stage");
+    }
+    let reply;
+    try {
+      reply = await this.call("ws:auth", { ...(payload ?? {}), stage }, { timeout: options.timeout });
+    } catch (error) {
+      if (error instanceof Unauthorized && !(error instanceof AuthFailed)) {
+        throw new AuthFailed(error.message, { remote: error.remote, data: error.data, stage });
+      }
+      throw error;
+    }
+    if (!isObject(reply)) return null;
+    if (typeof reply.stage === "string") this._setStage(reply.stage);
+    return reply.data;
   }
 
   /**
@@ -990,7 +1104,8 @@ export class Client {
    * `ws:state` (`{state, previous}`), `ws:connect` / `ws:reconnect` (the welcome),
    * `ws:offline` (`{code, reason, delay}`), `ws:close` (`{code, reason}`, final),
    * `ws:error` (an error frame that answers no request), `ws:resubscribed`
-   * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel).
+   * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel),
+   * `ws:stage` (`{stage, previous}`: the auth stage changed, see `auth`).
    * Returns a function that removes the listener.
    * @param {string} event @param {Listener} listener
    */
@@ -1262,13 +1377,14 @@ export class Client {
 
   /**
    * @param {string} event @param {unknown} data @param {boolean} retry @param {boolean} stream
-   * @param {boolean} [first]
+   * @param {boolean} [first] @param {Record<string, unknown>} [extra]
    * @private
    */
-  _request(event, data, retry, stream, first = false) {
+  _request(event, data, retry, stream, first = false, extra = undefined) {
     if (this.state === "closed") throw new ConnectionLost("the client is closed");
+    const text = JSON.stringify(frameOf(event, data, extra, this._nextId));
     const id = this._nextId++;
-    const call = new Pending(JSON.stringify({ event, id, data: data ?? null }), retry, stream);
+    const call = new Pending(text, retry, stream);
     this._toOutbox(call.text, call, first);
     this._calls.set(id, call);
     return { id, call };
@@ -1348,6 +1464,14 @@ export class Client {
     this._emit("ws:state", { state, previous }, {});
   }
 
+  /** @private @param {string | null} stage */
+  _setStage(stage) {
+    const previous = this.stage;
+    if (previous === stage) return;
+    this.stage = stage;
+    this._emit("ws:stage", { stage, previous }, {});
+  }
+
   /** @private */
   _open() {
     this._retryTimer = null;
@@ -1409,17 +1533,23 @@ export class Client {
     }
     this._outbox.unshift(...retried);
     this._lastSent = null;
-    if (!this.reconnect || policy === "never" || this.attempt >= this.maxRetries) {
+    if (!this.reconnect || policy === "never") {
       this._finish(code, reason, true);
       return;
     }
-    const delay = backoffDelay(this.attempt, {
-      initial: this.backoffInitial,
-      max: this.backoffMax,
-      longDelay: this.longDelay,
-      policy,
-      random: this._random,
-    });
+    if (this.attempt >= this.maxRetries) {
+      this._finish(code, `no connection after ${this.attempt} retries`, true);
+      return;
+    }
+    const delay = this.retryInterval != null
+      ? this.retryInterval + (policy === "long_delay" ? this.longDelay : 0)
+      : backoffDelay(this.attempt, {
+        initial: this.backoffInitial,
+        max: this.backoffMax,
+        longDelay: this.longDelay,
+        policy,
+        random: this._random,
+      });
     this.attempt += 1;
     this._setState(this.clientId ? "reconnecting" : "connecting");
     this._emit("ws:offline", { code, reason, delay }, {});
@@ -1574,6 +1704,7 @@ export class Client {
     this._welcomed = true;
     this.attempt = 0;
     this._setState("open");
+    this._setStage(typeof this.welcome.stage === "string" ? this.welcome.stage : null);
     // Resubscribe ahead of anything put in the outbox while offline, so it meets live channels.
     const subscriptions = [...this._subscriptions.values()].reverse();
     if (reconnected) for (const subscription of subscriptions) this._rejoin(subscription);

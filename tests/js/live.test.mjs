@@ -7,7 +7,11 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { pathToFileURL } from "node:url";
 
-import { Client, ConnectionLost, Forbidden, NotFound, Timeout, TooLarge } from "../../monument_ws/static/monument.js";
+import net from "node:net";
+
+import {
+  AuthFailed, Client, ConnectionLost, Forbidden, NotFound, Timeout, TooLarge, Unauthorized,
+} from "../../monument_ws/static/monument.js";
 import { DEADLINE_MS, ROOT, needs, startServer } from "../browser/harness.mjs";
 
 /** Poll `predicate` until true, failing after a generous deadline (never a speed claim). */
@@ -337,6 +341,99 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await assert.rejects(early, TooLarge);
     await assert.rejects(client.call("echo", "y".repeat(5000)), TooLarge);
     assert.equal(await client.call("echo", "small"), "small", "the socket stays open");
+  });
+
+  test("staged auth: auth() moves stage with ws:stage events, a refused stage rejects with AuthFailed", async () => {
+    const client = await connect();
+    const stages = [];
+    client.on("ws:stage", (change) => stages.push(change));
+    assert.equal(client.stage, "anonymous");
+    assert.deepEqual(await client.auth("init"), { nonce: "n-1" });
+    assert.equal(client.stage, "challenge");
+    const refused = await client.auth("answer", { answer: "wrong", user: "ada" }).catch((e) => e);
+    assert.ok(refused instanceof AuthFailed && refused instanceof Unauthorized);
+    assert.deepEqual(
+      [refused.name, refused.code, refused.stage, refused.remote, refused.message],
+      ["AuthFailed", "unauthorized", "answer", true, "that is not the answer"],
+    );
+    assert.equal(client.stage, "challenge", "a refused stage leaves the stage as it was");
+    assert.deepEqual(await client.auth("answer", { answer: "sesame", user: "ada" }), { hello: "ada" });
+    assert.equal(client.stage, "authenticated");
+    assert.deepEqual(stages, [
+      { stage: "challenge", previous: "anonymous" },
+      { stage: "authenticated", previous: "challenge" },
+    ]);
+    await assert.rejects(client.auth("init", { stage: "other" }), TypeError);
+    await assert.rejects(client.auth("init", ["not", "an", "object"]), TypeError);
+    await assert.rejects(client.auth(""), TypeError);
+  });
+
+  test("staged auth across a reconnect: the new socket's welcome brings the stage back to anonymous", async () => {
+    const client = await connect();
+    await client.auth("init");
+    await client.auth("answer", { answer: "sesame", user: "ada" });
+    const id = client.clientId;
+    const stages = [];
+    client.on("ws:stage", (change) => stages.push(change));
+    const reconnected = new Promise((resolve) => client.on("ws:reconnect", resolve));
+    client.call("close-me", { code: 1011, reason: "test" }).catch(() => {});
+    await within(reconnected, "the reconnect");
+    assert.deepEqual([client.clientId, client.welcome.resumed], [id, true]);
+    assert.equal(client.stage, "anonymous");
+    assert.deepEqual(stages, [{ stage: "anonymous", previous: "authenticated" }]);
+    await client.auth("init");
+    await client.auth("answer", { answer: "sesame", user: "ada" });
+    assert.equal(client.stage, "authenticated");
+  });
+
+  test("extra top-level keys on tell and call reach the server's passthrough receiver; reserved keys throw", async () => {
+    const client = await connect();
+    const before = (await client.call("credentials")).length;
+    client.tell("authorize", null, { extra: { credentialsObj: { user: "ada" } } });
+    const answer = await client.call("authorize", { x: 1 }, { extra: { credentialsObj: { user: "bob" } } });
+    assert.deepEqual(answer, { credentialsObj: { user: "bob" } });
+    const seen = (await client.call("credentials")).slice(before);
+    assert.deepEqual(seen, [{ user: "ada" }, { user: "bob" }]);
+    for (const key of ["event", "id", "data", "channel", "call"]) {
+      assert.throws(() => client.tell("authorize", null, { extra: { [key]: 1 } }), TypeError);
+      await assert.rejects(client.call("authorize", null, { extra: { [key]: 1 } }), TypeError);
+    }
+    assert.equal(client.outboxLength, 0);
+  });
+
+  test("maxRetries and retryInterval against a stopped server: that many attempts, each after the interval, then closed", async () => {
+    const port = await new Promise((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port: free } = /** @type {net.AddressInfo} */ (probe.address());
+        probe.close(() => resolve(free));
+      });
+    });
+    const waits = [];
+    let sockets = 0;
+    class Counted extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        sockets += 1;
+      }
+    }
+    const client = new Client(`ws://127.0.0.1:${port}/ws`, {
+      maxRetries: 3,
+      retryInterval: 0.5,
+      backoffInitial: 100,
+      WebSocket: Counted,
+      // The retry waits are recorded and cut short: the count matters, not the clock.
+      setTimeout: (fn, ms) => {
+        if (ms > 0) waits.push(ms);
+        return setTimeout(fn, 0);
+      },
+    });
+    clients.push(client);
+    const closed = new Promise((resolve) => client.on("ws:close", resolve));
+    await assert.rejects(client.ready, (e) => e instanceof ConnectionLost && e.message.includes("no connection after 3 retries"));
+    assert.deepEqual(await within(closed, "ws:close"), { code: 1006, reason: "no connection after 3 retries" });
+    assert.deepEqual(waits, [500, 500, 500]);
+    assert.equal(sockets, 4, "the first attempt and three retries");
+    assert.equal(client.state, "closed");
   });
 
   test("the example of docs/websockets.md's browser client section runs", async () => {

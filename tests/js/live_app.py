@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket, signals
+from monument_ws import MONUMENT_WS, Config, Frame, MonumentWSError, Socket, Unauthorized, signals
 from monument_ws.app_template.app import create_app as create_demo
+from monument_ws.auth import AuthStep, Session
 from monument_ws.channels.peer_queues import out_box
 from monument_ws.protocol.yields import Yield, sync
 
@@ -118,5 +119,31 @@ def create_app(config: Config | None = None) -> web.Application:
         """The data of the messages kept for client id ``data`` (server → client box)."""
         items = await ws.broker.queue_read(out_box(str(message.data)), 0)
         return [orjson.loads(item) for _, item in items]
+
+    async def authenticate(socket: Socket, stage: str, data: Any) -> AuthStep:
+        """Staged auth: ``init`` → ``challenge`` (a nonce); ``answer`` ``sesame`` →
+        ``authenticated`` as ``data["user"]``; anything else is refused."""
+        if stage == "init":
+            return AuthStep("challenge", {"nonce": "n-1"})
+        if stage == "answer" and data.get("answer") == "sesame":
+            user = str(data.get("user"))
+            return AuthStep("authenticated", {"hello": user}, Session(user=user))
+        raise Unauthorized("that is not the answer")
+
+    ws.authenticator = authenticate
+    credentials: list[Any] = []
+
+    async def authorize(event: str, *, message: dict[str, Any], **_: Any) -> Any:
+        """A passthrough receiver (no handler has the event): records the message's
+        ``credentialsObj`` key and answers it back."""
+        credentials.append(message.get("credentialsObj"))
+        return {"credentialsObj": message.get("credentialsObj")}
+
+    ws.bus.on("authorize", authorize)
+
+    @ws.handler("credentials")
+    async def credentials_seen(message: Frame, socket: Socket) -> list[Any]:
+        """The ``credentialsObj`` of every ``authorize`` message the receiver got, in order."""
+        return credentials
 
     return app

@@ -2,6 +2,7 @@
 // against the shipped monument.d.ts. Every @ts-expect-error must be an error, so declarations
 // that decay to `any` fail the test too.
 import {
+  AuthFailed,
   Client,
   CloseCode,
   Forbidden,
@@ -59,5 +60,20 @@ export async function use(): Promise<void> {
   // @ts-expect-error enqueue resolves with a number
   const wrong: string = await client.enqueue(1);
   console.log(wrong);
+  // Staged auth, extra keys and retry control.
+  const capped = new Client("/ws", { maxRetries: 5, retryInterval: 2, connect: false });
+  const stage: string | null = capped.stage;
+  capped.on("ws:stage", (change) => console.log(change.stage, change.previous, stage));
+  try {
+    await capped.auth("answer", { answer: "sesame" });
+  } catch (error) {
+    if (error instanceof AuthFailed) console.log(error.stage, error.code);
+  }
+  capped.tell("authorize", null, { extra: { credentialsObj: { user: "ada" } } });
+  await capped.call("authorize", null, { extra: { credentialsObj: { user: "ada" } } });
+  // @ts-expect-error a stage is a string
+  await capped.auth(1);
+  // @ts-expect-error extra keys are an object
+  capped.tell("authorize", null, { extra: "credentials" });
   client.close();
 }

@@ -9,6 +9,7 @@ import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import {
+  AuthFailed,
   BadFrame,
   Client,
   ConnectionLost,
@@ -17,12 +18,15 @@ import {
   NotFound,
   PatchError,
   QueueFull,
+  RESERVED_KEYS,
   Timeout,
   TooLarge,
+  Unauthorized,
   applyPatch,
   backoffDelay,
   classify,
   decodeFrame,
+  frameOf,
   fromErrorFrame,
   reconnectPolicy,
   socketUrl,
@@ -175,6 +179,21 @@ describe("the shared protocol vectors (tests/vectors/frames.json)", { skip: !exi
 });
 
 describe("typed errors", () => {
+  test("AuthFailed is an Unauthorized with its own name and the stage tried", () => {
+    const error = new AuthFailed("no", { stage: "answer", remote: true });
+    assert.ok(error instanceof Unauthorized);
+    assert.deepEqual([error.name, error.code, error.stage, error.remote], ["AuthFailed", "unauthorized", "answer", true]);
+  });
+
+  test("extra keys: RESERVED_KEYS is the Python protocol module's set, and frameOf refuses them", () => {
+    const reserved = python("import json\nfrom monument_ws.protocol import RESERVED_KEYS\nprint(json.dumps(sorted(RESERVED_KEYS)))");
+    assert.deepEqual([...RESERVED_KEYS].sort(), reserved);
+    assert.deepEqual(frameOf("e", 1, { credentialsObj: { a: 1 } }, 7), { event: "e", id: 7, data: 1, credentialsObj: { a: 1 } });
+    assert.deepEqual(frameOf("e", undefined), { event: "e", data: null });
+    for (const key of reserved) assert.throws(() => frameOf("e", 1, { [key]: 1 }), TypeError);
+    assert.throws(() => frameOf("e", 1, /** @type {any} */ (["x"])), TypeError);
+  });
+
   test("error frames become the typed error, keeping the server's code", () => {
     const error = fromErrorFrame({ code: "forbidden", message: "no" });
     assert.ok(error instanceof Forbidden);
