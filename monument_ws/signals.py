@@ -33,6 +33,15 @@ CHANNEL_SUBSCRIBED: Final = "ws:subscribed"
 #: A socket left a channel (ws:unsubscribe or closing). Keywords: ``socket``, ``channel``.
 CHANNEL_UNSUBSCRIBED: Final = "ws:unsubscribed"
 
+#: A channel got its first subscriber on this process (super-scaled-sockets' onChannelOpen),
+#: emitted once the process receives its publications. Keywords: ``channel``. Emitted once
+#: per transition per process, reserved ``$user:``/``$session:`` channels included.
+CHANNEL_OPENED: Final = "ws:channel-opened"
+
+#: A channel lost its last subscriber on this process (onChannelClose): it unsubscribed, was
+#: revoked, closed its socket or was kicked. Keywords: ``channel``. Once per transition.
+CHANNEL_CLOSED: Final = "ws:channel-closed"
+
 #: The plugs folder was (re)loaded and its new table swapped in. Keywords:
 #: ``report`` (:class:`monument_ws.server.plugs.Report`: events, added, changed, removed, errors).
 PLUGS_RELOADED: Final = "ws:plugs-reloaded"

@@ -30,19 +30,27 @@ from typing import Any
 
 from .. import protocol
 from ..brokers.base import Broker, Publication
+from ..bus import EventBus
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
 from ..connection.stats import OUT_PUBLICATION
+from ..signals import CHANNEL_CLOSED, CHANNEL_OPENED, announce
 from .fanout import Members, shared_frame
 
 
 class Subscriptions:
     """The channels of this process's sockets. The broker is subscribed to a channel while it
-    has at least one local subscriber."""
+    has at least one local subscriber.
 
-    def __init__(self, broker: Broker, middleware: Middleware | None) -> None:
+    A channel's first local subscriber emits ``CHANNEL_OPENED`` once the broker is subscribed,
+    its last one leaving (unsubscribe, revoke, close, kick) ``CHANNEL_CLOSED`` once the broker
+    is unsubscribed: once per transition of this process's table, reserved ``$`` channels too.
+    """
+
+    def __init__(self, broker: Broker, middleware: Middleware | None, bus: EventBus) -> None:
         self._broker = broker
         self._middleware = middleware
+        self._bus = bus
         #: every channel's local subscribers, live or recovering (the table the fan-out reads)
         self.members: Members = {}
         self._of_socket: dict[Socket, set[str]] = {}
@@ -80,6 +88,7 @@ class Subscriptions:
         if subs is None:
             subs = self.members[channel] = {}
             await self._broker.subscribe(channel)
+            await announce(self._bus, CHANNEL_OPENED, channel=channel)
         subs[socket] = []
         self._of_socket.setdefault(socket, set()).add(channel)
         try:
@@ -132,7 +141,10 @@ class Subscriptions:
             subs.pop(socket, None)
             if not subs:
                 del self.members[channel]
-                await self._broker.unsubscribe(channel)
+                try:
+                    await self._broker.unsubscribe(channel)
+                finally:
+                    await announce(self._bus, CHANNEL_CLOSED, channel=channel)
         return True
 
     async def leave_all(self, socket: Socket) -> list[str]:
