@@ -24,7 +24,9 @@ log = logging.getLogger("monument_ws")
 SOCKET_CONNECTED: Final = "ws:connected"
 
 #: A socket closed; its running handlers were cancelled and its pending data
-#: waits removed. Keywords: ``socket``, ``code`` (close code or None).
+#: waits removed. Keywords: ``socket``, ``code``: the close code actually used -- the
+#: server's when it closed first (4409 kicked, 1009 a frame too big, 1008, ...), the
+#: client's when the client did, 1006 only when the connection dropped without one.
 SOCKET_CLOSED: Final = "ws:closed"
 
 #: A socket subscribed to a channel (after its subscribe reply). Keywords: ``socket``, ``channel``.

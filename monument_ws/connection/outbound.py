@@ -64,6 +64,7 @@ class Outbound:
         "_table",
         "_transport",
         "_ws",
+        "close_code",
         "closing",
         "sender",
     )
@@ -87,6 +88,11 @@ class Outbound:
         self._hooks = hooks
         #: no new requests; the close follows (a graceful close, or a slow consumer's)
         self.closing = False
+        #: the code this server closed the socket with, when it closed first; 1006 when the
+        #: connection ended with no close code either way (:meth:`shut`); None otherwise (open,
+        #: or the client closed first: aiohttp's ``close_code`` has its code). What
+        #: ``Socket.close_code`` reports first.
+        self.close_code: int | None = None
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -190,6 +196,7 @@ class Outbound:
         if self._ws.closed:
             return
         self.closing = True
+        self.closed_with(code)
         self._table.stop()
         if code != CloseCode.SLOW_CONSUMER:
             with contextlib.suppress(TimeoutError):
@@ -198,8 +205,18 @@ class Outbound:
         self._stats.send_queue_dropped += self.sender.close()
         await self._ws.close(code=code, message=truncate(reason).encode())
 
+    def closed_with(self, code: int, *, by_reader: bool = False) -> None:
+        """The server sends a close frame with ``code``: remembered as :attr:`close_code` unless
+        a close code is known already (the client's close frame came first, or an earlier one).
+        ``by_reader``: aiohttp's reader closed the socket for a protocol error (1009, 1002, ...),
+        and set that code as its own before the client could answer."""
+        if self.close_code is None and (by_reader or self._ws.close_code is None):
+            self.close_code = code
+
     def shut(self) -> None:
-        """The connection is over: drop what is queued (counted); nothing more is taken."""
+        """The connection is over: drop what is queued (counted); nothing more is taken. With no
+        close code known, it dropped (e.g. the client's TCP connection was reset): 1006."""
+        self.closed_with(CloseCode.ABNORMAL)
         self.closing = True
         self._stats.send_queue_dropped += self.sender.close()
 
@@ -225,6 +242,7 @@ class Outbound:
     async def _close_slow_consumer(self) -> None:
         """Send 4008, but a client that does not read cannot take even that: after a short
         grace the connection is aborted, so its buffers are freed now, not at a TCP timeout."""
+        self.closed_with(CloseCode.SLOW_CONSUMER)
         try:
             async with asyncio.timeout(_SLOW_CLOSE_GRACE):
                 await self._ws.close(

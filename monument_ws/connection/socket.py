@@ -180,7 +180,11 @@ class Socket:
 
     @property
     def close_code(self) -> int | None:
-        return self._ws.close_code
+        """The code the socket closed with: the server's when the server closed it (e.g. 1009,
+        4409), else the client's, 1006 when the connection dropped without a close frame, None
+        while open."""
+        code = self.outbound.close_code
+        return code if code is not None else self._ws.close_code
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
