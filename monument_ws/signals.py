@@ -66,6 +66,15 @@ PRESENCE_RECONNECTED: Final = "client.reconnected"
 #: Keywords: ``channel``, ``client`` (its last record, with state ``removed``).
 PRESENCE_REMOVED: Final = "client.removed"
 
+#: A send to a socket failed (monument's ``error:ws``). Keywords: ``socket``, ``reason`` and
+#: ``error`` (an exception saying what happened). ``reason`` is ``"closed"`` (the socket takes
+#: no more frames: it closed, or its connection was lost; once per socket), ``"slow_consumer"``
+#: (its send buffer overflowed and it is being closed with 4008; once per socket, and no
+#: ``"closed"`` follows) or ``"encoding"`` (``socket.send(event, data)`` got data JSON cannot
+#: hold: ``error`` is the TypeError; once per such send). Emitted from a task of its own: the
+#: code that sent never waits for it and never gets an exception from it.
+SEND_FAILED: Final = "error:ws"
+
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle
 #: events, HTTP routes, server and error events, presence events.
 RESERVED_PREFIXES: Final = ("ws:", "route:", "server:", "error:", "client.")
