@@ -71,8 +71,9 @@ PRESENCE_REMOVED: Final = "client.removed"
 #: no more frames: it closed, or its connection was lost; once per socket), ``"slow_consumer"``
 #: (its send buffer overflowed and it is being closed with 4008; once per socket, and no
 #: ``"closed"`` follows) or ``"encoding"`` (``socket.send(event, data)`` got data JSON cannot
-#: hold: ``error`` is the TypeError; once per such send). Emitted from a task of its own: the
-#: code that sent never waits for it and never gets an exception from it.
+#: hold, or a handler answered with such data: ``error`` is the TypeError; once per such
+#: frame). Emitted from a task of its own: the code that sent never waits for it and never
+#: gets an exception from it.
 SEND_FAILED: Final = "error:ws"
 
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle

@@ -116,3 +116,22 @@ async def test_a_receiver_that_raises_does_not_reach_the_sender(
     assert (await peer.request({"event": "bad", "id": 1}))["data"] is False
     await eventually(lambda: calls == ["error:ws"], "the receiver to run")
     assert (await peer.request({"event": "ws:ping", "id": 2}))["data"] == {}
+
+
+async def test_an_answer_json_cannot_hold_is_reported(make_server, connect: Connect, bus: EventBus):
+    """A handler (plain or async) answering with data JSON cannot hold: the client gets
+    ``internal`` as before, and the bus gets an "encoding" report for each."""
+    client, ws = await make_server()
+    got = failures(bus)
+    ws.handler("plain")(lambda message, socket: object())
+
+    @ws.handler("async")
+    async def a_set(message, socket):
+        return {1j}
+
+    peer = await connect(client)
+    for request_id, event in enumerate(("plain", "async")):
+        answer = await peer.request({"event": event, "id": request_id})
+        assert answer["error"]["code"] == "internal"
+    await eventually(lambda: len(got) == 2, "two reports")
+    assert [reason for _, reason, _ in got] == ["encoding", "encoding"]
