@@ -42,9 +42,10 @@ class Subscriptions:
     """The channels of this process's sockets. The broker is subscribed to a channel while it
     has at least one local subscriber.
 
-    A channel's first local subscriber emits ``CHANNEL_OPENED`` once the broker is subscribed,
-    its last one leaving (unsubscribe, revoke, close, kick) ``CHANNEL_CLOSED`` once the broker
-    is unsubscribed: once per transition of this process's table, reserved ``$`` channels too.
+    A channel's first local subscriber emits ``CHANNEL_OPENED`` once the broker is subscribed;
+    its last one leaving (unsubscribe, revoke, close, kick) emits ``CHANNEL_CLOSED`` at once,
+    so a close and a quick reopen are announced in that order. Once per transition of this
+    process's table, reserved ``$`` channels too.
     """
 
     def __init__(self, broker: Broker, middleware: Middleware | None, bus: EventBus) -> None:
@@ -141,10 +142,10 @@ class Subscriptions:
             subs.pop(socket, None)
             if not subs:
                 del self.members[channel]
-                try:
-                    await self._broker.unsubscribe(channel)
-                finally:
-                    await announce(self._bus, CHANNEL_CLOSED, channel=channel)
+                # Announced before the broker's unsubscribe, which may wait: a new first
+                # subscriber's CHANNEL_OPENED, which waits for the broker's subscribe, follows it.
+                await announce(self._bus, CHANNEL_CLOSED, channel=channel)
+                await self._broker.unsubscribe(channel)
         return True
 
     async def leave_all(self, socket: Socket) -> list[str]:
