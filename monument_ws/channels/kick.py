@@ -1,11 +1,12 @@
 """Kicking: an order, sent through the broker to every process, to close some sockets with 4409.
 
-A kick names its target by client id, by user, by session, by channel (every
-local subscriber of it) or all (every socket), and carries a reason. Every process (the sender's included) closes its own matching sockets
-with close code 4409 and the reason in the close frame; clients do not
-reconnect after 4409 (the close-code table of docs/protocol.md). The order itself is at
-most once per process and not stored: a socket that connects after the order
-went out is not kicked -- refuse it in the session parser instead.
+A kick names its target by client id, by user, by session, by channel (its
+subscribers) or all (every socket), and carries a reason. Every process (the
+sender's included) closes its own matching sockets with close code 4409 and the
+reason in the close frame; clients do not reconnect after 4409 (the close-code
+table of docs/protocol.md). The order itself is at most once per process and
+not stored: a socket that connects after the order went out is not kicked --
+refuse it in the session parser instead.
 
 Wire form between processes (never seen by clients): a JSON object
 ``{"kick": "client_id" | "user" | "session" | "channel" | "all", "target": str, "reason": str}``
