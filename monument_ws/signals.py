@@ -24,7 +24,9 @@ log = logging.getLogger("monument_ws")
 SOCKET_CONNECTED: Final = "ws:connected"
 
 #: A socket closed; its running handlers were cancelled and its pending data
-#: waits removed. Keywords: ``socket``, ``code`` (close code or None).
+#: waits removed. Keywords: ``socket``, ``code``: the close code actually used -- the
+#: server's when it closed first (4409 kicked, 1009 a frame too big, 1008, ...), the
+#: client's when the client did, 1006 only when the connection dropped without one.
 SOCKET_CLOSED: Final = "ws:closed"
 
 #: A socket subscribed to a channel (after its subscribe reply). Keywords: ``socket``, ``channel``.
@@ -32,6 +34,15 @@ CHANNEL_SUBSCRIBED: Final = "ws:subscribed"
 
 #: A socket left a channel (ws:unsubscribe or closing). Keywords: ``socket``, ``channel``.
 CHANNEL_UNSUBSCRIBED: Final = "ws:unsubscribed"
+
+#: A channel got its first subscriber on this process (super-scaled-sockets' onChannelOpen),
+#: emitted once the process receives its publications. Keywords: ``channel``. Emitted once
+#: per transition per process, reserved ``$user:``/``$session:`` channels included.
+CHANNEL_OPENED: Final = "ws:channel-opened"
+
+#: A channel lost its last subscriber on this process (onChannelClose): it unsubscribed, was
+#: revoked, closed its socket or was kicked. Keywords: ``channel``. Once per transition.
+CHANNEL_CLOSED: Final = "ws:channel-closed"
 
 #: The plugs folder was (re)loaded and its new table swapped in. Keywords:
 #: ``report`` (:class:`monument_ws.server.plugs.Report`: events, added, changed, removed, errors).
@@ -54,6 +65,16 @@ PRESENCE_RECONNECTED: Final = "client.reconnected"
 #: A member unsubscribed, or stayed disconnected longer than ``presence_removal``.
 #: Keywords: ``channel``, ``client`` (its last record, with state ``removed``).
 PRESENCE_REMOVED: Final = "client.removed"
+
+#: A send to a socket failed (monument's ``error:ws``). Keywords: ``socket``, ``reason`` and
+#: ``error`` (an exception saying what happened). ``reason`` is ``"closed"`` (the socket takes
+#: no more frames: it closed, or its connection was lost; once per socket), ``"slow_consumer"``
+#: (its send buffer overflowed and it is being closed with 4008; once per socket, and no
+#: ``"closed"`` follows) or ``"encoding"`` (``socket.send(event, data)`` got data JSON cannot
+#: hold, or a handler answered with such data: ``error`` is the TypeError; once per such
+#: frame). Emitted from a task of its own: the code that sent never waits for it and never
+#: gets an exception from it.
+SEND_FAILED: Final = "error:ws"
 
 #: Event prefixes a socket may never trigger: protocol commands, lifecycle
 #: events, HTTP routes, server and error events, presence events.

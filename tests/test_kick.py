@@ -1,10 +1,12 @@
-"""Kicking a client id, a user's or a session's sockets with a reason: close 4409, no reconnect."""
+"""Kicking a client id's, a user's, a session's or a channel's sockets, or all of them, with a
+reason: close 4409, no reconnect. And the channel opened/closed signals a process emits."""
 
 from typing import Any
 
 import aiohttp
 import pytest
 
+from monument_ws import EventBus, signals
 from monument_ws.channels.kick import Kick
 from monument_ws.client import Client
 from monument_ws.protocol import truncate
@@ -84,6 +86,135 @@ def test_kick_needs_exactly_one_target_and_fits_the_reason():
     assert Kick.decode(kick.encode()) == kick
     for garbage in (b"not json", b"[]", b'{"kick": "everyone", "target": "x", "reason": ""}'):
         assert Kick.decode(garbage) is None
+    with pytest.raises(ValueError, match="exactly one"):
+        Kick.of(all=True, channel="room:1")
+    with pytest.raises(ValueError, match="channel name"):
+        Kick.of(channel="no spaces")
+    with pytest.raises(ValueError, match="True or False"):
+        Kick.of(all="yes")  # type: ignore[arg-type]
+    for order in (Kick.of(all=True, reason="r"), Kick.of(channel="room:1")):
+        assert Kick.decode(order.encode()) == order
+
+
+async def test_bad_kick_targets_are_errors_before_anything_is_sent(make_server):
+    """The server API refuses a bad target with ValueError and sends no order."""
+    _, ws = await make_server()
+    with pytest.raises(ValueError, match="channel name"):
+        await ws.kick(channel="a b", reason="x")
+    with pytest.raises(ValueError, match="exactly one"):
+        await ws.kick(all=False, reason="x")
+
+
+async def subscribe(peer: Peer, channel: str, request_id: int = 1) -> None:
+    reply = await peer.request(
+        {"event": "ws:subscribe", "id": request_id, "data": {"channel": channel}}
+    )
+    assert reply["event"] == "ws:subscribe", reply
+
+
+async def test_kick_a_channel_closes_its_subscribers_only(make_server, connect: Connect):
+    """kick(channel=) closes every subscriber of the channel with 4409 and the reason; a
+    socket that never subscribed or left before stays open."""
+    client, ws = await make_server()
+    one, two, other, gone = [await connect(client) for _ in range(4)]
+    for peer in (one, two, gone):
+        await subscribe(peer, "room:1")
+    await subscribe(other, "room:2")
+    await gone.request({"event": "ws:unsubscribe", "id": 2, "data": {"channel": "room:1"}})
+
+    await ws.kick(channel="room:1", reason="room closed")
+    assert await close_of(one) == (4409, "room closed")
+    assert await close_of(two) == (4409, "room closed")
+    for peer in (other, gone):
+        assert (await peer.request({"event": "ws:ping", "id": 9}))["data"] == {}
+    await eventually(lambda: len(ws.hub) == 2, "two sockets left")
+
+
+async def test_kick_all_closes_every_socket_of_the_process(make_server, connect: Connect):
+    """kick(all=True): every socket, subscribed or not, gets 4409 and the reason."""
+    client, ws = await make_server()
+    peers = [await connect(client) for _ in range(3)]
+    await subscribe(peers[0], "room:1")
+    await ws.kick(all=True, reason="maintenance")
+    for peer in peers:
+        assert await close_of(peer) == (4409, "maintenance")
+    await eventually(lambda: len(ws.hub) == 0, "no socket left")
+
+
+async def test_kick_all_and_a_channel_on_two_processes(servers, redis_prefix):  # noqa: F811
+    """Through Redis: kick(channel=) closes that channel's subscribers on both processes and
+    no one else; kick(all=True) then closes every remaining socket on both. Nobody reconnects."""
+    a, b = await servers(), await servers()
+    in_room = [Client(url, backoff_initial=0.01, backoff_max=0.05) for url in (a.url, b.url)]
+    others = [Client(url, backoff_initial=0.01, backoff_max=0.05) for url in (a.url, b.url)]
+    try:
+        for c in (*in_room, *others):
+            await c.connect()
+        for c in in_room:
+            await c.subscribe("room:1", lambda message: None)
+        async with Publisher(REDIS_URL, broker_prefix=redis_prefix) as publisher:
+            await publisher.kick(channel="room:1", reason="room closed")
+            await eventually(lambda: all(c.state == "closed" for c in in_room), "room kicked")
+            for c in in_room:
+                assert (c.close_code, c.close_reason) == (4409, "room closed")
+            for c in others:
+                assert await c.call("echo", "still here") == "still here"
+            await publisher.kick(all=True, reason="maintenance")
+            await eventually(lambda: all(c.state == "closed" for c in others), "all kicked")
+        for c in others:
+            assert (c.close_code, c.close_reason) == (4409, "maintenance")
+    finally:
+        for c in (*in_room, *others):
+            await c.close()
+
+
+def channel_log(bus: EventBus) -> list[tuple[str, str]]:
+    """Every channel opened/closed signal the bus carries, in order."""
+    log: list[tuple[str, str]] = []
+    for event in (signals.CHANNEL_OPENED, signals.CHANNEL_CLOSED):
+        bus.on(event, lambda event, *, channel, **_: log.append((event, channel)))
+    return log
+
+
+OPENED, CLOSED = signals.CHANNEL_OPENED, signals.CHANNEL_CLOSED
+
+
+async def test_channel_opened_and_closed_once_per_transition(
+    make_server, connect: Connect, bus: EventBus
+):
+    """Two sockets subscribing to a channel open it once; it closes once, when the last one
+    leaves: by unsubscribing, or by its socket going away. It can open again."""
+    client, _ = await make_server()
+    log = channel_log(bus)
+    one, two = await connect(client), await connect(client)
+    await subscribe(one, "room:1")
+    await subscribe(two, "room:1")
+    await subscribe(two, "room:1", 2)  # subscribing again is not a new transition
+    assert log == [(OPENED, "room:1")]
+    await one.request({"event": "ws:unsubscribe", "id": 3, "data": {"channel": "room:1"}})
+    assert log == [(OPENED, "room:1")]
+    await two.ws.close()  # the last subscriber drops its socket
+    await eventually(lambda: len(log) == 2, "the channel to close")
+    assert log == [(OPENED, "room:1"), (CLOSED, "room:1")]
+    await subscribe(one, "room:1", 4)
+    await one.request({"event": "ws:unsubscribe", "id": 5, "data": {"channel": "room:1"}})
+    assert log == [(OPENED, "room:1"), (CLOSED, "room:1")] * 2
+
+
+async def test_a_kicked_channel_closes_once(make_server, connect: Connect, bus: EventBus):
+    """Kicking a channel's two subscribers emits one close for it; the other channel stays."""
+    client, ws = await make_server()
+    log = channel_log(bus)
+    one, two, other = await connect(client), await connect(client), await connect(client)
+    for peer in (one, two):
+        await subscribe(peer, "room:1")
+    await subscribe(other, "room:2")
+    await ws.kick(channel="room:1", reason="room closed")
+    for peer in (one, two):
+        assert await close_of(peer) == (4409, "room closed")
+    await eventually(lambda: (CLOSED, "room:1") in log, "room:1 to close")
+    await eventually(lambda: len(ws.hub) == 1, "the kicked sockets to be gone")
+    assert sorted(log) == [(CLOSED, "room:1"), (OPENED, "room:1"), (OPENED, "room:2")]
 
 
 async def test_a_malformed_control_message_is_ignored(make_server, connect: Connect):

@@ -97,6 +97,69 @@ async def test_any_frame_keeps_a_member_connected(presence_server, connect: Conn
     assert listed["members"][0]["last_seen"] == clock.now
 
 
+async def test_a_member_removed_while_still_subscribed_comes_back(
+    presence_server, connect: Connect
+):
+    """A member silent past presence_removal is removed though its socket stays subscribed;
+    when it heartbeats (at once) or sends any frame (at the next sweep) it comes back as
+    client.reconnected, listed again with its label and first_seen -- once each."""
+    client, ws, clock, events = presence_server
+    watcher = await connect(client)  # lists the members without being one
+    beating, talking = await connect(client), await connect(client)
+    await join(beating, "room:r", label="beating")
+    await join(talking, "room:r", label="talking")
+    first_seen = clock.now
+    await ws.presence.sweep()  # takes note of the frames they sent so far
+    clock.now += 61
+    await ws.presence.sweep()  # both silent past presence_disconnect: disconnected
+    clock.now += 121
+    await ws.presence.sweep()  # and past presence_removal: removed, still subscribed
+    assert (await members(watcher, "room:r"))["count"] == 0
+    await ws.presence.sweep()
+    assert (await members(watcher, "room:r"))["count"] == 0  # silent: stays removed
+
+    clock.now += 1
+    beat = await beating.request({"event": "ws:heartbeat", "id": "h", "data": {}})
+    assert beat["data"] == {}
+    listed = await members(watcher, "room:r")
+    assert [(m["label"], m["state"]) for m in listed["members"]] == [("beating", "connected")]
+    assert listed["members"][0]["first_seen"] == first_seen
+    assert listed["members"][0]["last_seen"] == clock.now
+
+    await talking.request({"event": "ws:ping", "id": "x"})
+    await ws.presence.sweep()
+    await ws.presence.sweep()
+    listed = await members(watcher, "room:r")
+    assert sorted(m["label"] for m in listed["members"]) == ["beating", "talking"]
+    assert {m["state"] for m in listed["members"]} == {"connected"}
+    assert [e[0] for e in events if e[2] != "connected" or e[0] != "client.connected"] == [
+        "client.disconnected",
+        "client.disconnected",
+        "client.removed",
+        "client.removed",
+        "client.reconnected",
+        "client.reconnected",
+    ]
+
+
+async def test_a_disconnected_member_that_heartbeats_is_reconnected_at_once(
+    presence_server, connect: Connect
+):
+    """A heartbeat from a member the sweep marked disconnected brings it back immediately."""
+    client, ws, clock, events = presence_server
+    peer = await connect(client)
+    await join(peer, "room:hb")
+    await ws.presence.sweep()  # takes note of the frames it sent so far
+    clock.now += 61
+    await ws.presence.sweep()
+    await peer.request({"event": "ws:heartbeat", "id": "h", "data": {"channels": ["room:hb"]}})
+    assert [e[0] for e in events] == [
+        "client.connected",
+        "client.disconnected",
+        "client.reconnected",
+    ]
+
+
 async def test_unsubscribe_removes_at_once(presence_server, connect: Connect):
     """Leaving a channel on purpose removes the member (no disconnected phase)."""
     client, _ws, _clock, events = presence_server

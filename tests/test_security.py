@@ -634,3 +634,61 @@ async def test_a_refresh_that_brings_expiry_forward_takes_effect_at_once(
     clock.advance(5)
     assert await peer.closed() == 4401
     assert ws.stats.refused["expired"] == 1
+
+
+def closed_codes(bus: Any) -> list[int | None]:
+    """The ``code=`` of every SOCKET_CLOSED the bus carries, in order."""
+    codes: list[int | None] = []
+    bus.on(signals.SOCKET_CLOSED, lambda event, *, code, **_: codes.append(code))
+    return codes
+
+
+async def test_closed_signal_reports_1009_for_a_too_big_frame(
+    make_server, connect: Connect, bus: monument_ws.EventBus
+):
+    """The server closes with 1009 and SOCKET_CLOSED says 1009 (not the 1006 aiohttp records
+    when it cannot read the client's answer)."""
+    client, _ = await make_server(max_message_size=1024)
+    codes = closed_codes(bus)
+    peer = await connect(client)
+    await peer.send(json.dumps({"event": "echo", "id": 1, "data": "x" * 4096}))
+    assert await peer.closed() == 1009
+    await eventually(lambda: bool(codes), "SOCKET_CLOSED")
+    assert codes == [1009]
+
+
+async def test_closed_signal_reports_the_clients_code(
+    make_server, connect: Connect, bus: monument_ws.EventBus
+):
+    """A client closing with 1000 or with its own 4000 is reported with that code."""
+    client, _ = await make_server()
+    codes = closed_codes(bus)
+    await (await connect(client)).close()
+    await eventually(lambda: len(codes) == 1, "the first SOCKET_CLOSED")
+    await (await connect(client)).ws.close(code=4000)
+    await eventually(lambda: len(codes) == 2, "the second SOCKET_CLOSED")
+    assert codes == [1000, 4000]
+
+
+async def test_closed_signal_reports_the_servers_code(
+    make_server, connect: Connect, bus: monument_ws.EventBus
+):
+    """A kick (4409) and too many bad frames (1008) are reported with the server's code, whatever
+    the client answers; a connection dropped without a close frame is 1006."""
+    client, ws = await make_server(max_bad_frames=1)
+    codes = closed_codes(bus)
+    kicked = await connect(client)
+    await ws.kick(client_id=kicked.client_id, reason="bye")
+    assert await kicked.closed() == 4409
+    await eventually(lambda: len(codes) == 1, "the kicked socket's SOCKET_CLOSED")
+    bad = await connect(client)
+    await bad.send("not json")
+    assert await bad.closed() == 1008
+    await eventually(lambda: len(codes) == 2, "the bad socket's SOCKET_CLOSED")
+    dropped = await connect(client)
+    connection = dropped.ws._response.connection
+    assert connection is not None
+    assert connection.transport is not None
+    connection.transport.abort()  # a reset: no close frame either way
+    await eventually(lambda: len(codes) == 3, "the dropped socket's SOCKET_CLOSED")
+    assert codes == [4409, 1008, 1006]

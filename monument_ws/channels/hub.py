@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..brokers.base import Broker, Publication
+from ..bus import EventBus
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
 from .fanout import Fanout
@@ -33,9 +34,13 @@ class Hub:
     deliver: Callable[[Publication], None]
 
     def __init__(
-        self, broker: Broker, queues: PeerQueues, middleware: Middleware | None = None
+        self,
+        broker: Broker,
+        queues: PeerQueues,
+        bus: EventBus,
+        middleware: Middleware | None = None,
     ) -> None:
-        self._subscriptions = Subscriptions(broker, middleware)
+        self._subscriptions = Subscriptions(broker, middleware, bus)
         self._fanout = Fanout(self._subscriptions.members, middleware)
         self._registry = Registry(broker, queues, self._subscriptions)
         self.deliver = self._fanout.deliver

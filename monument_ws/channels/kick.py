@@ -1,14 +1,16 @@
 """Kicking: an order, sent through the broker to every process, to close some sockets with 4409.
 
-A kick names its target by client id, by user or by session, and carries a
-reason. Every process (the sender's included) closes its own matching sockets
-with close code 4409 and the reason in the close frame; clients do not
-reconnect after 4409 (the close-code table of docs/protocol.md). The order itself is at
-most once per process and not stored: a socket that connects after the order
-went out is not kicked -- refuse it in the session parser instead.
+A kick names its target by client id, by user, by session, by channel (its
+subscribers) or all (every socket), and carries a reason. Every process (the
+sender's included) closes its own matching sockets with close code 4409 and the
+reason in the close frame; clients do not reconnect after 4409 (the close-code
+table of docs/protocol.md). The order itself is at most once per process and
+not stored: a socket that connects after the order went out is not kicked --
+refuse it in the session parser instead.
 
 Wire form between processes (never seen by clients): a JSON object
-``{"kick": "client_id" | "user" | "session", "target": str, "reason": str}``
+``{"kick": "client_id" | "user" | "session" | "channel" | "all", "target": str, "reason": str}``
+(``target`` is ``""`` for ``all``)
 published with :meth:`Broker.control <monument_ws.brokers.base.Broker.control>`.
 """
 
@@ -20,15 +22,15 @@ from typing import Final, Literal
 import orjson
 
 from ..connection.auth import channel_of_session, channel_of_user
-from ..protocol.frames import truncate
+from ..protocol.frames import check_channel, truncate
 
-By = Literal["client_id", "user", "session"]
-BY: Final = ("client_id", "user", "session")
+By = Literal["client_id", "user", "session", "channel", "all"]
+BY: Final = ("client_id", "user", "session", "channel", "all")
 
 
 @dataclass(frozen=True, slots=True)
 class Kick:
-    """Close every socket of one client id, user or session, on every process."""
+    """Close every socket of one client id, user, session or channel, or all, on every process."""
 
     by: By
     target: str
@@ -41,28 +43,43 @@ class Kick:
         client_id: str | None = None,
         user: str | None = None,
         session: str | None = None,
+        channel: str | None = None,
+        all: bool = False,  # the caller's word, kick(all=True), though it shadows the builtin
         reason: str = "kicked",
     ) -> Kick:
-        """Build from exactly one of ``client_id``, ``user`` and ``session``; else ValueError."""
-        given = [
-            (by, value)
-            for by, value in (("client_id", client_id), ("user", user), ("session", session))
-            if value is not None
-        ]
+        """Build from exactly one of ``client_id``, ``user``, ``session``, ``channel`` and
+        ``all=True``; else ValueError (also for an empty target or a bad channel name)."""
+        if not isinstance(all, bool):
+            raise ValueError("all must be True or False")
+        named = (("client_id", client_id), ("user", user), ("session", session))
+        given = [(by, value) for by, value in (*named, ("channel", channel)) if value is not None]
+        if all:
+            given.append(("all", ""))
         if len(given) != 1:
-            raise ValueError("kick() needs exactly one of client_id=, user= or session=")
+            raise ValueError(
+                "kick() needs exactly one of client_id=, user=, session=, channel= or all=True"
+            )
         by, target = given[0]
-        if not isinstance(target, str) or not target:
+        if by != "all" and (not isinstance(target, str) or not target):
             raise ValueError(f"{by} must be a non-empty string")
+        if by == "channel":
+            problem = check_channel(target)
+            if problem is not None:
+                raise ValueError(problem)
+        if not isinstance(reason, str):
+            raise ValueError("reason must be a string")
         return cls(by, target, truncate(reason))  # type: ignore[arg-type]
 
     @property
     def channel(self) -> str | None:
-        """The reserved channel whose subscribers are the target (None: by client id)."""
+        """The channel whose local subscribers are the target (None: by client id, or all).
+        A user's or session's sockets all join its reserved channel."""
         if self.by == "user":
             return channel_of_user(self.target)
         if self.by == "session":
             return channel_of_session(self.target)
+        if self.by == "channel":
+            return self.target
         return None
 
     def encode(self) -> bytes:

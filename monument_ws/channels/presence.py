@@ -12,6 +12,12 @@ Per channel (in a namespace with ``presence`` on) and per client id::
         └──────── unsubscribe, or disconnected longer than presence_removal ┘
                                    client.removed
 
+A member removed for its silence while its socket is still subscribed (it was
+silent past ``presence_removal`` but never closed) comes back, as
+``client.reconnected``, as soon as it is heard from again: its ``ws:heartbeat``
+at once, any other frame at the next sweep. Its record is written again from
+the last one this process saw (label, meta, ``first_seen``).
+
 Each transition emits its bus event (``client.connected`` …, named in
 :mod:`monument_ws.signals`; keywords ``channel`` and ``client`` -- the member
 record) **exactly once**: the record
@@ -73,6 +79,7 @@ class _Local:
     sockets: set[Socket]
     frames_seen: int  # sum of the sockets' frames_in at the last sweep
     written: float  # when last_seen was last written to the broker
+    last: dict[str, Any] | None = None  # the member's record as last written or read here
 
 
 class Presence:
@@ -140,7 +147,7 @@ class Presence:
                 "last_seen": now,
             }
             if await self._replace(channel, socket.client_id, old, new):
-                local.written = now
+                local.written, local.last = now, new
                 if old is None:
                     await self._emit(PRESENCE_CONNECTED, channel, new)
                 elif old["state"] == "disconnected":
@@ -180,7 +187,8 @@ class Presence:
                 return
 
     async def heartbeat(self, socket: Socket, channels: list[str] | None) -> None:
-        """ws:heartbeat: refresh ``socket``'s memberships (those named, or all) now."""
+        """ws:heartbeat: refresh ``socket``'s memberships (those named, or all) now; a member
+        that was marked disconnected or removed meanwhile is reconnected."""
         now = self.clock()
         for (channel, client_id), local in list(self._local.items()):
             if client_id != socket.client_id or socket not in local.sockets:
@@ -188,18 +196,34 @@ class Presence:
             if channels is not None and channel not in channels:
                 continue
             old = (await self.broker.presence_get(channel)).get(client_id)
-            fresh = {**old, "last_seen": now} if old else None
-            if (
-                old is not None
-                and old["state"] == "connected"
-                and await self._replace(channel, client_id, old, fresh)
-            ):
-                local.written = now
-                local.frames_seen = sum(s.frames_in for s in local.sockets)
+            local.frames_seen = sum(s.frames_in for s in local.sockets)
+            await self._refresh(channel, client_id, local, old, now)
+
+    async def _refresh(
+        self,
+        channel: str,
+        client_id: str,
+        local: _Local,
+        old: dict[str, Any] | None,
+        now: float,
+    ) -> None:
+        """A local member was heard from at ``now``: write ``last_seen``, and bring it back
+        (``client.reconnected``) when its record ``old`` says disconnected or is gone (removed).
+        A lost compare-and-set means another process moved it: the next pass looks again."""
+        base = old if old is not None else local.last
+        if base is None:
+            return  # never written: join() has not finished
+        fresh = {**base, "state": "connected", "last_seen": now}
+        if not await self._replace(channel, client_id, old, fresh):
+            return
+        local.written, local.last = now, fresh
+        if old is None or old["state"] != "connected":
+            await self._emit(PRESENCE_RECONNECTED, channel, fresh)
 
     async def sweep(self) -> None:
         """One pass: refresh members heard from here, then move silent ones along."""
         cfg = self.config
+        every = min(cfg.heartbeat or cfg.presence_sync, cfg.presence_disconnect / 2)
         for channel in list(self._channels):
             now = self.clock()
             try:
@@ -210,21 +234,26 @@ class Presence:
             for client_id, record in members.items():
                 local = self._local.get((channel, client_id))
                 if local is not None:
-                    frames = sum(s.frames_in for s in local.sockets)
-                    heard = frames != local.frames_seen
-                    local.frames_seen = frames
-                    if heard and now - local.written >= min(
-                        cfg.heartbeat or cfg.presence_sync, cfg.presence_disconnect / 2
+                    local.last = record
+                    if self._heard(local) and (
+                        record["state"] != "connected" or now - local.written >= every
                     ):
-                        fresh = {**record, "last_seen": now}
-                        event = PRESENCE_RECONNECTED if record["state"] == "disconnected" else None
-                        fresh["state"] = "connected"
-                        if await self._replace(channel, client_id, record, fresh):
-                            local.written = now
-                            if event:
-                                await self._emit(event, channel, fresh)
+                        await self._refresh(channel, client_id, local, record, now)
                         continue
                 await self._age(channel, client_id, record, now)
+            # Local members the broker no longer lists were removed for their silence while
+            # still subscribed here: heard from since, they come back.
+            for (name, client_id), local in list(self._local.items()):
+                if name == channel and client_id not in members and self._heard(local):
+                    await self._refresh(channel, client_id, local, None, now)
+
+    @staticmethod
+    def _heard(local: _Local) -> bool:
+        """Whether ``local``'s sockets sent any frame since the last look (and note them)."""
+        frames = sum(s.frames_in for s in local.sockets)
+        heard = frames != local.frames_seen
+        local.frames_seen = frames
+        return heard
 
     async def _age(self, channel: str, client_id: str, record: dict[str, Any], now: float) -> None:
         silent = now - float(record["last_seen"])

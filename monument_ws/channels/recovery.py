@@ -30,19 +30,28 @@ from typing import Any
 
 from .. import protocol
 from ..brokers.base import Broker, Publication
+from ..bus import EventBus
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
 from ..connection.stats import OUT_PUBLICATION
+from ..signals import CHANNEL_CLOSED, CHANNEL_OPENED, announce
 from .fanout import Members, shared_frame
 
 
 class Subscriptions:
     """The channels of this process's sockets. The broker is subscribed to a channel while it
-    has at least one local subscriber."""
+    has at least one local subscriber.
 
-    def __init__(self, broker: Broker, middleware: Middleware | None) -> None:
+    A channel's first local subscriber emits ``CHANNEL_OPENED`` once the broker is subscribed;
+    its last one leaving (unsubscribe, revoke, close, kick) emits ``CHANNEL_CLOSED`` at once,
+    so a close and a quick reopen are announced in that order. Once per transition of this
+    process's table, reserved ``$`` channels too.
+    """
+
+    def __init__(self, broker: Broker, middleware: Middleware | None, bus: EventBus) -> None:
         self._broker = broker
         self._middleware = middleware
+        self._bus = bus
         #: every channel's local subscribers, live or recovering (the table the fan-out reads)
         self.members: Members = {}
         self._of_socket: dict[Socket, set[str]] = {}
@@ -80,6 +89,7 @@ class Subscriptions:
         if subs is None:
             subs = self.members[channel] = {}
             await self._broker.subscribe(channel)
+            await announce(self._bus, CHANNEL_OPENED, channel=channel)
         subs[socket] = []
         self._of_socket.setdefault(socket, set()).add(channel)
         try:
@@ -132,6 +142,9 @@ class Subscriptions:
             subs.pop(socket, None)
             if not subs:
                 del self.members[channel]
+                # Announced before the broker's unsubscribe, which may wait: a new first
+                # subscriber's CHANNEL_OPENED, which waits for the broker's subscribe, follows it.
+                await announce(self._bus, CHANNEL_CLOSED, channel=channel)
                 await self._broker.unsubscribe(channel)
         return True
 

@@ -5,8 +5,9 @@
 * A peer-queue nudge instead makes each of the client's sockets read its peer
   queue; if that fails the messages stay in the queue, and the client gets
   them after its next reconnect.
-* A kick closes the sockets it names with 4409, each in a task of its own, so
-  the broker's listener never waits on a close.
+* A kick closes the sockets it names (a client id's, a channel's subscribers,
+  or all) with 4409, each in a task of its own, so the broker's listener never
+  waits on a close.
 * The broker's registry of which process holds which client id is told when
   a client's first socket arrives here and when its last one leaves.
 """
@@ -105,8 +106,10 @@ class Registry:
         await socket.close(CloseCode.GOING_AWAY, reason)
 
     def targets(self, kick: Kick) -> list[Socket]:
-        """The local sockets ``kick`` names: by client id, or the subscribers of the
-        user's or session's reserved channel (every socket of it joins that channel)."""
+        """The local sockets ``kick`` names: every one, those of a client id, or the
+        subscribers of a channel (a user's or session's sockets all join its reserved one)."""
+        if kick.by == "all":
+            return list(self)
         channel = kick.channel
         if channel is None:
             return self.of_client(kick.target)

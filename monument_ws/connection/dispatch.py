@@ -33,6 +33,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+import orjson
+
 from .. import protocol
 from ..protocol.errors import MonumentWSError, NotFound
 from ..protocol.frames import ErrorCode, Frame
@@ -166,8 +168,10 @@ class Dispatcher:
             # cancelled): a failure like any other, or the request would go unanswered.
             socket.log.exception("handler for %r failed", frame.event)
             await socket.outbound.fail(request, ErrorCode.INTERNAL, "internal error")
-        except Exception:
+        except Exception as exc:
             socket.log.exception("handler for %r failed", frame.event)
+            if isinstance(exc, orjson.JSONEncodeError):  # JSON cannot hold what it answered
+                socket.outbound.failed("encoding", exc)
             await socket.outbound.fail(request, ErrorCode.INTERNAL, "internal error")
         finally:
             self._observe(route, started)
@@ -201,8 +205,10 @@ class Dispatcher:
                 )
         except MonumentWSError as exc:
             socket.outbound.fail_now(exc.code, exc.message, request_id)
-        except (Exception, asyncio.CancelledError):  # a plain function has nothing to cancel
+        except (Exception, asyncio.CancelledError) as exc:  # a plain function: nothing to cancel
             socket.log.exception("handler for %r failed", frame.event)
+            if isinstance(exc, orjson.JSONEncodeError):  # JSON cannot hold what it answered
+                socket.outbound.failed("encoding", exc)
             socket.outbound.fail_now(ErrorCode.INTERNAL, "internal error", request_id)
         self._observe(Route.HANDLER, started)
 

@@ -28,7 +28,7 @@ import asyncio
 import contextvars
 import time
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from ..protocol import frames as protocol
 from ..protocol.frames import CloseCode, ErrorCode, Frame, Invalid
@@ -92,6 +92,10 @@ class Inbound:
                     stats.frames_in_by[IN_INVALID] += 1
                     close = self._refuse(_BINARY)
                 else:
+                    if msg.type is WSMsgType.ERROR and isinstance(msg.data, WebSocketError):
+                        # aiohttp closed the socket itself with this code (e.g. 1009, too big)
+                        # and then may record 1006, as the client's answer could not be read.
+                        self._socket.outbound.closed_with(msg.data.code, by_reader=True)
                     continue
                 if close is not None:
                     if tap is not None:  # what the client sends from now on is not taken

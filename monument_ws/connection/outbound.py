@@ -8,6 +8,12 @@ was crossed closes the client as a slow consumer (4008): it never holds the
 server's memory or slows anyone else. A closing socket writes what is queued
 first (up to 5 s), then closes; frames queued after its close frame are dropped
 and counted.
+
+A failed send is reported on the bus as ``SEND_FAILED`` (``error:ws``, see
+:mod:`monument_ws.signals`): a socket that takes no more frames once, a slow
+consumer once, each frame the application's data could not be encoded for.
+The report runs in a task of its own, so no sender waits for it or sees its
+receivers' exceptions.
 """
 
 from __future__ import annotations
@@ -16,21 +22,32 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from aiohttp import web
 
 from ..protocol import frames as protocol
+from ..protocol.errors import ConnectionLost
 from ..protocol.frames import CloseCode, ErrorCode, truncate
+from ..signals import SEND_FAILED, announce
 from .requests import Request, RequestTable
 from .sender import Sender
 from .stats import OUT_ERROR, OUT_PUSH, OUT_REPLY, Stats
+
+if TYPE_CHECKING:
+    from ..bus import EventBus
 
 #: Seconds a slow consumer's close handshake may take before the connection is aborted.
 _SLOW_CLOSE_GRACE = 2.0
 
 #: Seconds a closing socket waits for its queued frames to be written before it closes anyway.
 _CLOSE_DRAIN = 5.0
+
+#: The send failures reported once per socket, each a bit of ``Outbound._reported``.
+_ONCE: Final = {"closed": 1, "slow_consumer": 2}
+
+#: SEND_FAILED reports still running (held so they are not garbage-collected midway).
+_REPORTS: set[asyncio.Task[None]] = set()
 
 
 class OutgoingHooks(Protocol):
@@ -57,13 +74,16 @@ class Outbound:
     constant) use it only to label the frame in the counters."""
 
     __slots__ = (
+        "_bus",
         "_closer",
         "_hooks",
         "_owner",
+        "_reported",
         "_stats",
         "_table",
         "_transport",
         "_ws",
+        "close_code",
         "closing",
         "sender",
     )
@@ -77,8 +97,11 @@ class Outbound:
         table: RequestTable,
         stats: Stats,
         hooks: OutgoingHooks | None,
+        bus: EventBus | None = None,
     ) -> None:
         self._owner = owner
+        self._bus = bus
+        self._reported = 0  # the _ONCE failures reported so far
         self._ws = ws
         self._transport = transport
         self.sender = sender
@@ -87,6 +110,11 @@ class Outbound:
         self._hooks = hooks
         #: no new requests; the close follows (a graceful close, or a slow consumer's)
         self.closing = False
+        #: the code this server closed the socket with, when it closed first; 1006 when the
+        #: connection ended with no close code either way (:meth:`shut`); None otherwise (open,
+        #: or the client closed first: aiohttp's ``close_code`` has its code). What
+        #: ``Socket.close_code`` reports first.
+        self.close_code: int | None = None
         self._closer: asyncio.Task[None] | None = None
 
     @property
@@ -190,6 +218,7 @@ class Outbound:
         if self._ws.closed:
             return
         self.closing = True
+        self.closed_with(code)
         self._table.stop()
         if code != CloseCode.SLOW_CONSUMER:
             with contextlib.suppress(TimeoutError):
@@ -198,16 +227,45 @@ class Outbound:
         self._stats.send_queue_dropped += self.sender.close()
         await self._ws.close(code=code, message=truncate(reason).encode())
 
+    def closed_with(self, code: int, *, by_reader: bool = False) -> None:
+        """The server sends a close frame with ``code``: remembered as :attr:`close_code` unless
+        a close code is known already (the client's close frame came first, or an earlier one).
+        ``by_reader``: aiohttp's reader closed the socket for a protocol error (1009, 1002, ...),
+        and set that code as its own before the client could answer."""
+        if self.close_code is None and (by_reader or self._ws.close_code is None):
+            self.close_code = code
+
     def shut(self) -> None:
-        """The connection is over: drop what is queued (counted); nothing more is taken."""
+        """The connection is over: drop what is queued (counted); nothing more is taken. With no
+        close code known, it dropped (e.g. the client's TCP connection was reset): 1006."""
+        self.closed_with(CloseCode.ABNORMAL)
         self.closing = True
         self._stats.send_queue_dropped += self.sender.close()
+
+    def failed(self, reason: str, error: BaseException) -> None:
+        """A send to this socket failed: emit ``SEND_FAILED`` with ``reason`` and ``error`` in a
+        task of its own (``"closed"`` and ``"slow_consumer"`` once per socket). Never raises."""
+        bus = self._bus
+        once = _ONCE.get(reason, 0)
+        if bus is None or self._reported & once:
+            return
+        self._reported |= once
+        if not bus.has_receivers(SEND_FAILED):
+            return
+        task = asyncio.get_running_loop().create_task(
+            announce(bus, SEND_FAILED, socket=self._owner, reason=reason, error=error)
+        )
+        _REPORTS.add(task)
+        task.add_done_callback(_REPORTS.discard)
 
     def _not_sent(self) -> None:
         """The sender refused a frame. The first time that is because its bound was crossed
         (the client does not read), close it with 4008; otherwise it is closing already."""
         overflow = self.sender.overflow
-        if overflow is None or self._closer is not None:
+        if overflow is None:
+            self.failed("closed", ConnectionLost("the socket is closed"))
+            return
+        if self._closer is not None:
             return
         frames, queued = overflow
         stats = self._stats
@@ -221,10 +279,18 @@ class Outbound:
         self.closing = True
         self._table.stop()
         self._closer = asyncio.get_running_loop().create_task(self._close_slow_consumer())
+        self.failed(
+            "slow_consumer",
+            ConnectionLost(
+                f"the send buffer overflowed ({frames} frames, {queued} bytes): "
+                "closed as a slow consumer (4008)"
+            ),
+        )
 
     async def _close_slow_consumer(self) -> None:
         """Send 4008, but a client that does not read cannot take even that: after a short
         grace the connection is aborted, so its buffers are freed now, not at a TCP timeout."""
+        self.closed_with(CloseCode.SLOW_CONSUMER)
         try:
             async with asyncio.timeout(_SLOW_CLOSE_GRACE):
                 await self._ws.close(

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from .. import protocol
+from ..bus import EventBus
 from ..config import Config
 from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
 from ..protocol.frames import CloseCode, Frame, Invalid, Queued
@@ -64,6 +65,9 @@ class Server(Runner, Protocol):
 
     @property
     def middleware(self) -> OutgoingHooks | None: ...
+
+    @property
+    def bus(self) -> EventBus: ...
 
 
 class PeerQueueStore(Protocol):
@@ -156,7 +160,7 @@ class Socket:
         table = RequestTable(config.max_inflight, config.max_waiting)
         #: the way out: hooks, counters, the bounded send path
         self.outbound = Outbound(
-            self, ws, transport, sender, table, dispatch.stats, dispatch.middleware
+            self, ws, transport, sender, table, dispatch.stats, dispatch.middleware, dispatch.bus
         )
         #: the requests: which run, which wait, what ends them
         self.admission = Admission(self, dispatch, self.outbound, table)
@@ -180,7 +184,11 @@ class Socket:
 
     @property
     def close_code(self) -> int | None:
-        return self._ws.close_code
+        """The code the socket closed with: the server's when the server closed it (e.g. 1009,
+        4409), else the client's, 1006 when the connection dropped without a close frame, None
+        while open."""
+        code = self.outbound.close_code
+        return code if code is not None else self._ws.close_code
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -293,13 +301,26 @@ class Socket:
         Waits while the send buffer is more than half full (backpressure).
         Returns False, without raising, once the socket takes no more frames
         (closed, or closed as a slow consumer); a socket that is closing
-        gracefully still takes frames until its close frame is written.
+        gracefully still takes frames until its close frame is written. Data JSON
+        cannot hold is not sent either: False, logged, and ``SEND_FAILED``
+        (``error:ws``) says why, as it does for the other failures.
         """
-        return await self.send_raw(protocol.push(event, data))
+        frame = self._push(event, data)
+        return False if frame is None else await self.send_raw(frame)
 
     def send_nowait(self, event: str, data: Any = None) -> bool:
         """Like :meth:`send` without waiting; a full queue closes the socket with 4008."""
-        return self.send_raw_nowait(protocol.push(event, data))
+        frame = self._push(event, data)
+        return False if frame is None else self.send_raw_nowait(frame)
+
+    def _push(self, event: str, data: Any) -> bytes | None:
+        """The push frame, or None (logged, reported as ``encoding``) when JSON cannot hold it."""
+        try:
+            return protocol.push(event, data)
+        except TypeError as exc:
+            self.log.warning("not sent: %r has data JSON cannot hold: %s", event, exc)
+            self.outbound.failed("encoding", exc)
+            return None
 
     def send_raw(self, frame: bytes, kind: int = OUT_PUSH) -> Coroutine[Any, Any, bool]:
         """Send an already encoded text frame, waiting while the queue is over half full.

@@ -107,15 +107,25 @@ class ServerAPI:
         client_id: str | None = None,
         user: str | None = None,
         session: str | None = None,
+        channel: str | None = None,
+        all: bool = False,  # the caller's word, kick(all=True), though it shadows the builtin
         reason: str = "kicked",
     ) -> None:
-        """Close every socket of one client id, user or session, on every process, with 4409.
+        """Close sockets on every process with 4409: those of one client id, user or session,
+        every subscriber of ``channel`` (super-scaled-sockets' bootAll), or, with ``all=True``,
+        every socket (serverless-sockets' kickAll).
 
         The client receives ``reason`` (cut to 123 bytes) in the close frame and
-        does not reconnect. Exactly one of ``client_id``, ``user`` and
-        ``session`` (ValueError otherwise). Sent through the broker: at most
-        once, not stored (see :mod:`monument_ws.channels.kick`).
+        does not reconnect. Exactly one target (ValueError otherwise, or for a
+        bad channel name). Sent through the broker: at most once, not stored
+        (see :mod:`monument_ws.channels.kick`).
         """
-        await self.broker.control(
-            Kick.of(client_id=client_id, user=user, session=session, reason=reason).encode()
+        order = Kick.of(
+            client_id=client_id,
+            user=user,
+            session=session,
+            channel=channel,
+            all=all,
+            reason=reason,
         )
+        await self.broker.control(order.encode())

@@ -80,7 +80,7 @@ class MonumentWS(ServerAPI):
         self.router = Router(config.websocket, config.socket_events)
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
-        self.hub = Hub(self.broker, self.queues, self.middleware)
+        self.hub = Hub(self.broker, self.queues, bus, self.middleware)
         self.presence = Presence(self.broker, bus, config, clock)
         #: The plugs folder (None when ``plugs`` is empty or sockets are off).
         self.plugs = (
