@@ -227,6 +227,72 @@ async def test_publications_during_recovery_are_delivered_exactly_once(
     assert (await peer.recv())["data"] == "d"  # and nothing duplicated in between
 
 
+class FlakySubscribeBroker(MemoryBroker):
+    """A memory broker whose channel subscribes can be failed, or held open, on demand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = False
+        self.subscribes = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def subscribe(self, channel: str) -> None:
+        self.subscribes += 1
+        await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise monument_ws.Unavailable("the broker is away")
+        await super().subscribe(channel)
+
+
+async def test_a_failed_broker_subscribe_leaves_nothing_behind(
+    aiohttp_client, connect: Connect, bus
+):
+    """The socket that hit it gets unavailable; the next subscriber subscribes the broker again
+    and gets the channel's publications (the table had kept an empty entry, so it never did)."""
+    broker = FlakySubscribeBroker()
+    app = web.Application()
+    ws = monument_ws.setup(app, websocket=True, bus=bus, broker=broker)
+    client = await aiohttp_client(app)
+    peer = await connect(client)
+    broker.fail_next = True
+    answer = await peer.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "feed"}})
+    assert answer["error"]["code"] == "unavailable", answer
+    assert ws.hub.channels() == {}
+    await subscribe(peer, "feed")
+    assert broker.subscribes == 2
+    await ws.publish("feed", "item", "x")
+    assert (await peer.recv())["data"] == "x"
+
+
+async def test_subscribers_arriving_while_the_broker_subscribes_wait_for_it(
+    aiohttp_client, connect: Connect, bus: monument_ws.EventBus
+):
+    """One broker subscribe and one CHANNEL_OPENED for sockets that subscribe at the same time."""
+    broker = FlakySubscribeBroker()
+    app = web.Application()
+    ws = monument_ws.setup(app, websocket=True, bus=bus, broker=broker)
+    opened: list[str] = []
+
+    @bus.on(signals.CHANNEL_OPENED)
+    async def on_opened(event: str, channel: str, **_: Any) -> None:
+        opened.append(channel)
+
+    client = await aiohttp_client(app)
+    first, second = await connect(client), await connect(client)
+    broker.gate.clear()
+    for peer in (first, second):
+        await peer.send({"event": "ws:subscribe", "id": 1, "data": {"channel": "feed"}})
+    await eventually(lambda: broker.subscribes == 1)
+    broker.gate.set()
+    for peer in (first, second):
+        assert (await peer.recv())["event"] == "ws:subscribe"
+    assert broker.subscribes == 1
+    assert opened == ["feed"]
+    assert ws.hub.channels() == {"feed": 2}
+
+
 async def test_encode_once_for_a_thousand_subscribers(make_server, connect: Connect, monkeypatch):
     """A publish to 1,000 local subscribers is serialized once, and all 1,000 get it."""
     client, ws = await make_server(heartbeat=0)

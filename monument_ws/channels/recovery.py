@@ -26,6 +26,7 @@ the socket's send buffer.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .. import protocol
@@ -55,6 +56,8 @@ class Subscriptions:
         #: every channel's local subscribers, live or recovering (the table the fan-out reads)
         self.members: Members = {}
         self._of_socket: dict[Socket, set[str]] = {}
+        #: channels whose broker subscribe is under way: later subscribers wait for it
+        self._opening: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         """How many sockets have at least one subscription."""
@@ -85,11 +88,7 @@ class Subscriptions:
         then, live publications for ``socket`` are buffered. If reading history
         fails, ``socket`` is unsubscribed again and the error raised.
         """
-        subs = self.members.get(channel)
-        if subs is None:
-            subs = self.members[channel] = {}
-            await self._broker.subscribe(channel)
-            await announce(self._bus, CHANNEL_OPENED, channel=channel)
+        subs = await self._open(channel)
         subs[socket] = []
         self._of_socket.setdefault(socket, set()).add(channel)
         try:
@@ -112,6 +111,31 @@ class Subscriptions:
         except BaseException:
             await self.unsubscribe(socket, channel)
             raise
+
+    async def _open(self, channel: str) -> dict[Socket, list[Publication] | None]:
+        """The channel's subscriber table, subscribing the broker first when it has none.
+
+        One subscriber at a time opens a channel; the others wait for it. The table exists
+        only once the broker is subscribed, so a failed broker subscribe (raised to the
+        socket that tried) leaves nothing behind and the next subscriber tries again.
+        """
+        while True:
+            opening = self._opening.get(channel)
+            if opening is None:
+                break
+            await asyncio.shield(opening)
+        subs = self.members.get(channel)
+        if subs is not None:
+            return subs
+        opening = self._opening[channel] = asyncio.get_running_loop().create_future()
+        try:
+            await self._broker.subscribe(channel)
+            subs = self.members[channel] = {}
+            await announce(self._bus, CHANNEL_OPENED, channel=channel)
+            return subs
+        finally:
+            del self._opening[channel]
+            opening.set_result(None)
 
     def go_live(self, socket: Socket, channel: str, after: int) -> None:
         """End ``socket``'s recovery on ``channel``: flush buffered publications newer than ``after``."""
