@@ -353,15 +353,24 @@ class Client:
     # --- channels -----------------------------------------------------------
 
     async def subscribe(
-        self, channel: str, handler: Callable[[Message], Any], *, query: Any = None
+        self,
+        channel: str,
+        handler: Callable[[Message], Any],
+        *,
+        query: Any = None,
+        label: Any = None,
+        meta: Any = None,
     ) -> Subscription:
         """Subscribe to ``channel``; ``handler(Message)`` gets each publication, in offset order.
 
         After every reconnect the client resubscribes by itself with ``since``,
         so missed publications are replayed (see :class:`Subscription`).
-        Raises the server's error (e.g. Forbidden) if the subscription is refused.
+        ``label`` and ``meta`` (any JSON) describe this client in the channel's presence
+        (namespaces with ``presence``); ``subscription.on("member", fn)`` observes the
+        members' transitions. Raises the server's error (e.g. Forbidden) if refused.
         """
-        return await self._channels.subscribe(Subscription(self, channel, handler, query))
+        subscription = Subscription(self, channel, handler, query, label=label, meta=meta)
+        return await self._channels.subscribe(subscription)
 
     async def unsubscribe(self, channel: str) -> None:
         await self._channels.unsubscribe(channel)
@@ -369,6 +378,37 @@ class Client:
     async def publish(self, channel: str, event: str, data: Any = None) -> int:
         """Publish to ``channel`` (where its namespace lets clients); returns the offset."""
         return await self._channels.publish(channel, event, data)
+
+    async def presence(
+        self, channel: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """Who is in ``channel`` (namespaces with ``presence``): one page, ``{"count",
+        "members", "cursor"?}``, members ordered by client id, each ``{"client_id", "user",
+        "label", "meta", "state", "first_seen", "last_seen"}``; pass ``cursor`` back for the
+        next page (``limit`` 1 to 1000, the server's default 100). Raises NotFound when the
+        namespace keeps no presence, Forbidden when this client may not subscribe there."""
+        return await self._channels.presence(channel, limit, cursor)
+
+    def on_user(self, handler: Callable[[Message], Any]) -> Callable[[Message], Any]:
+        """Call ``handler(Message)`` with every publication to this client's user channel
+        (``$user:<id>``, which the server joins a socket whose session has a user to; the
+        server's ``publish_to_user``), in offset order, across reconnects: what was published
+        while the client was away is recovered from the channel's history. Returns
+        ``handler``, so it also decorates; an async handler runs in its own task."""
+        self._channels.on_reserved("user", handler)
+        return handler
+
+    def on_session(self, handler: Callable[[Message], Any]) -> Callable[[Message], Any]:
+        """Like :meth:`on_user`, for this client's session channel (``$session:<hash>``; the
+        server's ``publish_to_session``)."""
+        self._channels.on_reserved("session", handler)
+        return handler
+
+    def off_user(self, handler: Callable[[Message], Any]) -> None:
+        self._channels.off_reserved("user", handler)
+
+    def off_session(self, handler: Callable[[Message], Any]) -> None:
+        self._channels.off_reserved("session", handler)
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
