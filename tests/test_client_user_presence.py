@@ -6,8 +6,9 @@ from typing import Any
 from monument_ws.auth import channel_of_session, channel_of_user
 from monument_ws.brokers import MemoryBroker
 from monument_ws.client import Client, Message
-from tests.conftest import FakeClock, eventually
+from tests.conftest import Connect, FakeClock, eventually
 from tests.test_client import Gate
+from tests.test_presence import join
 from tests.test_security import token_parser
 
 
@@ -151,3 +152,47 @@ async def test_no_member_pushes_without_presence_events(make_server):
         page = await watcher.presence("room:1")
         assert sorted(str(m["label"]) for m in page["members"]) == ["None", "other"]
     assert pushes == []
+
+
+async def test_member_push_on_the_wire(make_server, connect: Connect):
+    """ws:member as a raw subscriber gets it: the member with channel and the transition as
+    state, no offset; an unsubscribe is "removed"."""
+    clock = FakeClock()
+    client, _ws = await make_server(
+        broker=MemoryBroker(clock=clock),
+        clock=clock,
+        channels={"room:*": {"presence": True, "presence_events": True}},
+    )
+    watcher = await connect(client)
+    await join(watcher, "room:1")
+    fence = await watcher.request({"event": "ws:ping", "id": "fence"})
+    assert fence["event"] == "ws:ping"  # the watcher's own "connected" may come before it
+    peer = await connect(client)
+    await join(peer, "room:1", label="Ada")
+    frame = await watcher.recv()
+    while frame["data"].get("client_id") != peer.client_id:
+        frame = await watcher.recv()
+    assert frame == {
+        "event": "ws:member",
+        "channel": "room:1",
+        "data": {
+            "client_id": peer.client_id,
+            "user": None,
+            "label": "Ada",
+            "meta": None,
+            "state": "connected",
+            "first_seen": clock.now,
+            "last_seen": clock.now,
+            "channel": "room:1",
+        },
+    }
+    answer = await peer.request(
+        {"event": "ws:unsubscribe", "id": "u", "data": {"channel": "room:1"}}
+    )
+    assert answer["event"] == "ws:unsubscribe"
+    frame = await watcher.recv()
+    assert (frame["event"], frame["data"]["state"], frame["data"]["label"]) == (
+        "ws:member",
+        "removed",
+        "Ada",
+    )

@@ -20,7 +20,8 @@ ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
 ``dispatch`` (where each incoming frame goes), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
 frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
-objects), ``status`` (state, welcome, close code) and ``tasks``.
+objects), ``status`` (state, welcome, close code) and ``tasks``; ``people`` holds the
+methods about presence and the user and session channels.
 
 **SYNC.** Frames carrying ``"sync": "full" | "patch"`` are applied to the
 current object kept per event; listeners, calls and streams receive the whole
@@ -95,6 +96,7 @@ from .dispatch import Dispatch
 from .inbox import Inbox
 from .listeners import FrameHook, Listener, Listeners
 from .outbox import Outbox
+from .people import People
 from .performers import Performers
 from .renamed import Renamed, renamed_options, warn_renamed
 from .status import Status
@@ -143,8 +145,10 @@ class Periodic:
         return self._task.done()
 
 
-class Client:
-    """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline."""
+class Client(People):
+    """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline.
+
+    Its presence and user/session channel methods come from :class:`.people.People`."""
 
     #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
     urls = _Part[list[str]]("_connection", "urls")
@@ -364,10 +368,9 @@ class Client:
         """Subscribe to ``channel``; ``handler(Message)`` gets each publication, in offset order.
 
         After every reconnect the client resubscribes by itself with ``since``,
-        so missed publications are replayed (see :class:`Subscription`).
-        ``label`` and ``meta`` (any JSON) describe this client in the channel's presence
-        (namespaces with ``presence``); ``subscription.on("member", fn)`` observes the
-        members' transitions. Raises the server's error (e.g. Forbidden) if refused.
+        so missed publications are replayed (see :class:`Subscription`). ``label`` and
+        ``meta`` describe this client in the channel's presence. Raises the server's error
+        (e.g. Forbidden) if the subscription is refused.
         """
         subscription = Subscription(self, channel, handler, query, label=label, meta=meta)
         return await self._channels.subscribe(subscription)
@@ -378,37 +381,6 @@ class Client:
     async def publish(self, channel: str, event: str, data: Any = None) -> int:
         """Publish to ``channel`` (where its namespace lets clients); returns the offset."""
         return await self._channels.publish(channel, event, data)
-
-    async def presence(
-        self, channel: str, *, limit: int | None = None, cursor: str | None = None
-    ) -> dict[str, Any]:
-        """Who is in ``channel`` (namespaces with ``presence``): one page, ``{"count",
-        "members", "cursor"?}``, members ordered by client id, each ``{"client_id", "user",
-        "label", "meta", "state", "first_seen", "last_seen"}``; pass ``cursor`` back for the
-        next page (``limit`` 1 to 1000, the server's default 100). Raises NotFound when the
-        namespace keeps no presence, Forbidden when this client may not subscribe there."""
-        return await self._channels.presence(channel, limit, cursor)
-
-    def on_user(self, handler: Callable[[Message], Any]) -> Callable[[Message], Any]:
-        """Call ``handler(Message)`` with every publication to this client's user channel
-        (``$user:<id>``, which the server joins a socket whose session has a user to; the
-        server's ``publish_to_user``), in offset order, across reconnects: what was published
-        while the client was away is recovered from the channel's history. Returns
-        ``handler``, so it also decorates; an async handler runs in its own task."""
-        self._channels.on_reserved("user", handler)
-        return handler
-
-    def on_session(self, handler: Callable[[Message], Any]) -> Callable[[Message], Any]:
-        """Like :meth:`on_user`, for this client's session channel (``$session:<hash>``; the
-        server's ``publish_to_session``)."""
-        self._channels.on_reserved("session", handler)
-        return handler
-
-    def off_user(self, handler: Callable[[Message], Any]) -> None:
-        self._channels.off_reserved("user", handler)
-
-    def off_session(self, handler: Callable[[Message], Any]) -> None:
-        self._channels.off_reserved("session", handler)
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:
