@@ -140,6 +140,21 @@ async def test_presence_label_meta_members_and_transitions(make_server):
     ]
 
 
+async def test_subscription_join_and_leave_listeners(make_server):
+    """In a join_leave namespace, subscription.on("join" / "leave") gets {"client_id"}."""
+    client, _ws = await make_server(channels={"room:*": {"join_leave": True}})
+    url = str(client.make_url("/ws"))
+    seen: list[tuple[str, Any]] = []
+    async with Client(url) as watcher, Client(url) as other:
+        room = await watcher.subscribe("room:1", lambda m: None)
+        room.on("join", lambda data: seen.append(("join", data["client_id"])))
+        room.on("leave", lambda data: seen.append(("leave", data["client_id"])))
+        await other.subscribe("room:1", lambda m: None)
+        await other.unsubscribe("room:1")
+        await eventually(lambda: len(seen) == 2, "the join and the leave")
+        assert seen == [("join", other.client_id), ("leave", other.client_id)]
+
+
 async def test_no_member_pushes_without_presence_events(make_server):
     """A presence namespace without presence_events pushes nothing; presence() still answers."""
     client, _ws = await make_server(channels={"room:*": {"presence": True}})

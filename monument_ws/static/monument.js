@@ -1798,11 +1798,12 @@ export class Client {
     }
     if (event === "ws:resubscribe") {
       // The server lost the history between us (e.g. a broker restart): offsets
-      // start again in a new epoch, so forget ours and rejoin fresh.
-      if (subscription) {
-        subscription.offset = 0;
-        subscription.epoch = null;
-        this._rejoin(subscription);
+      // start again in a new epoch, so forget ours and rejoin fresh (a reserved channel too).
+      const rejoining = subscription ?? (typeof channel === "string" && channel.startsWith("$") ? this._subscriptionOf(channel) : undefined);
+      if (rejoining) {
+        rejoining.offset = 0;
+        rejoining.epoch = null;
+        this._rejoin(rejoining);
       }
       return;
     }
