@@ -58,6 +58,9 @@ class ChannelOptions:
     presence: bool = False
     #: push ws:join / ws:leave to subscribers when members come and go
     join_leave: bool = False
+    #: push ws:member (the member, its ``state`` the transition) to subscribers at each presence
+    #: transition: connected, disconnected, reconnected, removed (needs ``presence``)
+    presence_events: bool = False
     #: who may subscribe from a socket
     subscribe: Policy = "anyone"
     #: who may publish from a socket (ws:publish)
@@ -435,8 +438,8 @@ class Config:
     )
     channels: tuple[tuple[str, ChannelOptions], ...] = option(
         (),
-        "Channel namespaces: a mapping of glob pattern to options (history_size, "
-        "history_ttl, presence, join_leave, subscribe, publish), first match wins; e.g. "
+        "Channel namespaces: a mapping of glob pattern to options (history_size, history_ttl, "
+        "presence, join_leave, presence_events, subscribe, publish), first match wins; e.g. "
         '{"chat:*": {"publish": "subscribers"}}. Unmatched channels: anyone may '
         "subscribe, nobody may publish from a socket, 100 messages of history for 300 s.",
         parse_namespaces,

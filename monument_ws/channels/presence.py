@@ -34,6 +34,10 @@ members along the state machine. A process that dies without a goodbye
 stops refreshing its members; the others' sweeps mark them disconnected,
 then removed. Dead TCP connections are found by the server's WebSocket pings.
 
+In a namespace with ``presence_events`` the transition is also pushed to the channel's
+subscribers, once, by the process that won it: ``ws:member`` whose data is the member record
+with ``channel`` and ``state`` set to the transition (``reconnected`` included).
+
 Time comes from an injectable clock, so tests need not sleep.
 """
 
@@ -47,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from .. import protocol
 from ..brokers.base import Broker
 from ..connection.socket import Socket
 from ..protocol.errors import MonumentWSError
@@ -56,12 +61,23 @@ from ..signals import (
     PRESENCE_RECONNECTED,
     PRESENCE_REMOVED,
 )
+from .namespaces import Namespaces
 
 if TYPE_CHECKING:
     from ..bus import EventBus
     from ..config import Config
 
 log = logging.getLogger("monument_ws.presence")
+
+#: The ``state`` a ``ws:member`` push gives for each transition's bus event.
+_PUSHED_STATE: Final = {
+    PRESENCE_CONNECTED: "connected",
+    PRESENCE_DISCONNECTED: "disconnected",
+    PRESENCE_RECONNECTED: "reconnected",
+    PRESENCE_REMOVED: "removed",
+}
+#: The push that tells subscribers of a presence transition (namespaces with presence_events).
+MEMBER_EVENT: Final = "ws:member"
 
 #: smartersockets' documented values, for small deployments: pass as settings.
 SMALL: Final = {
@@ -91,11 +107,15 @@ class Presence:
         bus: EventBus,
         config: Config,
         clock: Callable[[], float] = time.time,
+        namespaces: Namespaces | None = None,
     ) -> None:
+        """``namespaces`` says which channels want ``ws:member`` pushes (the plugin's own, which
+        the application may add to; by default those of ``config.channels``)."""
         self.broker = broker
         self.bus = bus
         self.config = config
         self.clock = clock
+        self._namespaces = namespaces if namespaces is not None else Namespaces(config.channels)
         self._local: dict[tuple[str, str], _Local] = {}
         self._channels: dict[str, int] = {}  # presence channels with local members
         self._task: asyncio.Task[None] | None = None
@@ -125,6 +145,14 @@ class Presence:
             await self.bus.emit(event, channel=channel, client=record)
         except Exception:
             log.exception("a receiver of %s failed", event)
+        if self._namespaces.options(channel).presence_events:
+            member = {**record, "channel": channel, "state": _PUSHED_STATE[event]}
+            try:
+                await self.broker.publish_ephemeral(
+                    channel, protocol.push(MEMBER_EVENT, member, channel=channel)
+                )
+            except MonumentWSError as exc:
+                log.warning("the %s push of %r was lost: %s", event, channel, exc)
 
     async def join(self, socket: Socket, channel: str, label: Any = None, meta: Any = None) -> None:
         """``socket`` subscribed to ``channel``: connected, reconnected, or refreshed."""

@@ -20,7 +20,8 @@ ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
 ``dispatch`` (where each incoming frame goes), ``auth`` (staged auth), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
 frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
-objects), ``status`` (state, welcome, close code) and ``tasks``.
+objects), ``status`` (state, welcome, close code) and ``tasks``; ``people`` holds the
+methods about presence and the user and session channels.
 
 **SYNC.** Frames carrying ``"sync": "full" | "patch"`` are applied to the
 current object kept per event; listeners, calls and streams receive the whole
@@ -99,6 +100,7 @@ from .dispatch import Dispatch
 from .inbox import Inbox
 from .listeners import FrameHook, Listener, Listeners
 from .outbox import Outbox
+from .people import People
 from .performers import Performers
 from .renamed import Renamed, renamed_options, warn_renamed
 from .status import Status
@@ -147,8 +149,10 @@ class Periodic:
         return self._task.done()
 
 
-class Client:
-    """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline."""
+class Client(People):
+    """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline.
+
+    Its presence and user/session channel methods come from :class:`.people.People`."""
 
     #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
     urls = _Part[list[str]]("_connection", "urls")
@@ -391,15 +395,23 @@ class Client:
     # --- channels -----------------------------------------------------------
 
     async def subscribe(
-        self, channel: str, handler: Callable[[Message], Any], *, query: Any = None
+        self,
+        channel: str,
+        handler: Callable[[Message], Any],
+        *,
+        query: Any = None,
+        label: Any = None,
+        meta: Any = None,
     ) -> Subscription:
         """Subscribe to ``channel``; ``handler(Message)`` gets each publication, in offset order.
 
         After every reconnect the client resubscribes by itself with ``since``,
-        so missed publications are replayed (see :class:`Subscription`).
-        Raises the server's error (e.g. Forbidden) if the subscription is refused.
+        so missed publications are replayed (see :class:`Subscription`). ``label`` and
+        ``meta`` describe this client in the channel's presence. Raises the server's error
+        (e.g. Forbidden) if the subscription is refused.
         """
-        return await self._channels.subscribe(Subscription(self, channel, handler, query))
+        subscription = Subscription(self, channel, handler, query, label=label, meta=meta)
+        return await self._channels.subscribe(subscription)
 
     async def unsubscribe(self, channel: str) -> None:
         await self._channels.unsubscribe(channel)

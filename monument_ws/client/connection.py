@@ -232,6 +232,7 @@ class Connection:
         status.state = "open"
         if self._first is not None and not self._first.done():
             self._first.set_result(None)
+        self._channels.welcomed(status.welcome.get("channels"))
         if reconnected:
             self._channels.rejoin_all()
         await self._listeners.emit("ws:reconnect" if reconnected else "ws:connect", status.welcome)

@@ -6,7 +6,8 @@ becomes the event's whole current object; then the frame goes to its place: a se
 call to its performer, an answer to the request with its id (a late answer, to a call
 that timed out or a stream left early, is dropped), a publication to its
 subscription, a peer-queue message to the inbox, the ``ws:`` pushes to the client's
-own handling, and any other push to the listeners of its event.
+own handling (``ws:member``, ``ws:join`` and ``ws:leave`` to their subscription's
+listeners, then on like any push), and any other push to the listeners of its event.
 
 Frames are handled one at a time, in the order they arrive: listeners of one frame
 finish before the next frame is read.
@@ -38,6 +39,8 @@ log = logging.getLogger(__package__)
 
 #: Server frames that answer a request id.
 _ANSWERS = frozenset({Kind.REPLY, Kind.CHUNK, Kind.END, Kind.ERROR})
+#: Pushes about a channel's members, for its subscription's listeners (and the client's).
+_MEMBER_PUSHES = frozenset({"ws:member", "ws:join", "ws:leave"})
 
 
 class Dispatch:
@@ -149,4 +152,6 @@ class Dispatch:
         elif kind is Kind.ERROR:
             await self._listeners.emit("ws:error", frame.get("error"))
         else:
+            if event in _MEMBER_PUSHES:
+                self._channels.member(frame)
             await self._listeners.emit(event, parsed.data)

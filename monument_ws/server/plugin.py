@@ -81,7 +81,7 @@ class MonumentWS(ServerAPI):
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
         self.hub = Hub(self.broker, self.queues, bus, self.middleware)
-        self.presence = Presence(self.broker, bus, config, clock)
+        self.presence = Presence(self.broker, bus, config, clock, self.namespaces)
         #: The plugs folder (None when ``plugs`` is empty or sockets are off).
         self.plugs = (
             Plugs(Path(config.plugs).absolute(), self.router, bus, reload=config.reload)

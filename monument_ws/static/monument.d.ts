@@ -126,6 +126,15 @@ export function socketUrl(url: string | URL, resume?: string | null, base?: stri
  *   order; after a reconnect the client resubscribes with `since` (offset and
  *   epoch), missed publications are replayed, and `recovered` says whether
  *   none were lost.
+ * - User and session channels: a socket whose session has a user (or a session id) is
+ *   subscribed by the server to its `$user:` and `$session:` channels; `onUser(handler)` and
+ *   `onSession(handler)` get their publications like a subscription's handler, and after a
+ *   reconnect what was published meanwhile is recovered (with `since`) when the welcome's
+ *   offset is past the last one received, the live ones held until then.
+ * - Presence: `subscribe(channel, handler, { label, meta })` describes this client in the
+ *   channel's member list, `presence(channel)` reads a page of it, and
+ *   `subscription.on("member", fn)` sees each member's transition (connected, disconnected,
+ *   reconnected, removed) in namespaces with `presence_events`.
  * - Frame middleware: `outgoing(hook)` sees every frame before it enters the outbox (what it
  *   throws is thrown by the tell or call that sent it), `incoming(hook)` every frame
  *   after the welcome before dispatch (a refusal answers or fails whatever waited for
@@ -276,13 +285,17 @@ export class Subscription {
     active: boolean;
     /** @private @type {Map<string, Set<Function>>} */
     private _listeners;
+    /** @type {Record<string, any>[] | null} publications held while a reserved channel recovers */
+    held: Record<string, any>[] | null;
     /**
      * Observe `"join"` / `"leave"` (`{client_id}`, in namespaces with join_leave),
+     * `"member"` (a `PresenceMember` whose `state` is the transition: connected, disconnected,
+     * reconnected or removed; in namespaces with presence_events),
      * `"resubscribed"` (`{recovered}` after a reconnect) and `"revoked"` (`{reason}`).
      * Returns a function that removes the listener.
-     * @param {"join" | "leave" | "resubscribed" | "revoked"} what @param {(data: any) => unknown} listener
+     * @param {"join" | "leave" | "member" | "resubscribed" | "revoked"} what @param {(data: any) => unknown} listener
      */
-    on(what: "join" | "leave" | "resubscribed" | "revoked", listener: (data: any) => unknown): () => void;
+    on(what: "join" | "leave" | "member" | "resubscribed" | "revoked", listener: (data: any) => unknown): () => void;
     /** Hand `data` to the `what` listeners (the client calls it). @param {string} what @param {unknown} data */
     _emit(what: string, data: unknown): void;
     /** Who is in the channel (namespaces with presence on). @param {{ limit?: number, cursor?: string }} [page] */
@@ -385,6 +398,10 @@ export class Client {
     private _performers;
     /** @private @type {Map<string, Subscription>} */
     private _subscriptions;
+    /** @private @type {Map<string, Subscription>} the reserved channels by kind (user, session) */
+    private _reserved;
+    /** @private @type {Record<string, Set<(message: Message) => unknown>>} */
+    private _reservedHandlers;
     /** @private @type {Map<string, unknown>} */
     private _synced;
     /** @private @type {Set<any>} */
@@ -480,6 +497,7 @@ export class Client {
      * `ws:offline` (`{code, reason, delay}`), `ws:close` (`{code, reason}`, final),
      * `ws:error` (an error frame that answers no request), `ws:resubscribed`
      * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel),
+     * `ws:member` (a presence transition, see `Subscription.on`),
      * `ws:stage` (`{stage, previous}`: the auth stage changed, see `auth`).
      * Returns a function that removes the listener.
      * @param {string} event @param {Listener} listener
@@ -575,6 +593,43 @@ export class Client {
      * @returns {Promise<number>}
      */
     publish(channel: string, event: string, data?: unknown): Promise<number>;
+    /**
+     * Call `handler(message)` with every publication to this client's user channel
+     * (`$user:<id>`, the server's `publish_to_user`), in offset order, across reconnects
+     * (what was published while away is recovered from the channel's history).
+     * Returns a function that removes the handler.
+     * @param {(message: Message) => unknown} handler
+     * @returns {() => void}
+     */
+    onUser(handler: (message: Message) => unknown): () => void;
+    /**
+     * Like `onUser`, for this client's session channel (`$session:<hash>`, the server's
+     * `publish_to_session`).
+     * @param {(message: Message) => unknown} handler
+     * @returns {() => void}
+     */
+    onSession(handler: (message: Message) => unknown): () => void;
+    /** @private @param {"user" | "session"} kind @param {(message: Message) => unknown} handler */
+    private _onReserved;
+    /**
+     * The subscription standing for a reserved channel of `kind`.
+     * @private @param {string} kind @param {string} channel
+     */
+    private _reservedSubscription;
+    /**
+     * The welcome named the reserved channels the socket was subscribed to: follow them
+     * from their offset, or recover what was missed since the last socket.
+     * @private @param {unknown} named
+     */
+    private _welcomeReserved;
+    /** @private @param {Subscription} subscription */
+    private _recoverReserved;
+    /**
+     * The subscription a publication of `channel` belongs to: the application's, or a reserved
+     * channel's (one joined after a ws:auth step is learnt from its first publication).
+     * @private @param {unknown} channel
+     */
+    private _subscriptionOf;
     /**
      * Who is in `channel`: one page of members (follow `cursor` for more).
      * @param {string} channel @param {{ limit?: number, cursor?: string }} [page]
@@ -782,7 +837,15 @@ export type PresenceMember = {
     user: string | null;
     label: string | null;
     meta: Record<string, unknown> | null;
-    state: "connected" | "disconnected";
+    /**
+     * in the list
+     * `connected` or `disconnected`; a `member` event carries the transition
+     */
+    state: "connected" | "disconnected" | "reconnected" | "removed";
+    /**
+     * in a `member` event: the channel
+     */
+    channel?: string | undefined;
     first_seen: number;
     last_seen: number;
 };

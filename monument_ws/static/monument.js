@@ -30,6 +30,15 @@
  *   order; after a reconnect the client resubscribes with `since` (offset and
  *   epoch), missed publications are replayed, and `recovered` says whether
  *   none were lost.
+ * - User and session channels: a socket whose session has a user (or a session id) is
+ *   subscribed by the server to its `$user:` and `$session:` channels; `onUser(handler)` and
+ *   `onSession(handler)` get their publications like a subscription's handler, and after a
+ *   reconnect what was published meanwhile is recovered (with `since`) when the welcome's
+ *   offset is past the last one received, the live ones held until then.
+ * - Presence: `subscribe(channel, handler, { label, meta })` describes this client in the
+ *   channel's member list, `presence(channel)` reads a page of it, and
+ *   `subscription.on("member", fn)` sees each member's transition (connected, disconnected,
+ *   reconnected, removed) in namespaces with `presence_events`.
  * - Frame middleware: `outgoing(hook)` sees every frame before it enters the outbox (what it
  *   throws is thrown by the tell or call that sent it), `incoming(hook)` every frame
  *   after the welcome before dispatch (a refusal answers or fails whatever waited for
@@ -606,7 +615,9 @@ function removeFrom(array, item) {
  * @property {string | null} user
  * @property {string | null} label
  * @property {Record<string, unknown> | null} meta
- * @property {"connected" | "disconnected"} state
+ * @property {"connected" | "disconnected" | "reconnected" | "removed"} state in the list
+ *   `connected` or `disconnected`; a `member` event carries the transition
+ * @property {string} [channel] in a `member` event: the channel
  * @property {number} first_seen
  * @property {number} last_seen
  */
@@ -732,13 +743,17 @@ export class Subscription {
     this.active = true;
     /** @private @type {Map<string, Set<Function>>} */
     this._listeners = new Map();
+    /** @type {Record<string, any>[] | null} publications held while a reserved channel recovers */
+    this.held = null;
   }
 
   /**
    * Observe `"join"` / `"leave"` (`{client_id}`, in namespaces with join_leave),
+   * `"member"` (a `PresenceMember` whose `state` is the transition: connected, disconnected,
+   * reconnected or removed; in namespaces with presence_events),
    * `"resubscribed"` (`{recovered}` after a reconnect) and `"revoked"` (`{reason}`).
    * Returns a function that removes the listener.
-   * @param {"join" | "leave" | "resubscribed" | "revoked"} what @param {(data: any) => unknown} listener
+   * @param {"join" | "leave" | "member" | "resubscribed" | "revoked"} what @param {(data: any) => unknown} listener
    */
   on(what, listener) {
     let set = this._listeners.get(what);
@@ -871,6 +886,10 @@ export class Client {
     this._performers = new Map();
     /** @private @type {Map<string, Subscription>} */
     this._subscriptions = new Map();
+    /** @private @type {Map<string, Subscription>} the reserved channels by kind (user, session) */
+    this._reserved = new Map();
+    /** @private @type {Record<string, Set<(message: Message) => unknown>>} */
+    this._reservedHandlers = { user: new Set(), session: new Set() };
     /** @private @type {Map<string, unknown>} */
     this._synced = new Map();
     /** @private @type {Set<any>} */
@@ -1105,6 +1124,7 @@ export class Client {
    * `ws:offline` (`{code, reason, delay}`), `ws:close` (`{code, reason}`, final),
    * `ws:error` (an error frame that answers no request), `ws:resubscribed`
    * (`{channel, recovered}`), `ws:join` / `ws:leave` (`{client_id}`, frame.channel),
+   * `ws:member` (a presence transition, see `Subscription.on`),
    * `ws:stage` (`{stage, previous}`: the auth stage changed, see `auth`).
    * Returns a function that removes the listener.
    * @param {string} event @param {Listener} listener
@@ -1311,6 +1331,112 @@ export class Client {
   async publish(channel, event, data) {
     const reply = await this.call("ws:publish", { channel, event, data: data ?? null });
     return reply.offset;
+  }
+
+  /**
+   * Call `handler(message)` with every publication to this client's user channel
+   * (`$user:<id>`, the server's `publish_to_user`), in offset order, across reconnects
+   * (what was published while away is recovered from the channel's history).
+   * Returns a function that removes the handler.
+   * @param {(message: Message) => unknown} handler
+   * @returns {() => void}
+   */
+  onUser(handler) {
+    return this._onReserved("user", handler);
+  }
+
+  /**
+   * Like `onUser`, for this client's session channel (`$session:<hash>`, the server's
+   * `publish_to_session`).
+   * @param {(message: Message) => unknown} handler
+   * @returns {() => void}
+   */
+  onSession(handler) {
+    return this._onReserved("session", handler);
+  }
+
+  /** @private @param {"user" | "session"} kind @param {(message: Message) => unknown} handler */
+  _onReserved(kind, handler) {
+    const handlers = this._reservedHandlers[kind];
+    handlers.add(handler);
+    return () => {
+      handlers.delete(handler);
+    };
+  }
+
+  /**
+   * The subscription standing for a reserved channel of `kind`.
+   * @private @param {string} kind @param {string} channel
+   */
+  _reservedSubscription(kind, channel) {
+    const handlers = this._reservedHandlers[kind];
+    /** @param {Message} message */
+    const handler = (message) => {
+      for (const fn of [...handlers]) {
+        try {
+          const result = fn(message);
+          if (result instanceof Promise) result.catch((error) => console.error(`an on${kind} handler failed`, error));
+        } catch (error) {
+          console.error(`monument_ws: an ${kind} channel handler failed`, error);
+        }
+      }
+    };
+    const subscription = new Subscription(this, channel, handler, {});
+    this._reserved.set(kind, subscription);
+    return subscription;
+  }
+
+  /**
+   * The welcome named the reserved channels the socket was subscribed to: follow them
+   * from their offset, or recover what was missed since the last socket.
+   * @private @param {unknown} named
+   */
+  _welcomeReserved(named) {
+    const channels = isObject(named) ? named : {};
+    for (const kind of ["user", "session"]) {
+      const info = channels[kind];
+      const known = this._reserved.get(kind);
+      if (!isObject(info) || typeof info.channel !== "string") {
+        this._reserved.delete(kind);
+      } else if (known && known.channel === info.channel && known.epoch !== null
+        && (known.epoch !== info.epoch || known.offset < info.offset)) {
+        this._recoverReserved(known);
+      } else if (!known || known.channel !== info.channel) {
+        const fresh = this._reservedSubscription(kind, info.channel);
+        fresh.offset = info.offset;
+        fresh.epoch = info.epoch;
+      }
+    }
+  }
+
+  /** @private @param {Subscription} subscription */
+  async _recoverReserved(subscription) {
+    const before = subscription.offset;
+    subscription.held = [];
+    try {
+      await this._rejoin(subscription);
+    } finally {
+      const held = subscription.held ?? [];
+      subscription.held = null;
+      const after = subscription.offset;
+      if (!subscription.recovered) subscription.offset = before; // the live ones still count
+      for (const frame of held.sort((a, b) => a.offset - b.offset)) this._publication(frame);
+      if (!subscription.recovered) subscription.offset = Math.max(subscription.offset, after);
+    }
+  }
+
+  /**
+   * The subscription a publication of `channel` belongs to: the application's, or a reserved
+   * channel's (one joined after a ws:auth step is learnt from its first publication).
+   * @private @param {unknown} channel
+   */
+  _subscriptionOf(channel) {
+    if (typeof channel !== "string") return undefined;
+    const found = this._subscriptions.get(channel);
+    if (found || !(channel.startsWith("$user:") || channel.startsWith("$session:"))) return found;
+    const kind = channel.startsWith("$user:") ? "user" : "session";
+    const known = this._reserved.get(kind);
+    return known && known.channel === channel ? known : this._reservedSubscription(kind, channel);
   }
 
   /**
@@ -1708,6 +1834,7 @@ export class Client {
     // Resubscribe ahead of anything put in the outbox while offline, so it meets live channels.
     const subscriptions = [...this._subscriptions.values()].reverse();
     if (reconnected) for (const subscription of subscriptions) this._rejoin(subscription);
+    this._welcomeReserved(this.welcome.channels);
     this._flush();
     this._startHeartbeat();
     this._readyResolve?.();
@@ -1762,8 +1889,12 @@ export class Client {
 
   /** @private @param {Record<string, any>} frame */
   _publication(frame) {
-    const subscription = this._subscriptions.get(frame.channel);
+    const subscription = this._subscriptionOf(frame.channel);
     if (!subscription || frame.offset <= subscription.offset) return; // a duplicate after recovery
+    if (subscription.held) {
+      subscription.held.push(frame);
+      return;
+    }
     subscription.offset = frame.offset;
     try {
       const result = subscription.handler({
@@ -1798,11 +1929,12 @@ export class Client {
     }
     if (event === "ws:resubscribe") {
       // The server lost the history between us (e.g. a broker restart): offsets
-      // start again in a new epoch, so forget ours and rejoin fresh.
-      if (subscription) {
-        subscription.offset = 0;
-        subscription.epoch = null;
-        this._rejoin(subscription);
+      // start again in a new epoch, so forget ours and rejoin fresh (a reserved channel too).
+      const rejoining = subscription ?? (typeof channel === "string" && channel.startsWith("$") ? this._subscriptionOf(channel) : undefined);
+      if (rejoining) {
+        rejoining.offset = 0;
+        rejoining.epoch = null;
+        this._rejoin(rejoining);
       }
       return;
     }
@@ -1810,7 +1942,7 @@ export class Client {
       this._subscriptions.delete(subscription.channel);
       subscription.active = false;
       subscription._emit("revoked", data);
-    } else if ((event === "ws:join" || event === "ws:leave") && subscription) {
+    } else if ((event === "ws:join" || event === "ws:leave" || event === "ws:member") && subscription) {
       subscription._emit(event.slice(3), data);
     }
     let value = frame.data;

@@ -334,6 +334,90 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.deepEqual([client.consume(), client.consume(), client.consume()].map((q) => q?.data ?? null), [{ n: 1 }, { n: 2 }, null]);
   });
 
+  /** A `setTimeout` for a client that holds every timer set while `hold` is on (a gate on the reconnect). */
+  function gatedTimers() {
+    class Held {
+      constructor(fn, ms) { Object.assign(this, { fn, ms, cleared: false }); }
+    }
+    const held = [];
+    const gate = {
+      hold: false,
+      setTimeout: (fn, ms) => {
+        if (!gate.hold) return setTimeout(fn, ms);
+        const h = new Held(fn, ms);
+        held.push(h);
+        return h;
+      },
+      clearTimeout: (h) => (h instanceof Held ? (h.cleared = true) : clearTimeout(h)),
+      release() {
+        gate.hold = false;
+        for (const h of held.splice(0)) if (!h.cleared) setTimeout(h.fn, h.ms);
+      },
+    };
+    return gate;
+  }
+
+  test("user and session channels: onUser / onSession get the server's publications, and across a reconnect what was published meanwhile, once, in order", async () => {
+    const gate = gatedTimers();
+    const client = new Client(`${server.url("/ws")}?as=lin`, { backoffInitial: 0.05, setTimeout: gate.setTimeout, clearTimeout: gate.clearTimeout });
+    clients.push(client);
+    const users = [], sessions = [];
+    client.onUser((m) => users.push([m.channel, m.event, m.data, m.offset]));
+    const stop = client.onSession((m) => sessions.push(m.data));
+    await client.ready;
+    assert.equal(client.welcome.channels.user.channel, "$user:lin");
+    const other = await connect();
+    await other.call("to-user", { user: "lin", data: "first" });
+    await other.call("to-session", { session: "session-of-lin", data: "s1" });
+    await eventually(() => users.length === 1 && sessions.length === 1, "the user and session publications");
+    assert.deepEqual(users, [["$user:lin", "note", "first", 1]]);
+    const resubscribed = new Promise((resolve) => client.on("ws:resubscribed", resolve));
+    gate.hold = true;
+    await assert.rejects(client.call("close-me", { code: 1011, reason: "test" }), ConnectionLost);
+    await eventually(() => client.state === "reconnecting", "the client offline");
+    await other.call("to-user", { user: "lin", data: "away 1" });
+    await other.call("to-user", { user: "lin", data: "away 2" });
+    gate.release();
+    assert.deepEqual(await within(resubscribed, "the user channel's recovery"), { channel: "$user:lin", recovered: true });
+    await other.call("to-user", { user: "lin", data: "after" });
+    await eventually(() => users.length === 4, "the live publication after the reconnect");
+    assert.deepEqual(users.map((u) => [u[2], u[3]]), [["first", 1], ["away 1", 2], ["away 2", 3], ["after", 4]]);
+    stop();
+    await other.call("to-session", { session: "session-of-lin", data: "s2" });
+    await other.call("to-user", { user: "lin", data: "fence" });
+    await eventually(() => users.length === 5, "the fence");
+    assert.deepEqual(sessions, ["s1"]);
+  });
+
+  test("presence: label and meta in presence(), member events for connected, disconnected, reconnected and removed", async () => {
+    const gate = gatedTimers();
+    const watcher = await connect();
+    const room = await watcher.subscribe("lobby:1", () => {}, { label: "watcher" });
+    const seen = [];
+    room.on("member", (m) => {
+      if (m.label === "Mo") seen.push([m.state, m.meta, m.channel]);
+    });
+    const mo = await connect({ setTimeout: gate.setTimeout, clearTimeout: gate.clearTimeout, heartbeat: false });
+    await mo.subscribe("lobby:1", () => {}, { label: "Mo", meta: { role: "guest" } });
+    await eventually(() => seen.length === 1, "Mo connected");
+    const { count, members } = await watcher.presence("lobby:1");
+    assert.equal(count, 2);
+    const mo_ = members.find((m) => m.client_id === mo.clientId);
+    assert.deepEqual([mo_.label, mo_.meta, mo_.state], ["Mo", { role: "guest" }, "connected"]);
+    gate.hold = true;
+    await assert.rejects(mo.call("close-me", { code: 1011, reason: "test" }), ConnectionLost);
+    await eventually(() => seen.length === 2, "Mo disconnected");
+    gate.release();
+    await eventually(() => seen.length === 3, "Mo reconnected");
+    mo.close();
+    await eventually(() => seen.length === 4, "Mo closed");
+    await watcher.call("presence-later", 3600);
+    await eventually(() => seen.length === 5, "Mo removed");
+    const meta = { role: "guest" };
+    assert.deepEqual(seen, ["connected", "disconnected", "reconnected", "disconnected", "removed"].map((state) => [state, meta, "lobby:1"]));
+    assert.equal((await watcher.presence("lobby:1")).count, 1);
+  });
+
   test("a frame over the server's max_message_size is refused locally, even if put in the outbox before the welcome", async () => {
     const client = await connect({ connect: false });
     const early = client.call("echo", "x".repeat(5000));

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +25,39 @@ def create_app(config: Config | None = None) -> web.Application:
     ws = app[MONUMENT_WS]
     cancelled = {"count": 0}
     welcomes: dict[str, int] = {}
+    skew = {"seconds": 0.0}
+    # Presence runs on this clock, which "presence-later" moves forward (no test sleeps).
+    ws.presence.clock = lambda: time.time() + skew["seconds"]
+    ws.namespaces.add("lobby:*", presence=True, presence_events=True)
+    demo_parse = ws.session_parser
+
+    async def parse(request: web.Request) -> Session | None:
+        """``?as=<user>`` makes the socket that user's, with session id ``session-of-<user>``
+        (Node's WebSocket sends no headers); anything else goes to the demo's parser."""
+        user = request.query.get("as")
+        if user:
+            return Session(user=user, id=f"session-of-{user}")
+        assert demo_parse is not None
+        return await demo_parse(request)
+
+    ws.session_parser = parse
+
+    @ws.handler("to-user")
+    async def to_user(message: Frame, socket: Socket) -> None:
+        """Publishes ``data["data"]`` as ``note`` to user ``data["user"]``'s channel."""
+        await ws.publish_to_user(str(message.data["user"]), "note", message.data["data"])
+
+    @ws.handler("to-session")
+    async def to_session(message: Frame, socket: Socket) -> None:
+        """Publishes ``data["data"]`` as ``note`` to session ``data["session"]``'s channel."""
+        await ws.publish_to_session(str(message.data["session"]), "note", message.data["data"])
+
+    @ws.handler("presence-later")
+    async def presence_later(message: Frame, socket: Socket) -> None:
+        """Moves the presence clock ``data`` seconds on, then sweeps twice."""
+        skew["seconds"] += float(message.data)
+        await ws.presence.sweep()
+        await ws.presence.sweep()
 
     @ws.middleware.outgoing
     def stamp(frame: dict[str, Any], socket: Socket | None) -> None:

@@ -418,6 +418,29 @@ describe("frame handling (fake socket)", () => {
     assert.deepEqual(socket().sent.at(-1), { event: "ws:heartbeat", data: { channels: ["room"] } });
   });
 
+  test("user channel: onUser gets its publications once, in order; a ws:resubscribe about it rejoins it from scratch; member pushes reach the subscription", async () => {
+    const { client, socket } = fakeClient();
+    const got = [];
+    const off = client.onUser((m) => got.push([m.channel, m.data, m.offset]));
+    socket().welcome({ channels: { user: { channel: "$user:ada", offset: 3, epoch: "e1", recovered: false } } });
+    socket().receive({ event: "note", channel: "$user:ada", data: "old", offset: 3 });
+    socket().receive({ event: "note", channel: "$user:ada", data: "new", offset: 4 });
+    socket().receive({ event: "note", channel: "$session:abc", data: "not a user's", offset: 1 });
+    assert.deepEqual(got, [["$user:ada", "new", 4]]);
+    socket().receive({ event: "ws:resubscribe", data: { channel: "$user:ada" } });
+    assert.deepEqual(socket().sent.at(-1), { event: "ws:subscribe", id: 1, data: { channel: "$user:ada" } });
+    off();
+    socket().receive({ event: "note", channel: "$user:ada", data: "unheard", offset: 5 });
+    assert.equal(got.length, 1);
+    const subscribing = client.subscribe("room", () => {});
+    socket().receive({ event: "ws:subscribe", id: 2, data: { channel: "room", offset: 0, epoch: "e1", recovered: false } });
+    const room = await subscribing;
+    const members = [];
+    room.on("member", (m) => members.push([m.client_id, m.state]));
+    socket().receive({ event: "ws:member", channel: "room", data: { client_id: "c2", state: "reconnected", channel: "room" } });
+    assert.deepEqual(members, [["c2", "reconnected"]]);
+  });
+
   test("several URLs: each drop or failed attempt moves to the next, round and round, resume secret along", () => {
     FakeSocket.all = [];
     const clock = new FakeClock();
