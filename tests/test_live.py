@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 
 from monument_ws import EventBus
+from monument_ws.client import Client
 from tests.conftest import Connect, Peer, eventually, frames_until, welcomed
 
 
@@ -280,3 +281,20 @@ async def test_a_thousand_sockets_come_and_go_and_leave_nothing(make_server, bus
         await bus.emit("data:set:a", "nobody")
     finally:
         await session.close()
+
+
+async def test_python_client_receives_and_unwatches(make_server, bus: EventBus):
+    """The Python client gets live pushes through on() and ends them with unwatch()."""
+    client, ws = await make_server(clock_app(bus), live_data=True)
+    got: list[Any] = []
+    async with Client(str(client.make_url("/ws"))) as c:
+        c.on("data:set:clock", got.append)
+        assert await c.call("data:get:clock") == 0
+        await bus.emit("data:set:clock", 1)
+        await eventually(lambda: got == [1], "the live push")
+        assert await c.unwatch("data:get:clock") is True
+        assert await c.unwatch("data:get:clock") is False
+        await bus.emit("data:set:clock", 2)
+        await c.call("ws:ping")  # answered after anything queued before it
+        assert got == [1]
+        assert len(ws.live) == 0

@@ -328,6 +328,11 @@ class Client:
         """
         return self._calls.stream(event, data)
 
+    async def unwatch(self, event: str) -> bool:
+        """Stop the pushes of the live value ``event`` (``x:get:y``, asked without data) with
+        ``ws:unwatch``; True if it was watched. A reconnect ends every watch: ask again."""
+        return bool((await self.call("ws:unwatch", {"event": event}))["watched"])
+
     # --- peer queue ---------------------------------------------------------
 
     async def enqueue(self, data: Any = None, *, timeout: float | None = DEFAULT) -> int:
