@@ -31,13 +31,16 @@ def clock_app(bus: EventBus, live: bool | None = None) -> web.Application:
     return app
 
 
-async def pushes(peer: Peer, fence: Any) -> list[Any]:
-    """The data of every data:set:clock push (no id) the peer got before the ping ``fence``."""
+async def pushes_of(peer: Peer, event: str, fence: Any) -> list[Any]:
+    """The data of every push (no id) of ``event`` the peer got before the ping ``fence``."""
     return [
-        f["data"]
-        for f in await frames_until(peer, fence)
-        if f["event"] == "data:set:clock" and "id" not in f
+        f["data"] for f in await frames_until(peer, fence) if f["event"] == event and "id" not in f
     ]
+
+
+async def pushes(peer: Peer, fence: Any) -> list[Any]:
+    """The data of every data:set:clock push the peer got before the ping ``fence``."""
+    return await pushes_of(peer, "data:set:clock", fence)
 
 
 async def test_off_by_default_no_later_deliveries(make_server, connect: Connect, bus):
@@ -298,3 +301,21 @@ async def test_python_client_receives_and_unwatches(make_server, bus: EventBus):
         await c.call("ws:ping")  # answered after anything queued before it
         assert got == [1]
         assert len(ws.live) == 0
+
+
+async def test_a_watcher_that_does_not_keep_up_is_closed_not_buffered(
+    make_server, connect: Connect, bus
+):
+    """Pushes go through the socket's bounded send buffer without waiting: a burst the client
+    cannot take closes it with 4008 (the emitter is never held up) and its watch goes."""
+    bus.on("data:get:big", lambda event, **_: "", live=True)
+    client, ws = await make_server(send_buffer_frames=10)
+    slow, fine = await connect(client), await connect(client)
+    await slow.request({"event": "data:get:big", "id": 1})
+    for _ in range(400):  # nothing in emit awaits: the buffer gets no chance to drain
+        await bus.emit("data:set:big", "x" * 50_000)
+    assert await slow.closed() == 4008
+    await eventually(lambda: len(ws.live) == 0, "the slow watcher forgotten")
+    await fine.request({"event": "data:get:big", "id": 1})
+    await bus.emit("data:set:big", "small")
+    assert await pushes_of(fine, "data:set:big", "f") == ["small"]
