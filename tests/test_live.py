@@ -319,3 +319,22 @@ async def test_a_watcher_that_does_not_keep_up_is_closed_not_buffered(
     await fine.request({"event": "data:get:big", "id": 1})
     await bus.emit("data:set:big", "small")
     assert await pushes_of(fine, "data:set:big", "f") == ["small"]
+
+
+async def test_a_value_json_cannot_hold_is_logged_not_raised_to_the_emitter(
+    make_server, connect: Connect, bus, caplog: pytest.LogCaptureFixture
+):
+    """An app emitting a live x:set:y JSON cannot encode gets a log line; the emit goes on to
+    its receivers and the watcher keeps its watch."""
+    received: list[Any] = []
+    client, ws = await make_server(clock_app(bus), live_data=True)
+    bus.on("data:set:clock", lambda event, *, data, **_: received.append(data))
+    peer = await connect(client)
+    await peer.request({"event": "data:get:clock", "id": 1})
+    odd = object()
+    await bus.emit("data:set:clock", odd)
+    assert received == [odd]
+    assert "a live-value tap failed on data:set:clock" in caplog.text
+    await bus.emit("data:set:clock", 3)
+    assert await pushes(peer, "f") == [3]
+    assert len(ws.live) == 1
