@@ -29,6 +29,14 @@ The pending wait is removed when answered, on timeout and on cancellation
 (e.g. when the asking socket closes); nothing is connected to a blinker signal
 per request, so receiver lists never grow with traffic.
 
+Live values: a provider registered with ``live=True`` (or any provider, with the
+``live_data`` setting on) keeps a socket that asked ``x:get:y`` without data
+receiving every later *unscoped* ``x:set:y`` emit (one that names no request)
+as a push. The bus only reports those emits to its taps (:meth:`EventBus.tap`),
+synchronously and before the waiting requests are answered; who watches what
+is the sockets' business (:mod:`monument_ws.connection.live`). A scoped emit
+(``request=``) is reported to no tap: it answers one request only.
+
 Receivers registered with :meth:`EventBus.on` are held strongly (unlike
 blinker's default), so a receiver defined inside an app factory is not
 silently garbage-collected; remove it with :meth:`EventBus.off`.
@@ -37,6 +45,7 @@ silently garbage-collected; remove it with :meth:`EventBus.off`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, overload
 
@@ -45,7 +54,12 @@ from blinker import NamedSignal, Namespace
 from .protocol.errors import NotFound, Timeout
 from .protocol.frames import set_event_for
 
+log = logging.getLogger("monument_ws")
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``tap(set_event, data)``: told of every unscoped emit of a ``:set:`` event (see EventBus.tap).
+Tap = Callable[[str, Any], None]
 
 
 class DataRequest:
@@ -92,6 +106,9 @@ class EventBus:
         self._signals = Namespace()
         # set-event -> waiting requests (a dict keeps arrival order)
         self._waiting: dict[str, dict[DataRequest, None]] = {}
+        # get-event -> the live choice its provider made (on(..., live=)); set in code only
+        self._live: dict[str, bool] = {}
+        self._taps: list[Tap] = []
 
     def __repr__(self) -> str:
         return f"<EventBus {self.name!r}>"
@@ -112,17 +129,47 @@ class EventBus:
         return bool(signal is not None and signal.receivers)
 
     @overload
-    def on(self, event: str) -> Callable[[F], F]: ...
+    def on(self, event: str, *, live: bool | None = None) -> Callable[[F], F]: ...
 
     @overload
-    def on(self, event: str, receiver: F) -> F: ...
+    def on(self, event: str, receiver: F, *, live: bool | None = None) -> F: ...
 
-    def on(self, event: str, receiver: F | None = None) -> F | Callable[[F], F]:
-        """Connect ``receiver`` to ``event``; usable as ``@bus.on("event")``. Held strongly."""
+    def on(
+        self, event: str, receiver: F | None = None, *, live: bool | None = None
+    ) -> F | Callable[[F], F]:
+        """Connect ``receiver`` to ``event``; usable as ``@bus.on("event")``. Held strongly.
+
+        ``live`` (data events ``x:get:y`` only): True makes the value live -- a socket
+        that asked it without data then receives every later unscoped ``x:set:y`` --
+        whatever the ``live_data`` setting says; False never does; None (the default)
+        leaves it to the setting. The choice belongs to the event: the last one given
+        for it wins, and :meth:`off` keeps it.
+        """
+        if live is not None:
+            if set_event_for(event) is None:
+                raise ValueError(f"live= is for data events (x:get:y), not {event!r}")
+            self._live[event] = live
         if receiver is None:
             return lambda fn: self.on(event, fn)
         self.signal(event).connect(receiver, weak=False)
         return receiver
+
+    def live(self, event: str) -> bool | None:
+        """The ``live=`` choice made for the data event ``event``; None: none was made."""
+        return self._live.get(event)
+
+    def tap(self, tap: Tap) -> None:
+        """Call ``tap(set_event, data)`` for every unscoped emit of a ``:set:`` event.
+
+        It runs synchronously inside :meth:`emit`, before waiting requests are answered
+        and before the receivers, so it must not block; an exception it raises is
+        logged, never passed to the emitter. Remove it with :meth:`untap`."""
+        self._taps.append(tap)
+
+    def untap(self, tap: Tap) -> None:
+        """Stop calling ``tap`` (no error if it was not tapped)."""
+        if tap in self._taps:
+            self._taps.remove(tap)
 
     def once(self, event: str, receiver: Callable[..., Any]) -> Callable[..., Any]:
         """Connect ``receiver`` for the next emit of ``event`` only. Returns what to pass to off."""
@@ -150,7 +197,14 @@ class EventBus:
         Emitting a ``:set:`` event also answers waiting data requests: the one
         passed as ``request=``, or, without ``request``, every waiting request
         that carried no data. A receiver's exception propagates to the emitter.
+        An unscoped ``:set:`` emit (no ``request=``) is first reported to the taps.
         """
+        if self._taps and ":set:" in event and not isinstance(kwargs.get("request"), DataRequest):
+            for tap in list(self._taps):
+                try:
+                    tap(event, data)
+                except Exception:
+                    log.exception("a live-value tap failed on %s", event)
         waiting = self._waiting.get(event)
         if waiting:
             request = kwargs.get("request")
@@ -168,10 +222,20 @@ class EventBus:
         return [value for _, value in results]
 
     async def ask(
-        self, event: str, data: Any = None, /, *, timeout: float | None = 30.0, **context: Any
+        self,
+        event: str,
+        data: Any = None,
+        /,
+        *,
+        timeout: float | None = 30.0,
+        waits: Callable[[DataRequest], object] | None = None,
+        **context: Any,
     ) -> Any:
         """Emit the data event ``event`` (``x:get:y``) and return its ``x:set:y`` answer.
 
+        ``waits(request)`` is called with the :class:`DataRequest` as soon as it waits,
+        before any provider runs (a live watcher remembers it, to tell an emit that
+        answers it from one that came after its answer).
         Raises :class:`~monument_ws.protocol.errors.NotFound` at once when no receiver
         listens to ``event``, and :class:`~monument_ws.protocol.errors.Timeout` when no
         answer arrives within ``timeout`` seconds (None or 0: wait forever).
@@ -186,6 +250,8 @@ class EventBus:
         waiting = self._waiting.setdefault(set_event, {})
         waiting[request] = None
         try:
+            if waits is not None:
+                waits(request)
             async with asyncio.timeout(timeout or None):
                 for value in await self.emit(event, data, request=request, **context):
                     if value is not None:

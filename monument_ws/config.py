@@ -311,6 +311,24 @@ class Config:
         minimum=0.0,
         group="limits",
     )
+    live_data: bool = option(
+        False,
+        "Data events are live values: a socket that asked x:get:y without data receives "
+        "every later unscoped x:set:y emit until it closes or sends ws:unwatch. A provider's "
+        "bus.on(..., live=) overrides it for its event.",
+        parse_bool,
+        aliases=("liveData",),
+        group="server",
+    )
+    max_live_values: int = option(
+        64,
+        "Live data values one socket may watch at once; a request that would start one more "
+        "gets a rate_limited error.",
+        parse_int,
+        aliases=("maxLiveValues",),
+        minimum=1,
+        group="limits",
+    )
     max_message_size: int = option(
         1_048_576,
         "Largest incoming frame in bytes (real size, not declared); larger closes with 1009.",

@@ -224,6 +224,38 @@ async def _data_events(servers: list[Server], session: aiohttp.ClientSession) ->
     await ws.close()
 
 
+@check("live-data")
+async def _live_data(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    watcher, _ = await welcomed(session, servers[0].ws_url)
+    other, _ = await welcomed(session, servers[0].ws_url)
+    await watcher.send_json({"event": "data:get:prices", "id": 1})
+    assert await watcher.receive_json(timeout=DEADLINE) == {
+        "event": "data:set:prices",
+        "id": 1,
+        "data": {"tea": 3},
+    }
+    async with session.put(servers[0].base + "/api/prices/tea", data="4") as response:
+        assert await response.json() == {"tea": 4}
+    assert await watcher.receive_json(timeout=DEADLINE) == {
+        "event": "data:set:prices",
+        "data": {"tea": 4},
+    }
+    await other.send_json({"event": "ws:ping", "id": "fence"})  # it never asked: no push first
+    assert (await other.receive_json(timeout=DEADLINE))["event"] == "ws:ping"
+    await watcher.send_json({"event": "ws:unwatch", "id": 2, "data": {"event": "data:get:prices"}})
+    assert await watcher.receive_json(timeout=DEADLINE) == {
+        "event": "ws:unwatch",
+        "id": 2,
+        "data": {"watched": True},
+    }
+    async with session.put(servers[0].base + "/api/prices/tea", data="5") as response:
+        assert await response.json() == {"tea": 5}
+    await watcher.send_json({"event": "ws:ping", "id": "fence"})
+    assert (await watcher.receive_json(timeout=DEADLINE))["event"] == "ws:ping"
+    await watcher.close()
+    await other.close()
+
+
 @check("handlers")
 async def _handlers(servers: list[Server], session: aiohttp.ClientSession) -> None:
     ws, _ = await welcomed(session, servers[0].ws_url)

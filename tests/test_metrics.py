@@ -173,3 +173,17 @@ async def test_refusals_publish_errors_and_the_drain_are_counted(
     after = await scrape(client)
     assert value(after, "monument_ws_draining") == 1
     assert value(after, "monument_ws_drained_total") == 1
+
+
+async def test_live_values_gauge(make_server, connect: Connect, bus):
+    """monument_ws_live_values counts the watches of live data values, and drops on close."""
+    bus.on("data:get:clock", lambda event, **_: 0, live=True)
+    client, ws = await make_server(metrics=True)
+    peers = [await connect(client) for _ in range(3)]
+    for peer in peers:
+        await peer.request({"event": "data:get:clock", "id": 1})
+    assert value(await scrape(client), "monument_ws_live_values") == 3
+    for peer in peers:
+        await peer.close()
+    await eventually(lambda: len(ws.live) == 0, "the watches forgotten")
+    assert value(await scrape(client), "monument_ws_live_values") == 0

@@ -370,6 +370,11 @@ class Client(People):
         ``ws:stage`` (``{stage, previous}``) is emitted when it changes."""
         return self._auth.stage
 
+    async def unwatch(self, event: str) -> bool:
+        """Stop the pushes of the live value ``event`` (``x:get:y``, asked without data) with
+        ``ws:unwatch``; True if it was watched. A reconnect ends every watch: ask again."""
+        return bool((await self.call("ws:unwatch", {"event": event}))["watched"])
+
     # --- peer queue ---------------------------------------------------------
 
     async def enqueue(self, data: Any = None, *, timeout: float | None = DEFAULT) -> int:

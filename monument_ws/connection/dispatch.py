@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..bus import EventBus
     from ..config import Config
     from .commands import Commands
+    from .live import LiveValues
     from .middleware import Middleware
     from .requests import Request
     from .socket import Socket
@@ -86,7 +87,17 @@ Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
 class Dispatcher:
     """What every socket of one server shares: settings, bus, handlers, commands, counters."""
 
-    __slots__ = ("_latency", "bus", "commands", "config", "fanout", "middleware", "router", "stats")
+    __slots__ = (
+        "_latency",
+        "bus",
+        "commands",
+        "config",
+        "fanout",
+        "live",
+        "middleware",
+        "router",
+        "stats",
+    )
 
     def __init__(
         self,
@@ -97,6 +108,7 @@ class Dispatcher:
         commands: Commands,
         middleware: Middleware | None = None,
         fanout: Fanout | None = None,
+        live: LiveValues | None = None,
     ) -> None:
         self.config = config
         self.bus = bus
@@ -105,6 +117,8 @@ class Dispatcher:
         self.commands = commands
         self.middleware = middleware
         self.fanout = fanout
+        #: who watches which live data value (None: no data event is ever live)
+        self.live = live
         # The stats' histogram of each route, found once: no lookup by name per request.
         self._latency: dict[Route, Histogram] = {}
 
@@ -132,17 +146,7 @@ class Dispatcher:
                     returned = self._call_handler(socket, frame)
                 await self._handler_result(socket, frame, request, returned)
             elif route is Route.DATA:
-                value = await self.bus.ask(
-                    frame.event,
-                    frame.data,
-                    timeout=self.config.data_timeout,
-                    message=frame.raw,
-                    socket=socket,
-                )
-                set_event = protocol.set_event_for(frame.event)
-                assert set_event is not None
-                # Data events are answered even without an id, as monument did.
-                await socket.outbound.answer(request, protocol.reply(set_event, request_id, value))
+                await self._data(socket, frame, request)
             elif route is Route.COMMAND:
                 result = await self.commands.requests[frame.event](socket, frame)
                 if request_id is not None:
@@ -176,6 +180,30 @@ class Dispatcher:
         finally:
             self._observe(route, started)
             socket.admission.ended(request)
+
+    async def _data(self, socket: Socket, frame: Frame, request: Request) -> None:
+        """Ask the bus for a data event and answer with its ``x:set:y``; a live value goes on
+        being pushed after the answer (see :mod:`monument_ws.connection.live`)."""
+        live = self.live
+        watch = live.asking(socket, frame) if live is not None else None
+        try:
+            value = await self.bus.ask(
+                frame.event,
+                frame.data,
+                timeout=self.config.data_timeout,
+                waits=watch.waits if watch is not None else None,
+                message=frame.raw,
+                socket=socket,
+            )
+            set_event = protocol.set_event_for(frame.event)
+            assert set_event is not None
+            # Data events are answered even without an id, as monument did.
+            await socket.outbound.answer(request, protocol.reply(set_event, frame.id, value))
+            if watch is not None and live is not None:
+                live.answered(watch)
+        finally:
+            if watch is not None and live is not None:
+                live.done(watch)
 
     def run_plain(self, socket: Socket, frame: Frame, handler: Target) -> None:
         """Run a plain-function handler now, inside the reader's step, in a copy of the

@@ -16,6 +16,7 @@ metric                                      type     labels
 ==========================================  =======  ===========================
 monument_ws_sockets_open                    gauge
 monument_ws_connections_total               counter
+monument_ws_live_values                     gauge    (live data values watched by sockets)
 monument_ws_frames_received_total           counter  kind: event, command, invalid, refused
 monument_ws_frames_sent_total               counter  kind: push, reply, error, publication
 monument_ws_errors_total                    counter  code (every protocol error code)
@@ -104,6 +105,11 @@ class PluginCollector(Collector):
         )
         yield CounterMetricFamily(
             f"{PREFIX}_connections", "Sockets accepted.", value=self.plugin.stats.connections
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_live_values",
+            "Live data values watched by this process's sockets.",
+            value=len(self.plugin.live),
         )
 
     def _frames(self) -> Iterator[Metric]:

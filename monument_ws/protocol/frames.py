@@ -176,6 +176,7 @@ COMMANDS: Final = {
         Command("ws:ping", True, before_auth=True),
         Command("ws:cancel", False),
         Command("ws:enqueue", True),
+        Command("ws:unwatch", False),
         Command("ws:result", False),
         Command("ws:error", False),
     )

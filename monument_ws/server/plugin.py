@@ -37,6 +37,7 @@ from ..config import Config
 from ..connection.auth import Authenticator, ResumeTokens, SessionParser
 from ..connection.commands import Commands
 from ..connection.dispatch import Dispatcher, H
+from ..connection.live import LiveValues
 from ..connection.middleware import Middleware
 from ..connection.router import Router
 from ..connection.socket import INLINE_COMMANDS, Socket
@@ -96,12 +97,21 @@ class MonumentWS(ServerAPI):
             config, self.stats, self.channel_commands.join_reserved, clock, sleep
         )
         #: every ``ws:`` command: the socket's own (inline) and the server's (requests)
+        #: who watches which live data value (``live_data``, ``bus.on(..., live=)``)
+        self.live = LiveValues(bus, config.live_data, config.max_live_values)
         self.commands = Commands(
-            INLINE_COMMANDS,
+            {**INLINE_COMMANDS, "ws:unwatch": self.live.unwatch},
             {**self.channel_commands.table(), "ws:auth": self.credentials.auth_command},
         )
         self.dispatcher = Dispatcher(
-            config, bus, self.router, self.stats, self.commands, self.middleware, self._fanout
+            config,
+            bus,
+            self.router,
+            self.stats,
+            self.commands,
+            self.middleware,
+            self._fanout,
+            self.live,
         )
         self.gate = UpgradeGate(
             config,
@@ -185,21 +195,24 @@ class MonumentWS(ServerAPI):
 
     async def lifespan(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: start the broker (then the plugs folder) with the app, stop them after
-        the sockets closed."""
+        the sockets closed. Live data values are delivered while it runs (the bus's tap)."""
         if self.config.websocket is False:
             self._warn_if_unserved()
         await self.broker.start()
         self.presence.start()
+        self.bus.tap(self.live.deliver)
         if self.plugs is not None:
             try:
                 await self.plugs.start(app)
             except BaseException:  # INIT failed: the app does not start, leave nothing running
+                self.bus.untap(self.live.deliver)
                 await self.presence.stop()
                 await self.broker.stop()
                 raise
         yield
         if self.plugs is not None:
             await self.plugs.stop(app)
+        self.bus.untap(self.live.deliver)
         await self.presence.stop()
         await self.broker.stop()
 

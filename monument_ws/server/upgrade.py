@@ -116,6 +116,8 @@ class UpgradeGate:
             await Inbound(socket, ws, self.dispatcher).serve()
         finally:
             self.credentials.forget(socket)
+            if self.dispatcher.live is not None:
+                self.dispatcher.live.forget(socket)
             for channel in await self.hub.remove(socket):
                 await self.channel_commands.left(socket, channel, closed=True)
             _release(self._per_ip, ip)

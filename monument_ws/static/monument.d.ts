@@ -554,6 +554,13 @@ export class Client {
      */
     synced(event: string): unknown;
     /**
+     * Stop the pushes of the live value `event` (`x:get:y`, asked without data) with
+     * `ws:unwatch`; resolves with whether it was watched. A reconnect ends every watch: ask again.
+     * @param {string} event @param {CallOptions} [options]
+     * @returns {Promise<boolean>}
+     */
+    unwatch(event: string, options?: CallOptions): Promise<boolean>;
+    /**
      * Queue `data` for the server (its `socket.consume()` takes it); resolves with its seq once the
      * message is stored in the server's broker (for the server's `peer_queue_ttl` seconds,
      * reachable from any process). Kept in the outbox while offline like any call; rejects like

@@ -1233,6 +1233,17 @@ export class Client {
     return this._synced.get(event);
   }
 
+  /**
+   * Stop the pushes of the live value `event` (`x:get:y`, asked without data) with
+   * `ws:unwatch`; resolves with whether it was watched. A reconnect ends every watch: ask again.
+   * @param {string} event @param {CallOptions} [options]
+   * @returns {Promise<boolean>}
+   */
+  async unwatch(event, options) {
+    const reply = await this.call("ws:unwatch", { event }, options);
+    return reply.watched === true;
+  }
+
   // --- peer queue ------------------------------------------------------------------
 
   /**

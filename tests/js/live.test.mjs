@@ -92,6 +92,22 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     assert.deepEqual(await client.call("ws:ping"), {});
   });
 
+  test("live values: after a call of x:get:y without data, every later x:set:y until unwatch", async () => {
+    const watcher = await connect();
+    const setter = await connect();
+    const seen = [];
+    watcher.on("data:set:clock", (data) => seen.push(data));
+    assert.equal(typeof (await watcher.call("data:get:clock")), "number");
+    await setter.call("set-clock", 5);
+    await eventually(() => seen.length === 1, "the live push");
+    assert.deepEqual(seen, [5]);
+    assert.equal(await watcher.unwatch("data:get:clock"), true);
+    assert.equal(await watcher.unwatch("data:get:clock"), false);
+    await setter.call("set-clock", 6);
+    await watcher.call("ws:ping"); // answered after anything the server queued before it
+    assert.deepEqual(seen, [5]);
+  });
+
   test("a call that times out rejects with Timeout and cancels the handler on the server", async () => {
     const client = await connect();
     const before = await client.call("cancelled");

@@ -180,4 +180,17 @@ def create_app(config: Config | None = None) -> web.Application:
         """The ``credentialsObj`` of every ``authorize`` message the receiver got, in order."""
         return credentials
 
+    clock = {"t": 0}
+
+    @ws.bus.on("data:get:clock", live=True)
+    async def clock_value(event: str, **_: Any) -> int:
+        """A live value: a socket that asked it gets every later unscoped ``data:set:clock``."""
+        return clock["t"]
+
+    @ws.handler("set-clock")
+    async def set_clock(message: Frame, socket: Socket) -> None:
+        """Sets the clock to ``data`` for everyone (an unscoped ``data:set:clock``)."""
+        clock["t"] = int(message.data)
+        await ws.bus.emit("data:set:clock", clock["t"])
+
     return app

@@ -28,6 +28,7 @@ export async function use(): Promise<void> {
   });
   await client.connect();
   const seq: number = await client.enqueue({ kind: "order" });
+  const watched: boolean = await client.unwatch("data:get:prices");
   const taken: Queued | null = client.consume((data) => data.kind === "note");
   const waiting: number = client.enqueued + client.peerQueueDropped + client.refused + client.outboxLength;
   const room = await client.subscribe("chat", (message: Message) => console.log(message.offset));
@@ -38,7 +39,7 @@ export async function use(): Promise<void> {
   } catch (error) {
     if (error instanceof MonumentError) console.log(error.code, error.remote);
   }
-  console.log(seq, taken?.seq, waiting, room.recovered, offset, client.closeCode, client.closeReason);
+  console.log(seq, watched, taken?.seq, waiting, room.recovered, offset, client.closeCode, client.closeReason);
   removeStamp();
   const spread = new Client(["ws://a.example/ws", new URL("ws://b.example/ws")], { connect: false });
   const current: string | URL = spread.url;
