@@ -1,0 +1,211 @@
+"""Leaving the sender out of a publication or broadcast, over real sockets: ``ws:publish``
+with ``exclude_sender``, the ``broadcast(..., exclude_sender=True)`` yield, the server API's
+``exclude=<client id>``; live, across two servers sharing Redis, and in recovery."""
+
+from typing import Any
+
+import pytest
+
+from monument_ws import MonumentWS
+from monument_ws.yields import broadcast
+from tests.conftest import REDIS_URL, Connect, Peer
+from tests.test_channels import subscribe
+
+CHAT = {"chat:*": {"publish": "subscribers"}}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for servers sharing one broker: the memory broker (one server) or Redis."""
+    if request.param == "memory":
+        return {}
+    prefix = request.getfixturevalue("redis_prefix")
+    return {"broker": REDIS_URL, "broker_prefix": prefix}
+
+
+async def servers(make_server: Any, settings: dict[str, Any]) -> list[tuple[Any, MonumentWS]]:
+    """Two servers on one Redis, or one server twice for the memory broker."""
+    first = await make_server(channels=CHAT, secret="s", **settings)
+    if "broker" not in settings:
+        return [first, first]
+    return [first, await make_server(channels=CHAT, secret="s", **settings)]
+
+
+async def publish(peer: Peer, channel: str, data: Any, request_id: Any, **extra: Any) -> Any:
+    answer = await peer.request(
+        {
+            "event": "ws:publish",
+            "id": request_id,
+            "data": {"channel": channel, "event": "said", "data": data, **extra},
+        }
+    )
+    assert answer["event"] == "ws:publish", answer
+    return answer["data"]["offset"]
+
+
+async def test_ws_publish_can_leave_the_sender_out(make_server, connect: Connect, broker_settings):
+    """With exclude_sender the sender does not get its publication, the others (on the other
+    server too) do; without it the sender gets it as before."""
+    (a, _), (b, _) = await servers(make_server, broker_settings)
+    sender, near, far = await connect(a), await connect(a), await connect(b)
+    for peer in (sender, near, far):
+        await subscribe(peer, "chat:1")
+    for request_id, extra in (
+        (1, {"exclude_sender": True}),
+        (2, {"exclude_sender": False}),
+        (3, {}),
+    ):
+        await sender.send(
+            {
+                "event": "ws:publish",
+                "id": request_id,
+                "data": {"channel": "chat:1", "event": "said", "data": request_id, **extra},
+            }
+        )
+    for peer in (near, far):
+        assert [(await peer.recv())["offset"] for _ in range(3)] == [1, 2, 3]
+    # The sender's frames up to publication 3: in offset order, so 1 would have come first.
+    replies: dict[int, int] = {}
+    offsets: list[int] = []
+    while 3 not in offsets or len(replies) < 3:
+        frame = await sender.recv()
+        if "id" in frame:
+            replies[frame["id"]] = frame["data"]["offset"]
+        else:
+            offsets.append(frame["offset"])
+    assert replies == {1: 1, 2: 2, 3: 3}
+    assert offsets == [2, 3]
+
+
+async def test_recovery_skips_what_the_sender_was_left_out_of(
+    make_server, connect: Connect, broker_settings
+):
+    """The excluded client id is kept with the history entry: the sender, back with its
+    client id (resume) and since, does not get it replayed; another client does."""
+    (a, _), _ = await servers(make_server, broker_settings)
+    third, sender = await connect(a), await connect(a)
+    epoch = (await subscribe(third, "chat:r"))["epoch"]
+    await subscribe(sender, "chat:r")
+    await publish(third, "chat:r", "from a third", "x")
+    await publish(sender, "chat:r", "mine", "p", exclude_sender=True)
+    await sender.close()
+    back = await connect(a, f"/ws?resume={sender.welcome['data']['resume']}")
+    assert back.client_id == sender.client_id
+    since = {"offset": 0, "epoch": epoch}
+    for peer in (back, await connect(a)):
+        await peer.send(
+            {"event": "ws:subscribe", "id": "r", "data": {"channel": "chat:r", "since": since}}
+        )
+    replayed = [await back.recv() for _ in range(2)]
+    assert replayed[0]["data"] == "from a third"
+    assert replayed[1]["id"] == "r"
+    assert replayed[1]["data"]["recovered"] is True
+    assert replayed[1]["data"]["offset"] == 2
+    stranger = peer
+    replayed = [await stranger.recv() for _ in range(3)]
+    assert [f.get("data") for f in replayed[:2]] == ["from a third", "mine"]
+    assert replayed[2]["data"]["recovered"] is True
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, 0, None, {"x": 1}, [True]])
+async def test_a_non_boolean_exclude_sender_is_a_bad_frame(make_server, connect: Connect, flag):
+    """exclude_sender must be true or false: anything else is answered with bad_frame,
+    nothing is published and the socket stays open."""
+    client, ws = await make_server(channels=CHAT)
+    peer = await connect(client)
+    await subscribe(peer, "chat:b")
+    answer = await peer.request(
+        {
+            "event": "ws:publish",
+            "id": 1,
+            "data": {"channel": "chat:b", "event": "said", "data": 1, "exclude_sender": flag},
+        }
+    )
+    assert answer["event"] == "ws:error"
+    assert answer["error"]["code"] == "bad_frame"
+    assert "exclude_sender" in answer["error"]["message"]
+    assert (await peer.request({"event": "ws:ping", "id": 2}))["event"] == "ws:ping"
+    assert await ws.publish("chat:b", "said", "next") == 1  # the bad one took no offset
+
+
+async def test_broadcast_yield_can_leave_the_sender_out(
+    make_server, connect: Connect, broker_settings
+):
+    """broadcast(..., exclude_sender=True), to every socket and to a channel: the sender
+    gets only its reply, the others get the push and the publication."""
+    (a, ws_a), (b, ws_b) = await servers(make_server, broker_settings)
+    for ws in {id(ws_a): ws_a, id(ws_b): ws_b}.values():
+
+        @ws.handler("shout")
+        async def shout(message: Any, socket: Any) -> Any:
+            n, exclude = message.data["n"], message.data["exclude"]
+            yield broadcast(n, exclude_sender=exclude)
+            yield broadcast(n, channel="room", event="said", exclude_sender=exclude)
+            yield "done"
+
+    sender, near, far = await connect(a), await connect(a), await connect(b)
+    for peer in (sender, near, far):
+        await subscribe(peer, "room")
+    await sender.send({"event": "shout", "id": 1, "data": {"n": 1, "exclude": True}})
+    await sender.send({"event": "shout", "id": 2, "data": {"n": 2, "exclude": False}})
+    for peer in (near, far):
+        got = [await peer.recv() for _ in range(4)]
+        assert [f["data"] for f in got if "offset" not in f] == [1, 2]
+        assert [(f["offset"], f["data"]) for f in got if "offset" in f] == [(1, 1), (2, 2)]
+    # The sender's frames until both requests ended and the second's push and publication
+    # came: pushes and publications each arrive in order, so the first's would be there.
+    pushes: list[int] = []
+    publications: list[int] = []
+    ended: set[int] = set()
+    while len(ended) < 2 or not pushes or not publications:
+        frame = await sender.recv()
+        if frame.get("end"):
+            ended.add(frame["id"])
+        elif "offset" in frame:
+            publications.append(frame["data"])
+        elif "id" not in frame:
+            pushes.append(frame["data"])
+    assert (pushes, publications) == ([2], [2])
+
+
+async def test_a_non_boolean_exclude_sender_in_a_yield_is_refused(make_server, connect: Connect):
+    """A handler passing a non-bool to broadcast() fails with an error frame (the TypeError
+    is the handler's bug), not a traceback on the wire."""
+    client, ws = await make_server()
+    assert isinstance(ws, MonumentWS)
+
+    @ws.handler("shout")
+    async def shout(message: Any, socket: Any) -> Any:
+        yield broadcast("hi", exclude_sender="yes")  # type: ignore[arg-type]
+
+    peer = await connect(client)
+    answer = await peer.request({"event": "shout", "id": 1})
+    assert answer["event"] == "ws:error"
+    assert "Traceback" not in str(answer)
+    with pytest.raises(TypeError, match="exclude_sender"):
+        broadcast("hi", exclude_sender=1)  # type: ignore[arg-type]
+
+
+async def test_server_api_excludes_a_client_id_everywhere(
+    make_server, connect: Connect, broker_settings
+):
+    """ws.publish(..., exclude=client_id) and ws.broadcast(..., exclude=client_id) leave
+    out every socket of that client, on any server; others get them."""
+    (a, ws_a), (b, _) = await servers(make_server, broker_settings)
+    alice = await connect(a)
+    alice_too = await connect(a, f"/ws?resume={alice.welcome['data']['resume']}")
+    assert alice_too.client_id == alice.client_id
+    bob = await connect(b)
+    for peer in (alice, alice_too, bob):
+        await subscribe(peer, "news")
+    await ws_a.publish("news", "article", "not alice", exclude=alice.client_id)
+    await ws_a.broadcast("notice", "not alice", exclude=alice.client_id)
+    await ws_a.publish("news", "article", "everyone")
+    assert (await bob.recv())["offset"] == 1
+    assert await bob.recv() == {"event": "notice", "data": "not alice"}
+    assert (await bob.recv())["offset"] == 2
+    for peer in (alice, alice_too):
+        assert (await peer.recv())["offset"] == 2
+    for bad in ("", 7):
+        with pytest.raises(TypeError, match="exclude"):
+            await ws_a.publish("news", "article", 1, exclude=bad)  # type: ignore[arg-type]
