@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 from monument_ws import MonumentWS
+from monument_ws.client import Client, Message
+from monument_ws.protocol.errors import BadFrame
 from monument_ws.yields import broadcast
-from tests.conftest import REDIS_URL, Connect, Peer
+from tests.conftest import REDIS_URL, Connect, Peer, eventually
 from tests.test_channels import subscribe
 
 CHAT = {"chat:*": {"publish": "subscribers"}}
@@ -209,3 +211,21 @@ async def test_server_api_excludes_a_client_id_everywhere(
     for bad in ("", 7):
         with pytest.raises(TypeError, match="exclude"):
             await ws_a.publish("news", "article", 1, exclude=bad)  # type: ignore[arg-type]
+
+
+async def test_python_client_publish_exclude_self(make_server, broker_settings):
+    """client.publish(..., exclude_self=True): the other client gets it, the publisher does
+    not; a later publish without it reaches both."""
+    (a, _), (b, _) = await servers(make_server, broker_settings)
+    mine: list[Message] = []
+    theirs: list[Message] = []
+    async with Client(str(a.make_url("/ws"))) as me, Client(str(b.make_url("/ws"))) as other:
+        await me.subscribe("chat:c", mine.append)
+        await other.subscribe("chat:c", theirs.append)
+        assert await me.publish("chat:c", "said", "quiet", exclude_self=True) == 1
+        assert await me.publish("chat:c", "said", "loud") == 2
+        await eventually(lambda: len(theirs) == 2 and len(mine) == 1, "both publications")
+        assert [(m.offset, m.data) for m in theirs] == [(1, "quiet"), (2, "loud")]
+        assert [(m.offset, m.data) for m in mine] == [(2, "loud")]
+        with pytest.raises(BadFrame, match="exclude_sender"):
+            await me.publish("chat:c", "said", 3, exclude_self="yes")  # type: ignore[arg-type]
