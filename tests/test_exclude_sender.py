@@ -2,16 +2,21 @@
 with ``exclude_sender``, the ``broadcast(..., exclude_sender=True)`` yield, the server API's
 ``exclude=<client id>``; live, across two servers sharing Redis, and in recovery."""
 
+import asyncio
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from monument_ws import MonumentWS
+import monument_ws
+from monument_ws import MonumentWS, protocol
+from monument_ws.channels import fanout
 from monument_ws.client import Client, Message
 from monument_ws.protocol.errors import BadFrame
+from monument_ws.publisher import Publisher
 from monument_ws.yields import broadcast
-from tests.conftest import REDIS_URL, Connect, Peer, eventually
-from tests.test_channels import subscribe
+from tests.conftest import DEADLINE, REDIS_URL, Connect, Peer, eventually
+from tests.test_channels import GatedBroker, subscribe
 
 CHAT = {"chat:*": {"publish": "subscribers"}}
 
@@ -229,3 +234,85 @@ async def test_python_client_publish_exclude_self(make_server, broker_settings):
         assert [(m.offset, m.data) for m in mine] == [(2, "loud")]
         with pytest.raises(BadFrame, match="exclude_sender"):
             await me.publish("chat:c", "said", 3, exclude_self="yes")  # type: ignore[arg-type]
+
+
+async def test_an_excluded_publication_during_recovery_is_skipped_too(
+    aiohttp_client: Any, connect: Connect, bus: Any
+):
+    """Publications excluding the recovering client, landing during its recovery (one both
+    live-buffered and in the history read, one buffered only), reach it neither way."""
+    broker = GatedBroker()
+    app = web.Application()
+    ws = monument_ws.setup(app, websocket=True, bus=bus, broker=broker, secret="s")
+    client = await aiohttp_client(app)
+    broker.before_read.set()
+    broker.after_read.set()
+    first = await connect(client)
+    reply = await subscribe(first, "feed")
+    await ws.publish("feed", "item", "a")
+    await first.close()
+    for gate in (broker.before_read, broker.after_read, broker.reading, broker.read_done):
+        gate.clear()
+    peer = await connect(client, f"/ws?resume={first.welcome['data']['resume']}")
+    me = peer.client_id
+    assert me == first.client_id
+    since = {"offset": 0, "epoch": reply["epoch"]}
+    await peer.send(
+        {"event": "ws:subscribe", "id": "r", "data": {"channel": "feed", "since": since}}
+    )
+    await asyncio.wait_for(broker.reading.wait(), DEADLINE)
+    await ws.publish("feed", "item", "b", exclude=me)  # buffered AND in the history read
+    broker.before_read.set()
+    await asyncio.wait_for(broker.read_done.wait(), DEADLINE)
+    await ws.publish("feed", "item", "c", exclude=me)  # buffered only
+    await ws.publish("feed", "item", "d")
+    broker.after_read.set()
+    frames = [await peer.recv() for _ in range(3)]
+    assert frames[0]["data"] == "a"
+    assert frames[1]["id"] == "r"
+    assert frames[1]["data"]["recovered"] is True
+    assert (frames[2]["data"], frames[2]["offset"]) == ("d", 4)
+
+
+async def test_an_excluded_publication_is_still_encoded_once(
+    make_server, connect: Connect, monkeypatch
+):
+    """Leaving one subscriber out does not re-encode per socket: one encoding, one shared
+    frame, and every other subscriber gets it."""
+    client, ws = await make_server()
+    peers = [await connect(client) for _ in range(20)]
+    for peer in peers:
+        await subscribe(peer, "big")
+    encodings: list[Any] = []
+    shared: list[Any] = []
+    original_push, original_shared = protocol.channel_push, fanout.shared_frame
+
+    def counting_push(*args: Any, **kwargs: Any) -> bytes:
+        encodings.append(args)
+        return original_push(*args, **kwargs)
+
+    def counting_shared(*args: Any, **kwargs: Any) -> Any:
+        shared.append(args)
+        return original_shared(*args, **kwargs)
+
+    monkeypatch.setattr(protocol, "channel_push", counting_push)
+    monkeypatch.setattr(fanout, "shared_frame", counting_shared)
+    await ws.publish("big", "news", 1, exclude=peers[0].client_id)
+    assert (len(encodings), len(shared)) == (1, 1)
+    assert [(await peer.recv())["data"] for peer in peers[1:]] == [1] * 19
+    await ws.publish("big", "news", 2)
+    assert (await peers[0].recv())["data"] == 2
+
+
+async def test_a_publisher_excludes_a_client_id(make_server, connect: Connect, redis_prefix):
+    """A Publisher outside the servers (Redis) leaves out the client id it is given."""
+    client, _ = await make_server(broker=REDIS_URL, broker_prefix=redis_prefix)
+    alice, bob = await connect(client), await connect(client)
+    for peer in (alice, bob):
+        await subscribe(peer, "news")
+    async with Publisher(REDIS_URL, broker_prefix=redis_prefix) as publisher:
+        await publisher.publish("news", "article", "not alice", exclude=alice.client_id)
+        await publisher.publish_to_user("ada", "note", "nobody listens")  # the keyword is optional
+        await publisher.publish("news", "article", "all")
+    assert [(await bob.recv())["data"] for _ in range(2)] == ["not alice", "all"]
+    assert (await alice.recv())["data"] == "all"
