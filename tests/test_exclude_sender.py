@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from click.testing import CliRunner
 
 import monument_ws
 from monument_ws import MonumentWS, protocol
 from monument_ws.channels import fanout
+from monument_ws.cli import cli
 from monument_ws.client import Client, Message
 from monument_ws.protocol.errors import BadFrame
 from monument_ws.publisher import Publisher
@@ -316,3 +318,22 @@ async def test_a_publisher_excludes_a_client_id(make_server, connect: Connect, r
         await publisher.publish("news", "article", "all")
     assert [(await bob.recv())["data"] for _ in range(2)] == ["not alice", "all"]
     assert (await alice.recv())["data"] == "all"
+
+
+async def test_the_publish_command_excludes_a_client_id(
+    make_server, connect: Connect, redis_prefix
+):
+    """monument-ws publish --exclude CLIENT_ID leaves that client out."""
+    client, _ = await make_server(broker=REDIS_URL, broker_prefix=redis_prefix)
+    alice, bob = await connect(client), await connect(client)
+    for peer in (alice, bob):
+        await subscribe(peer, "news")
+    args = ["--broker", REDIS_URL, "--broker-prefix", redis_prefix]
+    for extra in (["--exclude", alice.client_id], []):
+        # The command runs its own event loop: in a thread, beside this test's.
+        result = await asyncio.to_thread(
+            CliRunner().invoke, cli, ["publish", "news", "said", '"x"', *args, *extra]
+        )
+        assert result.exit_code == 0, result.output
+    assert [(await bob.recv())["offset"] for _ in range(2)] == [1, 2]
+    assert (await alice.recv())["offset"] == 2
