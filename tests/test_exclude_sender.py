@@ -55,10 +55,13 @@ async def publish(peer: Peer, channel: str, data: Any, request_id: Any, **extra:
 async def test_ws_publish_can_leave_the_sender_out(make_server, connect: Connect, broker_settings):
     """With exclude_sender the sender does not get its publication, the others (on the other
     server too) do; without it the sender gets it as before."""
-    (a, _), (b, _) = await servers(make_server, broker_settings)
+    (a, ws_a), (b, _) = await servers(make_server, broker_settings)
     sender, near, far = await connect(a), await connect(a), await connect(b)
     for peer in (sender, near, far):
         await subscribe(peer, "chat:1")
+    # Requests run concurrently: their offsets are taken from the replies, not assumed.
+    replies: dict[int, int] = {}
+    mine: list[Any] = []
     for request_id, extra in (
         (1, {"exclude_sender": True}),
         (2, {"exclude_sender": False}),
@@ -71,19 +74,23 @@ async def test_ws_publish_can_leave_the_sender_out(make_server, connect: Connect
                 "data": {"channel": "chat:1", "event": "said", "data": request_id, **extra},
             }
         )
-    for peer in (near, far):
-        assert [(await peer.recv())["offset"] for _ in range(3)] == [1, 2, 3]
-    # The sender's frames up to publication 3: in offset order, so 1 would have come first.
-    replies: dict[int, int] = {}
-    offsets: list[int] = []
-    while 3 not in offsets or len(replies) < 3:
+    # A fence: once the server's publication (offset 4) reached the sender, every earlier offset
+    # that was for it has too (one order per channel).
+    while len(replies) < 3:
         frame = await sender.recv()
         if "id" in frame:
             replies[frame["id"]] = frame["data"]["offset"]
         else:
-            offsets.append(frame["offset"])
-    assert replies == {1: 1, 2: 2, 3: 3}
-    assert offsets == [2, 3]
+            mine.append(frame["data"])
+    assert sorted(replies.values()) == [1, 2, 3]
+    assert await ws_a.publish("chat:1", "said", "fence") == 4
+    while not mine or mine[-1] != "fence":
+        mine.append((await sender.recv())["data"])
+    assert sorted(mine[:-1]) == [2, 3]
+    for peer in (near, far):
+        got = [await peer.recv() for _ in range(4)]
+        assert [f["offset"] for f in got] == [1, 2, 3, 4]
+        assert sorted(f["data"] for f in got[:3]) == [1, 2, 3]
 
 
 async def test_recovery_skips_what_the_sender_was_left_out_of(
@@ -155,25 +162,29 @@ async def test_broadcast_yield_can_leave_the_sender_out(
     sender, near, far = await connect(a), await connect(a), await connect(b)
     for peer in (sender, near, far):
         await subscribe(peer, "room")
-    await sender.send({"event": "shout", "id": 1, "data": {"n": 1, "exclude": True}})
-    await sender.send({"event": "shout", "id": 2, "data": {"n": 2, "exclude": False}})
+    # One shout after the other (requests run concurrently): the first ends before the second.
+    pushes: list[int] = []
+    publications: list[int] = []
+    ended: set[int] = set()
+    for n, exclude in ((1, True), (2, False)):
+        await sender.send({"event": "shout", "id": n, "data": {"n": n, "exclude": exclude}})
+        while n not in ended:
+            frame = await sender.recv()
+            if frame.get("end"):
+                ended.add(frame["id"])
+            elif "offset" in frame:
+                publications.append(frame["data"])
+            elif "id" not in frame:
+                pushes.append(frame["data"])
     for peer in (near, far):
         got = [await peer.recv() for _ in range(4)]
         assert [f["data"] for f in got if "offset" not in f] == [1, 2]
         assert [(f["offset"], f["data"]) for f in got if "offset" in f] == [(1, 1), (2, 2)]
-    # The sender's frames until both requests ended and the second's push and publication
-    # came: pushes and publications each arrive in order, so the first's would be there.
-    pushes: list[int] = []
-    publications: list[int] = []
-    ended: set[int] = set()
-    while len(ended) < 2 or not pushes or not publications:
+    # The second's push and publication reach the sender; pushes and publications each
+    # arrive in order, so the first's would have come before them.
+    while not pushes or not publications:
         frame = await sender.recv()
-        if frame.get("end"):
-            ended.add(frame["id"])
-        elif "offset" in frame:
-            publications.append(frame["data"])
-        elif "id" not in frame:
-            pushes.append(frame["data"])
+        (publications if "offset" in frame else pushes).append(frame["data"])
     assert (pushes, publications) == ([2], [2])
 
 
