@@ -21,8 +21,8 @@ and returns the reply, the caller queues the reply, then
 
 A publication that excludes a client id (its sender asked to be left out) is skipped for
 that client's sockets in a replay and a flush too, as it is live: a sender that reconnects
-with the same client id (``resume``) and ``since`` does not get it back (its publish reply
-gave it the offset). Other clients' replays include it.
+with the same client id (``resume``) and ``since`` does not get it back (a ``ws:publish``
+reply told it the offset). Other clients' replays include it.
 
 Replayed and flushed publications go through the outgoing hooks with
 ``socket=None``, as live ones do (:func:`~monument_ws.channels.fanout.shared_frame`), into
