@@ -26,6 +26,7 @@ class Recorder:
     def __init__(self, broker: Broker | None = None) -> None:
         self.publications: list[Publication] = []
         self.broadcasts: list[bytes] = []
+        self.broadcast_excludes: list[str | None] = []
         self.to_clients: list[tuple[str, bytes]] = []
         self.ephemeral: list[tuple[str, bytes]] = []
         self.gaps: list[str] = []
@@ -36,8 +37,9 @@ class Recorder:
     def deliver(self, publication: Publication) -> None:
         self.publications.append(publication)
 
-    def deliver_broadcast(self, frame: bytes) -> None:
+    def deliver_broadcast(self, frame: bytes, exclude: str | None = None) -> None:
         self.broadcasts.append(frame)
+        self.broadcast_excludes.append(exclude)
 
     def deliver_to_client(self, client_id: str, frame: bytes) -> None:
         self.to_clients.append((client_id, frame))
@@ -298,3 +300,24 @@ async def test_control_reaches_every_process(make_broker):
             lambda: heard_a.controls == [b"order"] and heard_b.controls == [b"order"],
             "both processes",
         )
+
+
+async def test_an_excluded_client_id_travels_with_the_publication(make_broker):
+    """The excluded client id reaches the other process with the publication and the
+    broadcast, and history keeps it; any characters survive (Redis carries it as hex)."""
+    writer, reader = await make_broker(), await make_broker()
+    recorder = Recorder(reader)
+    await reader.subscribe("x")
+    odd = "a:b/c\nd é"
+    await writer.publish("x", "e", 1, history_size=10, history_ttl=60, exclude=odd)
+    _, epoch = await writer.publish("x", "e", 2, history_size=10, history_ttl=60)
+    await writer.broadcast(b'{"event":"b"}', odd)
+    await writer.broadcast(b'{"event":"c"}')
+    await eventually(lambda: len(recorder.publications) == 2, "two publications")
+    await eventually(lambda: len(recorder.broadcasts) == 2, "two broadcasts")
+    assert [(p.offset, p.exclude) for p in recorder.publications] == [(1, odd), (2, None)]
+    assert recorder.broadcasts == [b'{"event":"b"}', b'{"event":"c"}']
+    assert recorder.broadcast_excludes == [odd, None]
+    kept = (await reader.history("x", 0, epoch)).publications
+    assert [(p.offset, p.exclude) for p in kept] == [(1, odd), (2, None)]
+    assert kept[0].frame == recorder.publications[0].frame

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from click.testing import CliRunner
@@ -109,6 +110,36 @@ async def test_publish_on_one_process_reaches_the_other_exactly_once(servers):
         await eventually(lambda: len(on_a) == 81 and len(on_b) == 81, "81 messages on both")
         assert [(m.offset, m.data) for m in on_a] == [(m.offset, m.data) for m in on_b]
         assert [m.offset for m in on_a] == list(range(1, 82))
+
+
+async def test_exclude_self_across_processes_and_in_recovery(servers):
+    """A publish with exclude_self made on B reaches A's subscriber but not its sender; the
+    sender, back on A with its client id and since, does not get it replayed either."""
+    a, b = await servers(), await servers()
+    on_a: list[Message] = []
+    on_b: list[Message] = []
+    async with Client(a.url) as alice, Client(b.url) as bob:
+        await alice.subscribe("chat", on_a.append)
+        await bob.subscribe("chat", on_b.append)
+        await bob.publish("chat", "message", "not to bob", exclude_self=True)
+        await alice.publish("chat", "message", "to all")
+        await eventually(lambda: len(on_a) == 2 and len(on_b) == 1, "the publications")
+        assert [m.data for m in on_a] == ["not to bob", "to all"]
+        assert [m.data for m in on_b] == ["to all"]
+        since = {"offset": 0, "epoch": bob.subscriptions["chat"].epoch}
+        resume = bob.resume
+    async with aiohttp.ClientSession() as session:
+        url = f"{a.url}?resume={resume}"
+        async with session.ws_connect(url, protocols=("monument.v1",)) as ws:
+            welcome = await ws.receive_json(timeout=DEADLINE)
+            assert welcome["data"]["resumed"] is True
+            await ws.send_json(
+                {"event": "ws:subscribe", "id": 1, "data": {"channel": "chat", "since": since}}
+            )
+            frames = [await ws.receive_json(timeout=DEADLINE) for _ in range(2)]
+    assert frames[0]["data"] == "to all"
+    assert frames[1]["id"] == 1
+    assert frames[1]["data"]["recovered"] is True
 
 
 async def test_send_to_a_client_on_another_process(servers, redis_prefix):

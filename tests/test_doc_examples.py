@@ -344,6 +344,33 @@ async def _channels(servers: list[Server], session: aiohttp.ClientSession) -> No
     await ws.close()
 
 
+@check("exclude-sender")
+async def _exclude_sender(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    """The mover's yield and a ws:publish with exclude_sender each reach only the other."""
+    mover, _ = await welcomed(session, servers[0].ws_url)
+    other, _ = await welcomed(session, servers[0].ws_url)
+    for ws in (mover, other):
+        await ws.send_json({"event": "ws:subscribe", "id": 1, "data": {"channel": "game:1"}})
+        assert (await ws.receive_json(timeout=DEADLINE))["id"] == 1
+    await mover.send_json({"event": "move", "id": 2, "data": "e4"})
+    assert await mover.receive_json(timeout=DEADLINE) == {"event": "move", "id": 2, "data": None}
+    assert (await other.receive_json(timeout=DEADLINE))["data"] == "e4"
+    await other.send_json(
+        {
+            "event": "ws:publish",
+            "id": 3,
+            "data": {"channel": "game:1", "event": "move", "data": "e5", "exclude_sender": True},
+        }
+    )
+    assert (await other.receive_json(timeout=DEADLINE))["data"] == {"offset": 2}
+    # The mover's next frame is the other's move: its own (offset 1) never came.
+    assert (await mover.receive_json(timeout=DEADLINE))["offset"] == 2
+    await other.send_json({"event": "ws:ping", "id": 4})
+    assert (await other.receive_json(timeout=DEADLINE))["event"] == "ws:ping"
+    await mover.close()
+    await other.close()
+
+
 @check("redis", processes=2)
 async def _redis(servers: list[Server], session: aiohttp.ClientSession) -> None:
     """Two processes on one Redis: what a subscriber publishes on one reaches the other's."""

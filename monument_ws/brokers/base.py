@@ -25,11 +25,17 @@ from typing import Any, Final, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Publication:
-    """One message of a channel, with its place in the channel's history."""
+    """One message of a channel, with its place in the channel's history.
+
+    ``exclude`` is the client id the publication is not for (its sender asked to be left
+    out): the fan-out and a recovery's replay skip that client's sockets; None reaches all.
+    It travels with the publication between processes and is kept with it in history.
+    """
 
     channel: str
     offset: int
     frame: bytes
+    exclude: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +63,8 @@ class Listener(Protocol):
     def deliver(self, publication: Publication) -> None:
         """A publication of a channel this process subscribed to, in offset order."""
 
-    def deliver_broadcast(self, frame: bytes) -> None:
-        """A frame for every local socket (broadcast)."""
+    def deliver_broadcast(self, frame: bytes, exclude: str | None = None) -> None:
+        """A frame for every local socket (broadcast) but those of client id ``exclude``."""
 
     def deliver_to_client(self, client_id: str, frame: bytes) -> None:
         """A frame for a client this process registered."""
@@ -119,10 +125,12 @@ class Broker(abc.ABC):
         *,
         history_size: int,
         history_ttl: float,
+        exclude: str | None = None,
     ) -> tuple[int, str]:
         """Append to ``channel``'s history and announce it; return ``(offset, epoch)``.
 
-        ``history_size`` 0 keeps no history (the offset still counts up).
+        ``history_size`` 0 keeps no history (the offset still counts up). ``exclude``: a
+        client id whose sockets must not get it, live or replayed (:attr:`Publication.exclude`).
         """
 
     @abc.abstractmethod
@@ -146,8 +154,9 @@ class Broker(abc.ABC):
         """Send ``frame`` to the channel's subscribers everywhere, without offset or history."""
 
     @abc.abstractmethod
-    async def broadcast(self, frame: bytes) -> None:
-        """Send ``frame`` to every socket on every process (at most once, not recoverable)."""
+    async def broadcast(self, frame: bytes, exclude: str | None = None) -> None:
+        """Send ``frame`` to every socket on every process but those of client id ``exclude``
+        (at most once, not recoverable)."""
 
     @abc.abstractmethod
     async def control(self, message: bytes) -> None:
@@ -235,7 +244,7 @@ class _Nobody:
     def deliver(self, publication: Publication) -> None:
         pass
 
-    def deliver_broadcast(self, frame: bytes) -> None:
+    def deliver_broadcast(self, frame: bytes, exclude: str | None = None) -> None:
         pass
 
     def deliver_to_client(self, client_id: str, frame: bytes) -> None:

@@ -41,13 +41,14 @@ class MemoryBroker(Broker):
         *,
         history_size: int,
         history_ttl: float,
+        exclude: str | None = None,
     ) -> tuple[int, str]:
         offset = self._offsets.get(channel, 0) + 1
         frame = protocol.channel_push(
             channel, event, data, offset
         )  # may raise TypeError: nothing changed yet
         self._offsets[channel] = offset
-        publication = Publication(channel, offset, frame)
+        publication = Publication(channel, offset, frame, exclude)
         if history_size > 0:
             history = self._history.setdefault(channel, deque())
             history.append((publication, self._clock() + history_ttl))
@@ -82,8 +83,8 @@ class MemoryBroker(Broker):
         if channel in self._subscribed:
             self.listener.deliver_ephemeral(channel, frame)
 
-    async def broadcast(self, frame: bytes) -> None:
-        self.listener.deliver_broadcast(frame)
+    async def broadcast(self, frame: bytes, exclude: str | None = None) -> None:
+        self.listener.deliver_broadcast(frame, exclude)
 
     async def control(self, message: bytes) -> None:
         self.listener.deliver_control(message)

@@ -6,6 +6,9 @@ Delivery guarantees (docs/protocol.md):
   as the same encoded bytes (encoded once by the broker, however many
   subscribers there are), in the channel's offset order.
 * Broadcast and join/leave pushes are at most once and not recoverable.
+* A publication or broadcast naming an excluded client id (its sender asked to be left
+  out, :attr:`~monument_ws.brokers.base.Publication.exclude`) skips that client's sockets;
+  the others get the same shared bytes -- the skip is in the loop, nothing is re-encoded.
 * A slow subscriber never slows the others: writes go to each socket's
   bounded send buffer; one that overflows is closed with 4008 (it can recover
   from history after reconnecting).
@@ -68,6 +71,7 @@ class Fanout:
         if shared is None:
             return
         frame, wire = shared
+        exclude = publication.exclude
         gathering = self._gathering
         first = gathering is None
         if gathering is None:
@@ -75,13 +79,15 @@ class Fanout:
             asyncio.get_running_loop().call_soon(self._flush)
         for socket, buffer in subs.items():
             if buffer is None:
+                if exclude is not None and socket.client_id == exclude:
+                    continue
                 # The socket's way out, not its handler-facing wrappers: one call per subscriber.
                 outbound = socket.outbound
                 if not first and outbound.sender.gather():
                     gathering.append(socket)
                 outbound.offer(frame, wire, OUT_PUBLICATION)
             else:
-                buffer.append(publication)
+                buffer.append(publication)  # recovery skips an excluded one when it flushes
 
     def _flush(self) -> None:
         """End of a loop turn with publications: write what each socket gathered."""
@@ -96,9 +102,11 @@ class Fanout:
         if subs:
             self.send(list(subs), frame)
 
-    def send(self, sockets: list[Socket], frame: bytes) -> None:
-        """Write ``frame`` to each of ``sockets``, the same bytes to each."""
+    def send(self, sockets: list[Socket], frame: bytes, exclude: str | None = None) -> None:
+        """Write ``frame`` to each of ``sockets`` but those of client id ``exclude``, the same
+        bytes to each."""
         shared = shared_frame(frame, self._middleware)
         if shared is not None:
             for socket in sockets:
-                socket.outbound.offer(*shared)
+                if exclude is None or socket.client_id != exclude:
+                    socket.outbound.offer(*shared)

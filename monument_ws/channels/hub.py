@@ -106,8 +106,8 @@ class Hub:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         self._fanout.deliver_ephemeral(channel, frame)
 
-    def deliver_broadcast(self, frame: bytes) -> None:
-        self._fanout.send(list(self._registry), frame)
+    def deliver_broadcast(self, frame: bytes, exclude: str | None = None) -> None:
+        self._fanout.send(list(self._registry), frame, exclude)
 
     def deliver_to_client(self, client_id: str, frame: bytes) -> None:
         self._registry.deliver_to_client(client_id, frame)

@@ -19,6 +19,11 @@ the buffer removed. :meth:`Subscriptions.subscribe` does the first two steps
 and returns the reply, the caller queues the reply, then
 :meth:`Subscriptions.go_live` the last.
 
+A publication that excludes a client id (its sender asked to be left out) is skipped for
+that client's sockets in a replay and a flush too, as it is live: a sender that reconnects
+with the same client id (``resume``) and ``since`` does not get it back (a ``ws:publish``
+reply told it the offset). Other clients' replays include it.
+
 Replayed and flushed publications go through the outgoing hooks with
 ``socket=None``, as live ones do (:func:`~monument_ws.channels.fanout.shared_frame`), into
 the socket's send buffer.
@@ -149,6 +154,8 @@ class Subscriptions:
                 self._send(socket, publication)
 
     def _send(self, socket: Socket, publication: Publication) -> None:
+        if publication.exclude is not None and publication.exclude == socket.client_id:
+            return
         shared = shared_frame(publication.frame, self._middleware)
         if shared is not None:
             socket.send_raw_nowait(*shared, OUT_PUBLICATION)

@@ -22,8 +22,18 @@ from .options import CONTEXT
 @click.option(
     "--broker-prefix", help="The servers' key prefix (default: MONUMENT_WS_BROKER_PREFIX)."
 )
+@click.option(
+    "--exclude",
+    metavar="CLIENT_ID",
+    help="Leave out every socket of this client id, live and in its recovery.",
+)
 def publish(
-    channel: str, event: str, data: str, broker: str | None, broker_prefix: str | None
+    channel: str,
+    event: str,
+    data: str,
+    broker: str | None,
+    broker_prefix: str | None,
+    exclude: str | None,
 ) -> None:
     """Publish EVENT with DATA (JSON) to CHANNEL through the broker, without running a server."""
     try:
@@ -45,7 +55,7 @@ def publish(
 
     async def send() -> int:
         async with publisher:
-            return await publisher.publish(channel, event, payload)
+            return await publisher.publish(channel, event, payload, exclude=exclude)
 
     try:
         offset = asyncio.run(send())

@@ -421,9 +421,12 @@ class Client(People):
     async def unsubscribe(self, channel: str) -> None:
         await self._channels.unsubscribe(channel)
 
-    async def publish(self, channel: str, event: str, data: Any = None) -> int:
-        """Publish to ``channel`` (where its namespace lets clients); returns the offset."""
-        return await self._channels.publish(channel, event, data)
+    async def publish(
+        self, channel: str, event: str, data: Any = None, *, exclude_self: bool = False
+    ) -> int:
+        """Publish to ``channel`` (where its namespace lets clients); returns the offset.
+        ``exclude_self=True``: this client (its client id) does not get it, live or replayed."""
+        return await self._channels.publish(channel, event, data, exclude_self)
 
     @property
     def subscriptions(self) -> dict[str, Subscription]:

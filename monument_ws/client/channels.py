@@ -185,10 +185,11 @@ class Channels:
         reply: dict[str, Any] = await self._calls.call("ws:presence", request)
         return reply
 
-    async def publish(self, channel: str, event: str, data: Any) -> int:
-        reply = await self._calls.call(
-            "ws:publish", {"channel": channel, "event": event, "data": data}
-        )
+    async def publish(self, channel: str, event: str, data: Any, exclude_self: bool) -> int:
+        frame = {"channel": channel, "event": event, "data": data}
+        if exclude_self is not False:  # anything but False goes to the server to validate
+            frame["exclude_sender"] = exclude_self
+        reply = await self._calls.call("ws:publish", frame)
         return int(reply["offset"])
 
     def rejoin_all(self) -> None:

@@ -80,8 +80,9 @@ class Handler(Protocol):
 #: A handler type kept through a decorator: ``@ws.handler("echo")`` returns the function as is.
 H = TypeVar("H", bound=Handler)
 
-#: Sends a BROADCAST yield: ``await fanout(event, data, channel)`` (channel None: every socket).
-Fanout = Callable[[str, Any, "str | None"], Awaitable[None]]
+#: Sends a BROADCAST yield: ``await fanout(event, data, channel, exclude)`` (channel None: every
+#: socket; exclude: the client id left out, or None).
+Fanout = Callable[[str, Any, "str | None", "str | None"], Awaitable[None]]
 
 
 class Dispatcher:
@@ -301,7 +302,8 @@ class Dispatcher:
         if kind is YieldType.BROADCAST:
             if self.fanout is None:
                 raise RuntimeError("broadcast yields need a socket served by monument_ws.setup()")
-            await self.fanout(item.event or frame.event, item.data, item.channel)
+            exclude = socket.client_id if item.exclude_sender else None
+            await self.fanout(item.event or frame.event, item.data, item.channel, exclude)
             if final and frame.id is not None:
                 await socket.outbound.answer(request, protocol.reply(frame.event, frame.id, None))
             return True

@@ -28,6 +28,8 @@ plain value ``v``   ``{"event": E, "id": 7, "data": v, "more": true}`` (returned
 ``broadcast(v)``    ``{"event": E, "data": v}`` pushed to every socket on every process,
                     the sender included (at most once); with ``channel=`` a channel
                     publication ``{"event", "channel", "data", "offset"}`` instead.
+                    ``exclude_sender=True`` leaves out the sender's client id (every
+                    socket of it, and its replays from history).
                     Nothing is added to the reply (returned: the reply is ``null``).
 ``error(code, m)``  ``{"event": "ws:error", "id": 7, "error": {"code": code,
                     "message": m}}`` -- the final answer; the generator is closed
@@ -77,6 +79,8 @@ class Yield:
     event: str | None = None
     channel: str | None = None
     code: ErrorCode = ErrorCode.INTERNAL
+    #: BROADCAST only: leave out the client that sent the request (its client id)
+    exclude_sender: bool = False
 
     @property
     def message(self) -> str:
@@ -89,9 +93,22 @@ def message(data: Any, *, event: str | None = None) -> Yield:
     return Yield(YieldType.MESSAGE, data, event)
 
 
-def broadcast(data: Any, *, event: str | None = None, channel: str | None = None) -> Yield:
-    """Push ``data`` to every socket on every process, or publish it to ``channel``."""
-    return Yield(YieldType.BROADCAST, data, event, channel)
+def broadcast(
+    data: Any,
+    *,
+    event: str | None = None,
+    channel: str | None = None,
+    exclude_sender: bool = False,
+) -> Yield:
+    """Push ``data`` to every socket on every process, or publish it to ``channel``.
+
+    ``exclude_sender=True`` leaves out the sender: every socket with its client id, on any
+    process, also when it recovers ``channel`` from history (serverless-sockets'
+    ``excludeSenderOnBroadcast``, per yield here). TypeError unless it is a bool.
+    """
+    if not isinstance(exclude_sender, bool):
+        raise TypeError(f"exclude_sender must be True or False, got {exclude_sender!r}")
+    return Yield(YieldType.BROADCAST, data, event, channel, exclude_sender=exclude_sender)
 
 
 def sync(obj: Any, *, event: str | None = None) -> Yield:

@@ -37,18 +37,24 @@ class ServerAPI:
         #: counters; each publish records its latency, or its failure
         self.stats = stats
 
-    async def publish(self, channel: str, event: str, data: Any = None) -> int:
+    async def publish(
+        self, channel: str, event: str, data: Any = None, *, exclude: str | None = None
+    ) -> int:
         """Publish to ``channel`` on every process; returns the publication's offset.
 
         Subscribers get ``{"event", "channel", "data", "offset"}``, kept in the
-        channel's history as its namespace says. Raises ValueError for a bad
-        channel name, TypeError for data JSON cannot hold, and
-        :class:`~monument_ws.protocol.errors.Unavailable` when the broker cannot
-        take it (never dropped silently).
+        channel's history as its namespace says. ``exclude`` is a **client id**: every
+        socket of that client, on any process, is left out -- live and when it recovers
+        from history (a socket is one connection; a client id outlives reconnects, so
+        that is what recovery can recognise). Raises ValueError for a bad
+        channel name, TypeError for data JSON cannot hold or an ``exclude`` that is not a
+        non-empty string, and :class:`~monument_ws.protocol.errors.Unavailable` when the
+        broker cannot take it (never dropped silently).
         """
         problem = protocol.check_channel(channel)
         if problem is not None:
             raise ValueError(problem)
+        _check_exclude(exclude)
         options = self.namespaces.options(channel)
         started = time.perf_counter()
         try:
@@ -58,6 +64,7 @@ class ServerAPI:
                 data,
                 history_size=options.history_size,
                 history_ttl=options.history_ttl,
+                exclude=exclude,
             )
         except MonumentWSError:
             self.stats.publish_errors += 1
@@ -65,17 +72,25 @@ class ServerAPI:
         self.stats.publish_latency.observe(time.perf_counter() - started)
         return offset
 
-    async def publish_to_user(self, user: str, event: str, data: Any = None) -> int:
-        """Publish to every socket of ``user`` on every process (recoverable like any channel)."""
-        return await self.publish(channel_of_user(user), event, data)
+    async def publish_to_user(
+        self, user: str, event: str, data: Any = None, *, exclude: str | None = None
+    ) -> int:
+        """Publish to every socket of ``user`` on every process (recoverable like any channel);
+        ``exclude``: a client id left out, e.g. the tab that made the change."""
+        return await self.publish(channel_of_user(user), event, data, exclude=exclude)
 
-    async def publish_to_session(self, session: str, event: str, data: Any = None) -> int:
-        """Publish to every socket of a session (its channel is named from a hash of the id)."""
-        return await self.publish(channel_of_session(session), event, data)
+    async def publish_to_session(
+        self, session: str, event: str, data: Any = None, *, exclude: str | None = None
+    ) -> int:
+        """Publish to every socket of a session (its channel is named from a hash of the id);
+        ``exclude``: a client id left out."""
+        return await self.publish(channel_of_session(session), event, data, exclude=exclude)
 
-    async def broadcast(self, event: str, data: Any = None) -> None:
-        """Push to every socket on every process: at most once, not recoverable."""
-        await self.broker.broadcast(protocol.push(event, data))
+    async def broadcast(self, event: str, data: Any = None, *, exclude: str | None = None) -> None:
+        """Push to every socket on every process but those of client id ``exclude``: at most
+        once, not recoverable."""
+        _check_exclude(exclude)
+        await self.broker.broadcast(protocol.push(event, data), exclude)
 
     async def send_to(self, client_id: str, event: str, data: Any = None) -> bool:
         """Push to every socket of ``client_id``, on whichever process holds it.
@@ -129,3 +144,9 @@ class ServerAPI:
             reason=reason,
         )
         await self.broker.control(order.encode())
+
+
+def _check_exclude(exclude: object) -> None:
+    """TypeError unless ``exclude`` is None or a client id (a non-empty string)."""
+    if exclude is not None and (not isinstance(exclude, str) or not exclude):
+        raise TypeError(f"exclude must be a client id (a non-empty string), got {exclude!r}")

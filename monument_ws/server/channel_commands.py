@@ -16,6 +16,8 @@ Ordering and guarantees:
   :mod:`monument_ws.channels.recovery`). The presence join comes before the reply too, so the
   client may unsubscribe as soon as it has it; ``ws:join`` and ``CHANNEL_SUBSCRIBED`` follow the
   reply.
+* ``ws:publish`` with ``"exclude_sender": true`` publishes to everyone but the sender's
+  client id (see :meth:`~monument_ws.server.api.ServerAPI.publish`).
 * Leaving a channel -- unsubscribe, revoke or the socket closing -- leaves presence (closing:
   disconnected, the client may come back; otherwise removed), pushes ``ws:leave`` where the
   namespace says so and emits ``CHANNEL_UNSUBSCRIBED``: once per subscription.
@@ -222,13 +224,19 @@ class ChannelCommands:
             raise Forbidden(f"sockets may not publish {event!r}")
         if channel.startswith("$"):
             raise Forbidden("reserved channels are published to by the server only")
+        exclude_sender = data.get("exclude_sender", False)
+        if not isinstance(exclude_sender, bool):
+            raise BadFrame("'exclude_sender' must be true or false")
         options = self._options(channel)
         subscribed = self.hub.subscribed(socket, channel)
         if not await allows(
             options.publish, socket, channel, data.get("data"), subscribed=subscribed
         ):
             raise Forbidden(f"you may not publish to {channel!r}")
-        return {"offset": await self.api.publish(channel, event, data.get("data"))}
+        # By client id, as the server API does: the sender's other sockets (a resumed
+        # reconnect) and its recovery from history leave the publication out too.
+        exclude = socket.client_id if exclude_sender else None
+        return {"offset": await self.api.publish(channel, event, data.get("data"), exclude=exclude)}
 
     async def presence_list(self, socket: Socket, frame: Frame) -> Any:
         channel, data = self._channel_of(frame)

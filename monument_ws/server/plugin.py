@@ -174,12 +174,15 @@ class MonumentWS(ServerAPI):
         else:
             await self.channel_commands.revoke(socket, channel, reason)
 
-    async def _fanout(self, event: str, data: Any, channel: str | None) -> None:
-        """A handler's BROADCAST yield: every socket, or a channel publication."""
+    async def _fanout(
+        self, event: str, data: Any, channel: str | None, exclude: str | None
+    ) -> None:
+        """A handler's BROADCAST yield: every socket, or a channel publication; ``exclude`` is
+        the sender's client id when it asked to be left out."""
         if channel is None:
-            await self.broadcast(event, data)
+            await self.broadcast(event, data, exclude=exclude)
         else:
-            await self.publish(channel, event, data)
+            await self.publish(channel, event, data, exclude=exclude)
 
     # --- lifecycle -------------------------------------------------------------
 

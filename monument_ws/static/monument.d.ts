@@ -596,10 +596,12 @@ export class Client {
     unsubscribe(channel: string): Promise<void>;
     /**
      * Publish to `channel` (where its namespace lets clients); resolves with the offset.
-     * @param {string} channel @param {string} event @param {unknown} [data]
+     * With `{ excludeSelf: true }` this client (its client id) does not get it, live or when
+     * it recovers the channel (the frame's `exclude_sender`).
+     * @param {string} channel @param {string} event @param {unknown} [data] @param {PublishOptions} [options]
      * @returns {Promise<number>}
      */
-    publish(channel: string, event: string, data?: unknown): Promise<number>;
+    publish(channel: string, event: string, data?: unknown, options?: PublishOptions): Promise<number>;
     /**
      * Call `handler(message)` with every publication to this client's user channel
      * (`$user:<id>`, the server's `publish_to_user`), in offset order, across reconnects
@@ -838,6 +840,12 @@ export type SubscribeOptions = {
      * shown in the presence list
      */
     meta?: Record<string, unknown> | undefined;
+};
+export type PublishOptions = {
+    /**
+     * leave this client out of its own publication
+     */
+    excludeSelf?: boolean | undefined;
 };
 export type PresenceMember = {
     client_id: string;

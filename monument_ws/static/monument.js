@@ -610,6 +610,11 @@ function removeFrom(array, item) {
  */
 
 /**
+ * @typedef {object} PublishOptions
+ * @property {boolean} [excludeSelf] leave this client out of its own publication
+ */
+
+/**
  * @typedef {object} PresenceMember
  * @property {string} client_id
  * @property {string | null} user
@@ -1336,11 +1341,19 @@ export class Client {
 
   /**
    * Publish to `channel` (where its namespace lets clients); resolves with the offset.
-   * @param {string} channel @param {string} event @param {unknown} [data]
+   * With `{ excludeSelf: true }` this client (its client id) does not get it, live or when
+   * it recovers the channel (the frame's `exclude_sender`).
+   * @param {string} channel @param {string} event @param {unknown} [data] @param {PublishOptions} [options]
    * @returns {Promise<number>}
    */
-  async publish(channel, event, data) {
-    const reply = await this.call("ws:publish", { channel, event, data: data ?? null });
+  async publish(channel, event, data, options = {}) {
+    /** @type {Record<string, unknown>} */
+    const frame = { channel, event, data: data ?? null };
+    // Anything but false/absent goes to the server, which answers bad_frame unless a boolean.
+    if (options.excludeSelf !== undefined && options.excludeSelf !== false) {
+      frame.exclude_sender = options.excludeSelf;
+    }
+    const reply = await this.call("ws:publish", frame);
     return reply.offset;
   }
 

@@ -155,6 +155,23 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await room.unsubscribe();
   });
 
+  test("publish with excludeSelf: the others get it, the publisher does not; a bad flag is refused", async () => {
+    const me = await connect();
+    const other = await connect();
+    const mine = [], theirs = [];
+    await me.subscribe("chat", (m) => mine.push(m.data));
+    await other.subscribe("chat", (m) => theirs.push(m.data));
+    const quiet = await me.publish("chat", "message", "quiet", { excludeSelf: true });
+    const loud = await me.publish("chat", "message", "loud", { excludeSelf: false });
+    assert.equal(loud, quiet + 1);
+    await eventually(() => theirs.length === 2 && mine.length === 1, "both publications");
+    assert.deepEqual(theirs, ["quiet", "loud"]);
+    assert.deepEqual(mine, ["loud"]); // in offset order: "quiet" would have come first
+    await assert.rejects(me.publish("chat", "message", 3, { excludeSelf: "yes" }), (error) => error.code === "bad_frame");
+    await me.unsubscribe("chat");
+    await other.unsubscribe("chat");
+  });
+
   test("SYNC frames made by the server's jsonpatch arrive as whole objects", async () => {
     const client = await connect();
     const modes = [], boards = [];

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..base import Broker, History
 from .connection import Connection
-from .history import ChannelHistory
+from .history import ChannelHistory, encode_exclude
 from .keys import Keys
 from .presence import PresenceStore
 from .queues import QueueStore
@@ -98,9 +98,15 @@ class RedisBroker(Broker):
         *,
         history_size: int,
         history_ttl: float,
+        exclude: str | None = None,
     ) -> tuple[int, str]:
         offset, epoch = await self._history.publish(
-            channel, event, data, history_size=history_size, history_ttl=history_ttl
+            channel,
+            event,
+            data,
+            history_size=history_size,
+            history_ttl=history_ttl,
+            exclude=exclude,
         )
         self._subscriber.published(channel, epoch)
         return offset, epoch
@@ -119,7 +125,9 @@ class RedisBroker(Broker):
     async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
         await self._connection.publish(self._keys.pubsub(channel), b"e:" + frame)
 
-    async def broadcast(self, frame: bytes) -> None:
+    async def broadcast(self, frame: bytes, exclude: str | None = None) -> None:
+        if exclude is not None:  # a frame starts with "{": the reader tells the two apart
+            frame = b"/" + encode_exclude(exclude).encode() + b"\n" + frame
         await self._connection.publish(self._keys.broadcast, frame)
 
     async def control(self, message: bytes) -> None:

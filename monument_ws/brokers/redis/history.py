@@ -5,6 +5,11 @@ channel's stream and publishes on its pub/sub channel, atomically; the frame is
 assembled inside the script from pieces encoded once by the publisher, so
 every process writes the same bytes to its sockets without decoding them.
 
+**Excluded client.** A publication whose sender asked to be left out names that client id
+(hex-encoded, so no byte of it can be mistaken for a separator): the announcement is
+``<offset>/<hex>:<frame>`` instead of ``<offset>:<frame>``, and the stream entry has a field
+``n`` holding the same hex, so a replay from history skips that client too.
+
 A channel's epoch lives in its meta hash: it is made by the first publish or
 read of a channel that has none (never published, its meta expired, or Redis
 lost its data), so a client holding an older epoch learns its position is gone.
@@ -33,16 +38,35 @@ local frame = '{"event":' .. ARGV[2] .. ',"channel":' .. ARGV[3] .. ',"data":' .
   .. ',"offset":' .. offset .. '}'
 local size = tonumber(ARGV[5])
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', frame, 'x', ARGV[7])
+  if ARGV[10] == '' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', frame, 'x', ARGV[7])
+  else
+    redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', frame, 'x', ARGV[7],
+      'n', ARGV[10])
+  end
   redis.call('PEXPIRE', KEYS[2], ARGV[8])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[9])
-redis.call('PUBLISH', ARGV[1], offset .. ':' .. frame)
+local head = offset
+if ARGV[10] ~= '' then
+  head = offset .. '/' .. ARGV[10]
+end
+redis.call('PUBLISH', ARGV[1], head .. ':' .. frame)
 return {offset, epoch}
 """
 
 #: How long a channel's offset counter outlives its last publication.
 META_TTL_MS = 7 * 24 * 3600 * 1000
+
+
+def encode_exclude(client_id: str | None) -> str:
+    """An excluded client id as it travels through Redis: hex, or "" for none."""
+    return "" if client_id is None else client_id.encode().hex()
+
+
+def decode_exclude(encoded: bytes) -> str | None:
+    """The client id :func:`encode_exclude` encoded (None for "")."""
+    return bytes.fromhex(encoded.decode()).decode() if encoded else None
 
 
 class ChannelHistory:
@@ -54,7 +78,14 @@ class ChannelHistory:
         self._clock = clock
 
     async def publish(
-        self, channel: str, event: str, data: Any, *, history_size: int, history_ttl: float
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        *,
+        history_size: int,
+        history_ttl: float,
+        exclude: str | None = None,
     ) -> tuple[int, str]:
         """See :meth:`Broker.publish`; Unavailable while Redis is unreachable."""
         data_json = orjson.dumps(data)  # TypeError before anything is sent
@@ -72,6 +103,7 @@ class ChannelHistory:
                 int(self._clock() * 1000) + ttl_ms,
                 ttl_ms,
                 max(META_TTL_MS, ttl_ms),
+                encode_exclude(exclude),
             ],
         )
         return int(offset), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
@@ -111,5 +143,6 @@ class ChannelHistory:
             if offset > top:
                 break  # published after the position was read: it is delivered live
             if int(fields[b"x"]) >= now_ms:
-                kept.append(Publication(channel, offset, fields[b"f"]))
+                excluded = decode_exclude(fields.get(b"n", b""))
+                kept.append(Publication(channel, offset, fields[b"f"], excluded))
         return kept

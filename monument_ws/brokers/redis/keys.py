@@ -4,11 +4,14 @@ The ``prefix`` setting namespaces them so several apps share one Redis:
 
 * ``{p}:meta:{channel}`` -- hash ``epoch``, ``offset``;
 * ``{p}:stream:{channel}`` -- a Redis Stream, entry id ``<offset>-0``, field
-  ``f`` the encoded frame, ``x`` when it leaves history (ms since the epoch);
+  ``f`` the encoded frame, ``x`` when it leaves history (ms since the epoch), ``n`` (only
+  when set) the hex of the client id the publication excludes;
 * pub/sub ``{p}:ch:{channel}`` -- one Redis channel per application channel,
   so a process only receives the channels its sockets subscribed to;
-  payload ``<offset>:<frame>`` (or ``e:<frame>`` for join/leave);
-* pub/sub ``{p}:broadcast:all``, ``{p}:node:{node}`` (``<client id>\\n<frame>``
+  payload ``<offset>:<frame>``, ``<offset>/<hex of the excluded client id>:<frame>``, or
+  ``e:<frame>`` for join/leave;
+* pub/sub ``{p}:broadcast:all`` (``<frame>``, or ``/<hex of the excluded client id>\\n<frame>``),
+  ``{p}:node:{node}`` (``<client id>\\n<frame>``
   for a client of that process) and ``{p}:control:all`` (server-to-server
   orders such as kicks);
 * ``{p}:client:{client_id}`` -- set of node ids holding that client (expires);

@@ -30,7 +30,7 @@ from ...protocol import backoff
 from ...protocol.errors import Unavailable
 from ..base import Broker, Publication
 from .connection import Connection
-from .history import ChannelHistory
+from .history import ChannelHistory, decode_exclude
 from .keys import Keys
 from .registry import ClientRegistry
 
@@ -132,7 +132,11 @@ class Subscriber:
         if source.startswith(self._channel_prefix):
             self._on_channel(source[len(self._channel_prefix) :].decode(), payload)
         elif source == self._broadcast:
-            listener.deliver_broadcast(payload)
+            if payload.startswith(b"/"):  # "/<hex of the excluded client id>\n<frame>"
+                head, _, frame = payload.partition(b"\n")
+                listener.deliver_broadcast(frame, decode_exclude(head[1:]))
+            else:
+                listener.deliver_broadcast(payload)
         elif source == self._node:
             client_id, _, frame = payload.partition(b"\n")
             listener.deliver_to_client(client_id.decode(), frame)
@@ -144,11 +148,12 @@ class Subscriber:
         if head == b"e":
             self._broker.listener.deliver_ephemeral(channel, frame)
             return
-        offset = int(head)
+        number, _, excluded = head.partition(b"/")  # "<offset>[/<hex of excluded client>]"
+        offset = int(number)
         if offset <= self._delivered.get(channel, 0):
             return  # already delivered by a recovery
         self._delivered[channel] = offset
-        self._broker.listener.deliver(Publication(channel, offset, frame))
+        self._broker.listener.deliver(Publication(channel, offset, frame, decode_exclude(excluded)))
 
     # --- outages ------------------------------------------------------------------
 
