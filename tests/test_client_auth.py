@@ -151,11 +151,15 @@ async def test_max_retries_closes_after_that_many_attempts():
     await server.start()
     delays: list[float] = []
 
+    attempts: list[int] = []
+
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
+        attempts.append(c.attempt)
         await asyncio.sleep(0)
 
     c = Client(server.url, max_retries=3, retry_interval=0.5, backoff_initial=100, sleep=sleep)
+    assert c.attempt == 0
     closed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     c.on("ws:close", closed.set_result)
     offline: list[Any] = []
@@ -167,6 +171,7 @@ async def test_max_retries_closes_after_that_many_attempts():
         "reason": "no connection after 3 retries",
     }
     assert delays == [0.5, 0.5, 0.5]
+    assert attempts == [1, 2, 3]  # counted before each wait, as monument.js counts them
     assert len(offline) == 3
     assert (c.state, c.close_code, c.close_reason) == (
         "closed",

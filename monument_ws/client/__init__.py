@@ -161,6 +161,8 @@ class Client(People):
     max_retries = _Part[int | None]("_connection", "max_retries")
     #: seconds every reconnect attempt waits instead of the backoff (None: the backoff)
     retry_interval = _Part[float | None]("_connection", "retry_interval")
+    #: reconnect attempts since the last welcome (0 while connected)
+    attempt = _Part[int]("_connection", "attempt")
     backoff_initial = _Part[float]("_backoff", "initial")
     backoff_max = _Part[float]("_backoff", "cap")
     long_delay = _Part[float]("_connection", "long_delay")

@@ -100,6 +100,8 @@ class Connection:
         self._first: asyncio.Future[None] | None = None  # resolved by the first welcome
         #: why the last attempt was not a WebSocket at all (an HTTP answer), for the error
         self._refused: str | None = None
+        #: reconnect attempts since the last welcome (0 while connected)
+        self.attempt = 0
 
     @property
     def url(self) -> str:
@@ -141,33 +143,33 @@ class Connection:
 
     async def _run(self) -> None:
         status = self._status
-        attempt = 0
+        self.attempt = 0
         opened_once = False
         while not status.closing:
             status.state = "reconnecting" if opened_once else "connecting"
             welcomed, code = await self._visit(reconnected=opened_once)
             if welcomed:
-                opened_once, attempt = True, 0
+                opened_once, self.attempt = True, 0
             if status.closing:
                 break
-            self._dropped()
             policy = _policy(code)
+            self._dropped(policy)
             if not self.reconnect or policy is Reconnect.NEVER:
                 self._finish(code, status.close_reason)
                 return
             limit = self.max_retries
             if limit is None and not opened_once:
                 limit = _FIRST_RETRIES
-            if limit is not None and attempt >= limit:
-                self._finish(code, f"no connection after {attempt} retries")
+            if limit is not None and self.attempt >= limit:
+                self._finish(code, f"no connection after {self.attempt} retries")
                 return
             await self._listeners.emit("ws:offline", {"code": code, "reason": status.close_reason})
             delay = self.retry_interval
             if delay is None:
-                delay = self._backoff.delay(attempt)
+                delay = self._backoff.delay(self.attempt)
             if policy is Reconnect.LONG_DELAY:
                 delay += self.long_delay
-            attempt += 1
+            self.attempt += 1
             self._url_index = (self._url_index + 1) % len(self.urls)
             await self._sleep(delay)
 
@@ -275,10 +277,12 @@ class Connection:
             with contextlib.suppress(MonumentWSError):
                 self._outbox.put(protocol.push("ws:heartbeat", None))
 
-    def _dropped(self) -> None:
-        """The connection is gone: sent calls fail or go back in the outbox, in order."""
+    def _dropped(self, policy: Reconnect) -> None:
+        """The connection is gone: sent calls fail or go back in the outbox, in order; after
+        1009 the call written last fails with TooLarge instead."""
         self._status.state = "reconnecting"
-        self._calls.dropped()
+        too_big = self._outbox.last_sent if policy is Reconnect.DROP_MESSAGE else None
+        self._calls.dropped(too_big)
 
     def _finish(self, code: int | None, reason: str) -> bool:
         """Fail what waits and stop; False if the client had already finished."""

@@ -618,6 +618,16 @@ export class Client {
      * @returns {() => void}
      */
     onSession(handler: (message: Message) => unknown): () => void;
+    /**
+     * Remove a handler `onUser` added (as the function it returned does).
+     * @param {(message: Message) => unknown} handler
+     */
+    offUser(handler: (message: Message) => unknown): void;
+    /**
+     * Remove a handler `onSession` added.
+     * @param {(message: Message) => unknown} handler
+     */
+    offSession(handler: (message: Message) => unknown): void;
     /** @private @param {"user" | "session"} kind @param {(message: Message) => unknown} handler */
     private _onReserved;
     /**

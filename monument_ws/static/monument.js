@@ -1379,6 +1379,22 @@ export class Client {
     return this._onReserved("session", handler);
   }
 
+  /**
+   * Remove a handler `onUser` added (as the function it returned does).
+   * @param {(message: Message) => unknown} handler
+   */
+  offUser(handler) {
+    this._reservedHandlers.user.delete(handler);
+  }
+
+  /**
+   * Remove a handler `onSession` added.
+   * @param {(message: Message) => unknown} handler
+   */
+  offSession(handler) {
+    this._reservedHandlers.session.delete(handler);
+  }
+
   /** @private @param {"user" | "session"} kind @param {(message: Message) => unknown} handler */
   _onReserved(kind, handler) {
     const handlers = this._reservedHandlers[kind];

@@ -432,6 +432,13 @@ describe("frame handling (fake socket)", () => {
     off();
     socket().receive({ event: "note", channel: "$user:ada", data: "unheard", offset: 5 });
     assert.equal(got.length, 1);
+    const sessionNotes = [];
+    const onSessionNote = (m) => sessionNotes.push(m.data);
+    client.onSession(onSessionNote);
+    socket().receive({ event: "note", channel: "$session:abc", data: "heard", offset: 2 });
+    client.offSession(onSessionNote); // the Python client's off_session; onUser's twin is offUser
+    socket().receive({ event: "note", channel: "$session:abc", data: "unheard", offset: 3 });
+    assert.deepEqual(sessionNotes, ["heard"]);
     const subscribing = client.subscribe("room", () => {});
     socket().receive({ event: "ws:subscribe", id: 2, data: { channel: "room", offset: 0, epoch: "e1", recovered: false } });
     const room = await subscribing;
