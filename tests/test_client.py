@@ -18,7 +18,7 @@ from aiohttp import web
 import monument_ws
 from monument_ws import ConnectionLost, Timeout
 from monument_ws.client import Client
-from monument_ws.protocol.errors import QueueFull
+from monument_ws.protocol.errors import QueueFull, TooLarge
 from tests.conftest import DEADLINE, Ticker, eventually
 
 
@@ -322,3 +322,29 @@ async def test_the_template_demonstrates_a_stream_and_a_server_call():
             await comm.call("greet-me")
         comm.client.perform("ask-name", lambda data: "Ada")
         assert await comm.call("greet-me") == "Hello, Ada!"
+
+
+async def test_a_call_the_server_closed_with_1009_fails_with_too_large_and_is_not_sent_again():
+    """1009 blames the frame written last: that call fails with TooLarge even with
+    ``retry=True`` (sending it again would close the next socket too), the client reconnects,
+    and other calls go on; as in monument.js."""
+    runs: list[str] = []
+
+    def register(ws: monument_ws.MonumentWS) -> None:
+        @ws.handler("huge")
+        async def huge(message: monument_ws.Frame, socket: monument_ws.Socket) -> None:
+            runs.append("huge")
+            await socket.close(1009, "the message was too big")  # as the reader does for one
+
+        @ws.handler("small")
+        async def small(message: monument_ws.Frame, socket: monument_ws.Socket) -> str:
+            return "fine"
+
+    server = Restartable(register)
+    await server.start()
+    async with Client(server.url, sleep=Gate(hold_after=1_000)) as client:
+        with pytest.raises(TooLarge):
+            await asyncio.wait_for(client.call("huge", retry=True), DEADLINE)
+        assert await asyncio.wait_for(client.call("small"), DEADLINE) == "fine"
+        assert runs == ["huge"]
+    await server.stop()

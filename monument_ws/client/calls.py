@@ -18,7 +18,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import protocol
-from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
+from ..protocol.errors import (
+    ConnectionLost,
+    MonumentWSError,
+    Timeout,
+    TooLarge,
+    from_error_frame,
+)
 from ..protocol.frames import Kind, ServerFrame
 from .outbox import Outbox, Request
 from .status import Status
@@ -136,13 +142,19 @@ class Calls:
         call.fail(error)
         return True
 
-    def dropped(self) -> None:
-        """The connection is gone: sent calls fail, or go back in the outbox with ``retry``."""
+    def dropped(self, too_big: Request | None = None) -> None:
+        """The connection is gone: sent calls fail, or go back in the outbox with ``retry``.
+
+        ``too_big`` is the call whose frame the server refused with 1009: it fails with
+        TooLarge, retry or not, since sending it again would only close the next socket too.
+        """
         retried: list[Request] = []
         for call in list(self._waiting.values()):
             if not call.sent:
                 continue
-            if call.retry:
+            if call is too_big:
+                call.fail(TooLarge("the server closed with 1009: the message was too big"))
+            elif call.retry:
                 retried.append(call)
             else:
                 call.fail(ConnectionLost("the connection dropped before the answer came"))

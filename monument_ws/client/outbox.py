@@ -37,6 +37,9 @@ class Outbox:
         self._listeners = listeners
         self._frames: deque[tuple[bytes, Request | None]] = deque()
         self._wake = asyncio.Event()  # set when a frame is added
+        #: the request whose frame was written last (None: the last frame was no request's);
+        #: a 1009 close blames it
+        self.last_sent: Request | None = None
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -76,12 +79,14 @@ class Outbox:
 
     async def write(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Send the outbox's frames in order while this connection lives."""
+        self.last_sent = None
         try:
             while not ws.closed:
                 while self._frames and not ws.closed:
                     frame, request = self._frames[0]
                     await ws.send_frame(frame, aiohttp.WSMsgType.TEXT)
                     self._frames.popleft()  # only once written: a failed send stays in the outbox
+                    self.last_sent = request
                     if request is not None:
                         request.sent = True
                 self._wake.clear()

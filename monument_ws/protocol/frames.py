@@ -89,7 +89,7 @@ class Reconnect(enum.Enum):
     NEVER = "no"
     JITTER = "yes, with jitter"
     BACKOFF = "yes, with backoff and jitter"
-    DROP_MESSAGE = "yes, but the offending message is dropped from the offline queue"
+    DROP_MESSAGE = "yes, but the message that was too big is not sent again"
     RECOVER = "yes, and recover from history"
     LONG_DELAY = "yes, after a longer delay"
 
