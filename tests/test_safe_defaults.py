@@ -279,10 +279,12 @@ async def test_run_refuses_connections_beyond_the_limit_per_address() -> None:
     accept; once some close, new ones are served again (sockets count too)."""
     port = free_port()
     proc = await start_run(port, "--max-connections-per-ip", "20", "--header-timeout", "600")
+    held: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    extra: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     try:
-        held = [await half_open(port) for _ in range(19)]
+        held += [await half_open(port) for _ in range(19)]
         async with aiohttp.ClientSession() as session, welcomed_20th(session, port):
-            extra = [await half_open(port) for _ in range(30)]
+            extra += [await half_open(port) for _ in range(30)]
             refused = await asyncio.gather(*(closed_by_server(reader) for reader, _ in extra))
             assert sum(refused) == 30
             for _, writer in extra:
@@ -298,7 +300,7 @@ async def test_run_refuses_connections_beyond_the_limit_per_address() -> None:
                     await asyncio.sleep(0.05)
             else:
                 pytest.fail("a connection was still refused after five closed")
-        for _, writer in held[5:]:
-            writer.close()
     finally:
+        for _, writer in held + extra:
+            writer.close()  # also when the test failed half-way: no socket outlives it
         assert await stop(proc) == 0
