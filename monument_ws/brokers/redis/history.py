@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from ..base import History, Publication, history_after
+from ..base import History, HistoryPage, Publication, history_after, page_of
 from .connection import Connection, milliseconds
 from .keys import Keys
 
@@ -115,6 +115,56 @@ class ChannelHistory:
             return History([], top, current, complete=False)
         kept = [] if since == top else await self._kept_after(channel, since, top)
         return history_after(since, top, current, kept)
+
+    async def page(
+        self, channel: str, *, before: int | None, after: int | None, limit: int
+    ) -> HistoryPage:
+        """See :meth:`Broker.history_page`: XRANGE (``after``) or XREVRANGE (``before``, the
+        latest) with COUNT, so a page reads about ``limit`` entries, not the whole window."""
+        epoch, top = await self._position(channel)
+        if after is not None:
+            first, last, forward = f"({after}-0", f"{top}-0", True
+            empty = after >= top
+        else:
+            end = top + 1 if before is None else min(before, top + 1)
+            first, last, forward = f"({end}-0", "-", False
+            empty = end <= 1
+        if empty or limit == 0:
+            return HistoryPage([], top, epoch, more=False)
+        found = await self._live_entries(channel, first, last, forward, limit + 1)
+        if not forward:
+            found.reverse()
+        publications, more = page_of(found, before=before, after=after, limit=limit, top=top)
+        return HistoryPage(publications, top, epoch, more)
+
+    async def _live_entries(
+        self, channel: str, first: str, last: str, forward: bool, wanted: int
+    ) -> list[Publication]:
+        """Up to ``wanted`` unexpired publications from ``first`` (an exclusive bound) towards
+        ``last``, in reading order. Expired entries wait in the stream until it is trimmed or
+        expires, so batches are read until ``wanted`` are found or the range ends (at most the
+        window's length in all)."""
+        redis, stream = self._connection.redis, self._keys.stream(channel)
+        now_ms = self._clock() * 1000
+        found: list[Publication] = []
+        while len(found) < wanted:
+            if forward:
+                batch = redis.xrange(stream, min=first, max=last, count=wanted)
+            else:
+                batch = redis.xrevrange(stream, max=first, min=last, count=wanted)
+            entries = await self._connection.call(batch)
+            for entry_id, fields in entries:
+                if int(fields[b"x"]) >= now_ms and len(found) < wanted:
+                    found.append(self._publication(channel, entry_id, fields))
+            if len(entries) < wanted:
+                break
+            first = f"({entries[-1][0].decode()}"
+        return found
+
+    @staticmethod
+    def _publication(channel: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Publication:
+        offset = int(entry_id.split(b"-")[0])
+        return Publication(channel, offset, fields[b"f"], decode_exclude(fields.get(b"n", b"")))
 
     async def _position(self, channel: str) -> tuple[str, int]:
         """The channel's epoch and newest offset, starting an epoch if it has none."""
