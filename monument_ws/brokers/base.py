@@ -185,10 +185,11 @@ class Broker(abc.ABC):
         """One page of ``channel``'s history window, for browsing (``ws:history``).
 
         With ``after``: the oldest ``limit`` publications with an offset above it; otherwise
-        the newest ``limit`` with an offset below ``before`` (None: the latest ones). At most
-        ``limit`` (the caller bounds it) publications are read, whatever the window holds.
-        Expired publications are left out; excluded ones are in it with their ``exclude``:
-        the caller decides who sees them.
+        the newest ``limit`` with an offset below ``before`` (None: the latest ones). The
+        caller bounds ``limit``; a broker reads about that many publications (plus expired
+        ones it must step over), not the whole window, where its store allows. Expired
+        publications are left out; excluded ones are in it with their ``exclude``: the
+        caller decides who sees them.
         """
 
     @abc.abstractmethod

@@ -10,6 +10,10 @@ every process writes the same bytes to its sockets without decoding them.
 ``<offset>/<hex>:<frame>`` instead of ``<offset>:<frame>``, and the stream entry has a field
 ``n`` holding the same hex, so a replay from history skips that client too.
 
+**Pages** (``ws:history``) read the stream with XREVRANGE (the latest, or before an offset) or
+XRANGE (after one) and COUNT, bounded above by the channel's offset read first, so a page costs
+about its length; expired entries still in the stream are stepped over.
+
 A channel's epoch lives in its meta hash: it is made by the first publish or
 read of a channel that has none (never published, its meta expired, or Redis
 lost its data), so a client holding an older epoch learns its position is gone.
@@ -193,6 +197,5 @@ class ChannelHistory:
             if offset > top:
                 break  # published after the position was read: it is delivered live
             if int(fields[b"x"]) >= now_ms:
-                excluded = decode_exclude(fields.get(b"n", b""))
-                kept.append(Publication(channel, offset, fields[b"f"], excluded))
+                kept.append(self._publication(channel, entry_id, fields))
         return kept
