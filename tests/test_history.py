@@ -8,13 +8,14 @@ import pytest
 
 from monument_ws import MonumentWS
 from monument_ws.auth import Session
-from monument_ws.brokers.base import HistoryPage
+from monument_ws.brokers.base import Broker, HistoryPage
+from monument_ws.brokers.memory import MemoryBroker
 from monument_ws.channels.history import HistoryPages
 from monument_ws.client import Client
 from monument_ws.connection.auth import channel_of_user
 from monument_ws.protocol.errors import BadFrame, Forbidden
 from monument_ws.publisher import Publisher
-from tests.conftest import REDIS_URL, Connect, Peer
+from tests.conftest import REDIS_URL, Connect, FakeClock, Peer
 from tests.test_channels import subscribe
 
 CHANNELS = {
@@ -198,6 +199,17 @@ async def test_the_subscribe_policy_decides(make_server, connect: Connect, broke
     assert ws.stats.refused["reserved"] >= 1
 
 
+async def test_an_authenticated_namespace_is_not_read_anonymously(
+    make_server, connect: Connect, broker_settings
+):
+    client, ws = await make_server(
+        channels={"members:*": {"authenticated": True}}, **broker_settings
+    )
+    await ws.publish("members:1", "item", 1)
+    peer = await connect(client)
+    assert await refused(peer, {"channel": "members:1"}) == "unauthorized"
+
+
 async def test_the_excluded_client_does_not_see_its_publication(
     make_server, connect: Connect, broker_settings
 ):
@@ -268,17 +280,27 @@ async def test_publisher_history(make_server, redis_prefix: str):
 
 
 async def test_expired_publications_are_left_out(make_server, connect: Connect, broker_settings):
-    """Publications older than the namespace's history_ttl are not in any page (a ttl of 0:
-    each one is gone at once)."""
-    client, ws = await make_server(channels={"gone:*": {"history_ttl": 0}}, **broker_settings)
+    """Publications older than the namespace's history_ttl (on the broker's injected clock) are
+    in no page; the newer ones are, whichever way the page goes."""
+    clock = FakeClock()
+    broker: Broker
+    if "broker" in broker_settings:
+        from monument_ws.brokers.redis import RedisBroker
+
+        broker = RedisBroker(REDIS_URL, prefix=broker_settings["broker_prefix"], clock=clock)
+    else:
+        broker = MemoryBroker(clock=clock)
+    client, ws = await make_server(broker=broker, channels={"gone:*": {"history_ttl": 60}})
     for i in range(1, 4):
         await ws.publish("gone:1", "item", i)
+    clock.advance(61)
+    await ws.publish("gone:1", "item", 4)
     peer = await connect(client)
-    for data in ({}, {"after": 0}, {"before": 3}):
-        page = await history(peer, channel="gone:1", **data)
-        assert page["publications"] == []
+    for data in ({}, {"after": 0}, {"before": 5}):
+        page = await history(peer, channel="gone:1", limit=2, **data)
+        assert offsets(page) == [4]
         assert page["more"] is False
-        assert page["offset"] == 3
+        assert page["offset"] == 4
 
 
 class Store:
