@@ -193,6 +193,8 @@ async def test_the_subscribe_policy_decides(make_server, connect: Connect, broke
     assert await refused(ada, {"channel": "room:1", "query": "wrong"}) == "forbidden"
     assert await refused(ada, {"channel": channel_of_user("bob")}) == "forbidden"
     assert offsets(await history(ada, channel="room:1", query="open sesame")) == [1]
+    await subscribe(ada, "room:1", query="open sesame")
+    assert offsets(await history(ada, channel="room:1")) == [1]  # subscribed: no query needed
     mine = await history(ada, channel=channel_of_user("ada"))
     assert mine["publications"] == [{"event": "note", "data": "for ada", "offset": 1}]
     assert ws.stats.refused["subscribe"] >= 3
