@@ -321,3 +321,50 @@ async def test_an_excluded_client_id_travels_with_the_publication(make_broker):
     kept = (await reader.history("x", 0, epoch)).publications
     assert [(p.offset, p.exclude) for p in kept] == [(1, odd), (2, None)]
     assert kept[0].frame == recorder.publications[0].frame
+
+
+def page_offsets(page: Any) -> list[int]:
+    return [p.offset for p in page.publications]
+
+
+async def test_history_page_both_ways(make_broker):
+    """history_page: the latest, before an offset, after one; oldest first; more that way."""
+    broker = await make_broker()
+    for i in range(12):
+        await publish(broker, "pg", i, size=10)
+    latest = await broker.history_page("pg", limit=4)
+    assert (page_offsets(latest), latest.offset, latest.more) == ([9, 10, 11, 12], 12, True)
+    oldest = await broker.history_page("pg", before=5, limit=4)
+    assert (page_offsets(oldest), oldest.more) == ([3, 4], False)
+    forward = await broker.history_page("pg", after=0, limit=4)
+    assert (page_offsets(forward), forward.more) == ([3, 4, 5, 6], True)
+    end = await broker.history_page("pg", after=8, limit=4)
+    assert (page_offsets(end), end.more) == ([9, 10, 11, 12], False)
+    assert page_offsets(await broker.history_page("pg", after=12, limit=4)) == []
+    assert page_offsets(await broker.history_page("pg", before=1, limit=4)) == []
+    assert page_offsets(await broker.history_page("pg", before=99, limit=2)) == [11, 12]
+    empty = await broker.history_page("none", limit=4)
+    assert (empty.publications, empty.offset, empty.more) == ([], 0, False)
+
+
+async def test_history_page_skips_expired_publications(make_broker):
+    """Expired publications still in the store are never in a page, whichever way it goes,
+    and do not end a page early: going forward reads on past them."""
+    broker = await make_broker()
+    for i in range(6):
+        await publish(broker, "old", i, ttl=60)
+    make_broker.clock.now += 61
+    for i in range(3):
+        await publish(broker, "old", i, ttl=60)
+    forward = await broker.history_page("old", after=0, limit=2)
+    assert (page_offsets(forward), forward.more) == ([7, 8], True)
+    backward = await broker.history_page("old", before=9, limit=5)
+    assert (page_offsets(backward), backward.more) == ([7, 8], False)
+
+
+async def test_history_page_keeps_the_exclusion(make_broker):
+    """A page holds excluded publications with their client id: the caller decides."""
+    broker = await make_broker()
+    await broker.publish("ex", "e", 1, history_size=10, history_ttl=60, exclude="c1")
+    page = await broker.history_page("ex", limit=5)
+    assert [p.exclude for p in page.publications] == ["c1"]

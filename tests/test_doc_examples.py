@@ -344,6 +344,31 @@ async def _channels(servers: list[Server], session: aiohttp.ClientSession) -> No
     await ws.close()
 
 
+@check("history")
+async def _history(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    """Three log entries, read back two at a time through the route and over ws:history."""
+    base = servers[0].base
+    for entry in ("left port", "fog", "land ho"):
+        async with session.post(f"{base}/log", data=entry) as response:
+            assert response.status == 200
+    async with session.get(f"{base}/log") as response:
+        page = await response.json()
+    assert [p["data"] for p in page["publications"]] == ["fog", "land ho"]
+    assert page["more"] is True
+    async with session.get(f"{base}/log?before=2") as response:
+        older = await response.json()
+    assert older["publications"] == [{"event": "entry", "data": "left port", "offset": 1}]
+    assert older["more"] is False
+    reader, _ = await welcomed(session, servers[0].ws_url)
+    await reader.send_json(
+        {"event": "ws:history", "id": 1, "data": {"channel": "log:ship", "after": 1, "limit": 1}}
+    )
+    answer = await reader.receive_json(timeout=DEADLINE)
+    assert answer["data"]["publications"] == [{"event": "entry", "data": "fog", "offset": 2}]
+    assert answer["data"]["more"] is True
+    await reader.close()
+
+
 @check("exclude-sender")
 async def _exclude_sender(servers: list[Server], session: aiohttp.ClientSession) -> None:
     """The mover's yield and a ws:publish with exclude_sender each reach only the other."""

@@ -48,6 +48,35 @@ class History:
     complete: bool  # False when the asked position was already dropped from history
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of a channel's history window (:meth:`Broker.history_page`).
+
+    ``publications`` are oldest first whichever way the page goes; ``more`` says whether the
+    window held further publications beyond the page in its direction (older ones for a page
+    ``before`` an offset or of the latest, newer ones up to ``offset`` for a page ``after``
+    one) when it was read. Nothing newer than ``offset`` is in the page.
+    """
+
+    publications: list[Publication]
+    offset: int  # the channel's newest offset when the page was read (0: nothing published)
+    epoch: str
+    more: bool
+
+
+def page_of(
+    kept: list[Publication], *, before: int | None, after: int | None, limit: int, top: int
+) -> tuple[list[Publication], bool]:
+    """The page of ``kept`` (a channel's live history, oldest first, nothing above ``top``)
+    that :meth:`Broker.history_page` describes, and whether there are more beyond it."""
+    if after is not None:
+        newer = [p for p in kept if after < p.offset <= top]
+        return newer[:limit], len(newer) > limit
+    end = top + 1 if before is None else before
+    older = [p for p in kept if p.offset < end]
+    return older[-limit:] if limit else [], len(older) > limit
+
+
 def history_after(since: int, top: int, epoch: str, kept: list[Publication]) -> History:
     """A read from ``since`` in the current ``epoch``, given the publications after ``since``
     still kept (oldest first): complete when nothing was published since, or the kept ones
@@ -147,6 +176,20 @@ class Broker(abc.ABC):
 
         ``complete`` is False when ``epoch`` is not the current epoch or
         publications after ``since`` were already dropped.
+        """
+
+    @abc.abstractmethod
+    async def history_page(
+        self, channel: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> HistoryPage:
+        """One page of ``channel``'s history window, for browsing (``ws:history``).
+
+        With ``after``: the oldest ``limit`` publications with an offset above it; otherwise
+        the newest ``limit`` with an offset below ``before`` (None: the latest ones). The
+        caller bounds ``limit``; a broker reads about that many publications (plus expired
+        ones it must step over), not the whole window, where its store allows. Expired
+        publications are left out; excluded ones are in it with their ``exclude``: the
+        caller decides who sees them.
         """
 
     @abc.abstractmethod

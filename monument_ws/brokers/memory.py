@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import protocol
-from .base import Broker, History, Publication, history_after
+from .base import Broker, History, HistoryPage, Publication, history_after, page_of
 from .local_clients import LocalClients
 
 
@@ -68,16 +68,28 @@ class MemoryBroker(Broker):
         top = self._offsets.get(channel, 0)
         if epoch != self.epoch or since > top:
             return History([], top, self.epoch, complete=False)
-        now = self._clock()
-        history = self._history.get(channel)
-        if history is not None:
-            while history and history[0][1] < now:
-                history.popleft()
-            if not history:
-                del self._history[channel]
-                history = None
-        kept = [p for p, _ in history or () if p.offset > since]
+        kept = [p for p, _ in self._live_history(channel) if p.offset > since]
         return history_after(since, top, self.epoch, kept)
+
+    async def history_page(
+        self, channel: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> HistoryPage:
+        top = self._offsets.get(channel, 0)
+        kept = [p for p, _ in self._live_history(channel)]
+        publications, more = page_of(kept, before=before, after=after, limit=limit, top=top)
+        return HistoryPage(publications, top, self.epoch, more)
+
+    def _live_history(self, channel: str) -> deque[tuple[Publication, float]]:
+        """``channel``'s history without its expired publications (forgotten once empty)."""
+        history = self._history.get(channel)
+        if history is None:
+            return deque()
+        now = self._clock()
+        while history and history[0][1] < now:
+            history.popleft()
+        if not history:
+            del self._history[channel]
+        return history
 
     async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
         if channel in self._subscribed:

@@ -430,6 +430,27 @@ class Client(People):
         ``exclude_self=True``: this client (its client id) does not get it, live or replayed."""
         return await self._channels.publish(channel, event, data, exclude_self)
 
+    async def history(
+        self,
+        channel: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        epoch: str | None = None,
+        query: Any = None,
+    ) -> dict[str, Any]:
+        """One page of ``channel``'s history window (the protocol's ``ws:history``):
+        ``{"channel", "epoch", "offset", "publications": [{"event", "data", "offset"}, …],
+        "more"}``, oldest first; the latest ``limit`` (server default 50, at most 100), or
+        those ``before`` / ``after`` an offset. Go on with
+        ``before=page["publications"][0]["offset"]`` (or ``after=`` the last one) and the
+        first page's ``epoch`` while ``more``. ``query`` goes to the namespace's subscribe
+        policy, as for :meth:`subscribe`; no subscription is needed. Raises the server's
+        error (Forbidden, BadFrame)."""
+        page = {"before": before, "after": after, "limit": limit, "epoch": epoch, "query": query}
+        return await self._channels.history(channel, page)
+
     @property
     def subscriptions(self) -> dict[str, Subscription]:
         return self._channels.subscriptions

@@ -185,6 +185,11 @@ class Channels:
         reply: dict[str, Any] = await self._calls.call("ws:presence", request)
         return reply
 
+    async def history(self, channel: str, page: dict[str, Any]) -> dict[str, Any]:
+        request = {"channel": channel, **{k: v for k, v in page.items() if v is not None}}
+        reply: dict[str, Any] = await self._calls.call("ws:history", request)
+        return reply
+
     async def publish(self, channel: str, event: str, data: Any, exclude_self: bool) -> int:
         frame = {"channel": channel, "event": event, "data": data}
         if exclude_self is not False:  # anything but False goes to the server to validate

@@ -171,6 +171,7 @@ COMMANDS: Final = {
         Command("ws:unsubscribe", True),
         Command("ws:publish", True),
         Command("ws:presence", True),
+        Command("ws:history", True),
         Command("ws:heartbeat", False, before_auth=True),
         Command("ws:auth", True, before_auth=True),
         Command("ws:ping", True, before_auth=True),

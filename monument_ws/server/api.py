@@ -11,10 +11,12 @@ on this process.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from .. import protocol
 from ..brokers.base import Broker
+from ..channels.history import DEFAULT_LIMIT, HistoryPages, HistorySource, check_page
 from ..channels.kick import Kick
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
@@ -27,9 +29,17 @@ class ServerAPI:
     """Sends through one broker, to whichever process holds the recipients."""
 
     def __init__(
-        self, broker: Broker, namespaces: Namespaces, queues: PeerQueues, stats: Stats
+        self,
+        broker: Broker,
+        namespaces: Namespaces,
+        queues: PeerQueues,
+        stats: Stats,
+        history_sources: Sequence[tuple[str, HistorySource]] = (),
     ) -> None:
         self.broker = broker
+        #: pages of channels' history (``ws:history``, :meth:`history`); ``history_sources``
+        #: are (namespace pattern, source) pairs read instead of the broker's window
+        self.history_pages = HistoryPages(broker, history_sources)
         #: the ``channels`` setting: each channel's history limits, presence and policies
         self.namespaces = namespaces
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
@@ -71,6 +81,34 @@ class ServerAPI:
             raise
         self.stats.publish_latency.observe(time.perf_counter() - started)
         return offset
+
+    async def history(
+        self,
+        channel: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = DEFAULT_LIMIT,
+        epoch: str | None = None,
+    ) -> dict[str, Any]:
+        """One page of ``channel``'s history window, as a ``ws:history`` reply has it:
+        ``{"channel", "epoch", "offset", "publications": [{"event", "data", "offset"}, …],
+        "more"}``, publications oldest first.
+
+        The latest ``limit`` (1 to 100) publications, those ``before`` an offset, or those
+        ``after`` one; ``more`` says whether the window holds more that way. Follow it with
+        ``before=publications[0]["offset"]`` or ``after=publications[-1]["offset"]`` and the
+        ``epoch`` of the first page (see :mod:`monument_ws.channels.history`). The server sees
+        publications that leave a client out too. ValueError for a bad channel name or page
+        argument; :class:`~monument_ws.protocol.errors.Unavailable` when the broker cannot
+        answer.
+        """
+        problem = protocol.check_channel(channel) or check_page(before, after, limit, epoch)
+        if problem is not None:
+            raise ValueError(problem)
+        return await self.history_pages.page(
+            channel, before=before, after=after, limit=limit, epoch=epoch
+        )
 
     async def publish_to_user(
         self, user: str, event: str, data: Any = None, *, exclude: str | None = None

@@ -31,6 +31,7 @@ from typing import Any
 
 from .. import protocol
 from ..bus import EventBus
+from ..channels.history import DEFAULT_LIMIT, check_page
 from ..channels.hub import Hub
 from ..channels.namespaces import allows
 from ..channels.peer_queues import QUEUE_EVENT
@@ -65,6 +66,7 @@ class ChannelCommands:
             "ws:unsubscribe": self.unsubscribe,
             "ws:publish": self.publish,
             "ws:presence": self.presence_list,
+            "ws:history": self.history,
             "ws:heartbeat": self.heartbeat,
             QUEUE_EVENT: self.enqueue,
         }
@@ -134,6 +136,20 @@ class ChannelCommands:
         self, socket: Socket, channel: str, data: dict[str, Any], options: ChannelOptions
     ) -> None:
         """Raise unless ``socket`` may subscribe to ``channel`` now."""
+        await self._may_read(socket, channel, data, options)
+        limit = self.config.max_subscriptions
+        if (
+            not self.hub.subscribed(socket, channel)
+            and len(self.hub.subscriptions(socket)) >= limit
+        ):
+            raise RateLimited(f"at most {limit} subscriptions per socket")
+
+    async def _may_read(
+        self, socket: Socket, channel: str, data: dict[str, Any], options: ChannelOptions
+    ) -> None:
+        """Raise unless ``socket`` may read ``channel`` (subscribe to it, or page its history):
+        the reserved channels' owner check, the subscribe policy, the namespace's
+        ``authenticated``."""
         if channel.startswith("$"):
             self._check_reserved(socket, channel)
         elif not await allows(
@@ -149,12 +165,6 @@ class ChannelCommands:
             raise Forbidden(f"you may not subscribe to {channel!r}")
         if options.authenticated and socket.stage != AUTHENTICATED:
             raise Unauthorized(f"authenticate before subscribing to {channel!r}")
-        limit = self.config.max_subscriptions
-        if (
-            not self.hub.subscribed(socket, channel)
-            and len(self.hub.subscriptions(socket)) >= limit
-        ):
-            raise RateLimited(f"at most {limit} subscriptions per socket")
 
     def _check_reserved(self, socket: Socket, channel: str) -> None:
         """``$user:`` and ``$session:`` channels belong to their own sockets only."""
@@ -253,6 +263,22 @@ class ChannelCommands:
         if cursor is not None and not isinstance(cursor, str):
             raise BadFrame("'cursor' must be the string a previous reply gave")
         return await self.presence.members(channel, limit, cursor)
+
+    async def history(self, socket: Socket, frame: Frame) -> Any:
+        """A page of the channel's history, for a socket that may subscribe to it (the same
+        checks as ``ws:subscribe``, but no subscription); see
+        :mod:`monument_ws.channels.history`."""
+        channel, data = self._channel_of(frame)
+        before, after, epoch = data.get("before"), data.get("after"), data.get("epoch")
+        limit = data.get("limit", DEFAULT_LIMIT)
+        problem = check_page(before, after, limit, epoch)
+        if problem is not None:
+            raise BadFrame(problem)
+        if not self.hub.subscribed(socket, channel):
+            await self._may_read(socket, channel, data, self._options(channel))
+        return await self.api.history_pages.page(
+            channel, before=before, after=after, limit=limit, epoch=epoch, reader=socket.client_id
+        )
 
     async def heartbeat(self, socket: Socket, frame: Frame) -> Any:
         data = frame.data

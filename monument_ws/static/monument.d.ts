@@ -659,6 +659,15 @@ export class Client {
         cursor?: string;
     }): Promise<PresencePage>;
     /**
+     * One page of `channel`'s history window (`ws:history`): the latest publications, or those
+     * `before` / `after` an offset, oldest first. Go on with `before: page.publications[0].offset`
+     * (or `after:` the last one) and the first page's `epoch` while `more`. No subscription is
+     * needed; the namespace's subscribe policy decides (`forbidden` otherwise).
+     * @param {string} channel @param {HistoryOptions} [page]
+     * @returns {Promise<HistoryPage>}
+     */
+    history(channel: string, page?: HistoryOptions): Promise<HistoryPage>;
+    /**
      * @param {Subscription} subscription @param {boolean} first whether to put the request ahead of the outbox
      * @private
      */
@@ -881,6 +890,49 @@ export type PresencePage = {
      * pass it back for the next page
      */
     cursor?: string | undefined;
+};
+export type HistoryOptions = {
+    /**
+     * the publications with a lower offset (paging back)
+     */
+    before?: number | undefined;
+    /**
+     * the publications with a higher offset (paging forward)
+     */
+    after?: number | undefined;
+    /**
+     * at most this many, 1 to 100 (the server's default: 50)
+     */
+    limit?: number | undefined;
+    /**
+     * the first page's epoch: another one answers an empty page
+     */
+    epoch?: string | undefined;
+    /**
+     * handed to the namespace's subscribe policy
+     */
+    query?: unknown;
+};
+export type HistoryPublication = {
+    event: string;
+    data: unknown;
+    offset: number;
+};
+export type HistoryPage = {
+    channel: string;
+    epoch: string;
+    /**
+     * the channel's newest offset when the page was read
+     */
+    offset: number;
+    /**
+     * oldest first
+     */
+    publications: HistoryPublication[];
+    /**
+     * whether the window holds more that way
+     */
+    more: boolean;
 };
 export type CallOptions = {
     /**

@@ -635,6 +635,31 @@ function removeFrom(array, item) {
  */
 
 /**
+ * @typedef {object} HistoryOptions
+ * @property {number} [before] the publications with a lower offset (paging back)
+ * @property {number} [after] the publications with a higher offset (paging forward)
+ * @property {number} [limit] at most this many, 1 to 100 (the server's default: 50)
+ * @property {string} [epoch] the first page's epoch: another one answers an empty page
+ * @property {unknown} [query] handed to the namespace's subscribe policy
+ */
+
+/**
+ * @typedef {object} HistoryPublication
+ * @property {string} event
+ * @property {unknown} data
+ * @property {number} offset
+ */
+
+/**
+ * @typedef {object} HistoryPage
+ * @property {string} channel
+ * @property {string} epoch
+ * @property {number} offset the channel's newest offset when the page was read
+ * @property {HistoryPublication[]} publications oldest first
+ * @property {boolean} more whether the window holds more that way
+ */
+
+/**
  * @typedef {object} CallOptions
  * @property {number | null} [timeout] seconds (default `callTimeout`; 0 or null: forever);
  *   on expiry the call rejects with `Timeout` and the server is told to cancel
@@ -1486,6 +1511,18 @@ export class Client {
    */
   presence(channel, page = {}) {
     return this.call("ws:presence", { channel, ...page });
+  }
+
+  /**
+   * One page of `channel`'s history window (`ws:history`): the latest publications, or those
+   * `before` / `after` an offset, oldest first. Go on with `before: page.publications[0].offset`
+   * (or `after:` the last one) and the first page's `epoch` while `more`. No subscription is
+   * needed; the namespace's subscribe policy decides (`forbidden` otherwise).
+   * @param {string} channel @param {HistoryOptions} [page]
+   * @returns {Promise<HistoryPage>}
+   */
+  history(channel, page = {}) {
+    return this.call("ws:history", { channel, ...page });
   }
 
   /**

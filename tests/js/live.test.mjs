@@ -172,6 +172,27 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await other.unsubscribe("chat");
   });
 
+  test("history: pages back from the latest and forward again; bad limits and closed channels are refused", async () => {
+    const client = await connect();
+    const channel = `hist:${Date.now()}`;
+    assert.deepEqual(await client.history(channel), { channel, epoch: (await client.history(channel)).epoch, offset: 0, publications: [], more: false });
+    assert.equal(await client.call("publish-many", { channel, count: 7 }), 7);
+    const back = [];
+    let page = await client.history(channel, { limit: 3 });
+    const { epoch } = page;
+    back.push(page.publications.map((p) => p.offset));
+    while (page.more) {
+      page = await client.history(channel, { limit: 3, before: page.publications[0].offset, epoch });
+      back.push(page.publications.map((p) => p.offset));
+    }
+    assert.deepEqual(back, [[5, 6, 7], [2, 3, 4], [1]]);
+    const forward = await client.history(channel, { after: 4, epoch });
+    assert.deepEqual(forward.publications, [5, 6, 7].map((n) => ({ event: "item", data: n, offset: n })));
+    assert.equal(forward.more, false);
+    await assert.rejects(client.history(channel, { limit: 101 }), (error) => error.code === "bad_frame");
+    await assert.rejects(client.history("closed:1"), (error) => error instanceof Forbidden);
+  });
+
   test("SYNC frames made by the server's jsonpatch arrive as whole objects", async () => {
     const client = await connect();
     const modes = [], boards = [];

@@ -193,4 +193,15 @@ def create_app(config: Config | None = None) -> web.Application:
         clock["t"] = int(message.data)
         await ws.bus.emit("data:set:clock", clock["t"])
 
+    ws.namespaces.add("closed:*", subscribe="nobody")
+
+    @ws.handler("publish-many")
+    async def publish_many(message: Frame, socket: Socket) -> int:
+        """Publishes ``item`` 1..``data["count"]`` to ``data["channel"]``; returns the last
+        offset."""
+        offset = 0
+        for n in range(1, int(message.data["count"]) + 1):
+            offset = await ws.publish(str(message.data["channel"]), "item", n)
+        return offset
+
     return app

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Broker, History
+from ..base import Broker, History, HistoryPage
 from .connection import Connection
 from .history import ChannelHistory, encode_exclude
 from .keys import Keys
@@ -121,6 +121,13 @@ class RedisBroker(Broker):
         history = await self._history.read(channel, since, epoch)
         self._subscriber.read_history(channel, history.epoch)
         return history
+
+    async def history_page(
+        self, channel: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> HistoryPage:
+        page = await self._history.page(channel, before=before, after=after, limit=limit)
+        self._subscriber.read_history(channel, page.epoch)
+        return page
 
     async def publish_ephemeral(self, channel: str, frame: bytes) -> None:
         await self._connection.publish(self._keys.pubsub(channel), b"e:" + frame)

@@ -10,6 +10,10 @@ every process writes the same bytes to its sockets without decoding them.
 ``<offset>/<hex>:<frame>`` instead of ``<offset>:<frame>``, and the stream entry has a field
 ``n`` holding the same hex, so a replay from history skips that client too.
 
+**Pages** (``ws:history``) read the stream with XREVRANGE (the latest, or before an offset) or
+XRANGE (after one) and COUNT, bounded above by the channel's offset read first, so a page costs
+about its length; expired entries still in the stream are stepped over.
+
 A channel's epoch lives in its meta hash: it is made by the first publish or
 read of a channel that has none (never published, its meta expired, or Redis
 lost its data), so a client holding an older epoch learns its position is gone.
@@ -23,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from ..base import History, Publication, history_after
+from ..base import History, HistoryPage, Publication, history_after, page_of
 from .connection import Connection, milliseconds
 from .keys import Keys
 
@@ -116,6 +120,56 @@ class ChannelHistory:
         kept = [] if since == top else await self._kept_after(channel, since, top)
         return history_after(since, top, current, kept)
 
+    async def page(
+        self, channel: str, *, before: int | None, after: int | None, limit: int
+    ) -> HistoryPage:
+        """See :meth:`Broker.history_page`: XRANGE (``after``) or XREVRANGE (``before``, the
+        latest) with COUNT, so a page reads about ``limit`` entries, not the whole window."""
+        epoch, top = await self._position(channel)
+        if after is not None:
+            first, last, forward = f"({after}-0", f"{top}-0", True
+            empty = after >= top
+        else:
+            end = top + 1 if before is None else min(before, top + 1)
+            first, last, forward = f"({end}-0", "-", False
+            empty = end <= 1
+        if empty or limit == 0:
+            return HistoryPage([], top, epoch, more=False)
+        found = await self._live_entries(channel, first, last, forward, limit + 1)
+        if not forward:
+            found.reverse()
+        publications, more = page_of(found, before=before, after=after, limit=limit, top=top)
+        return HistoryPage(publications, top, epoch, more)
+
+    async def _live_entries(
+        self, channel: str, first: str, last: str, forward: bool, wanted: int
+    ) -> list[Publication]:
+        """Up to ``wanted`` unexpired publications from ``first`` (an exclusive bound) towards
+        ``last``, in reading order. Expired entries wait in the stream until it is trimmed or
+        expires, so batches are read until ``wanted`` are found or the range ends (at most the
+        window's length in all)."""
+        redis, stream = self._connection.redis, self._keys.stream(channel)
+        now_ms = self._clock() * 1000
+        found: list[Publication] = []
+        while len(found) < wanted:
+            if forward:
+                batch = redis.xrange(stream, min=first, max=last, count=wanted)
+            else:
+                batch = redis.xrevrange(stream, max=first, min=last, count=wanted)
+            entries = await self._connection.call(batch)
+            for entry_id, fields in entries:
+                if int(fields[b"x"]) >= now_ms and len(found) < wanted:
+                    found.append(self._publication(channel, entry_id, fields))
+            if len(entries) < wanted:
+                break
+            first = f"({entries[-1][0].decode()}"
+        return found
+
+    @staticmethod
+    def _publication(channel: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Publication:
+        offset = int(entry_id.split(b"-")[0])
+        return Publication(channel, offset, fields[b"f"], decode_exclude(fields.get(b"n", b"")))
+
     async def _position(self, channel: str) -> tuple[str, int]:
         """The channel's epoch and newest offset, starting an epoch if it has none."""
         meta = self._keys.meta(channel)
@@ -143,6 +197,5 @@ class ChannelHistory:
             if offset > top:
                 break  # published after the position was read: it is delivered live
             if int(fields[b"x"]) >= now_ms:
-                excluded = decode_exclude(fields.get(b"n", b""))
-                kept.append(Publication(channel, offset, fields[b"f"], excluded))
+                kept.append(self._publication(channel, entry_id, fields))
         return kept

@@ -1,0 +1,122 @@
+"""Browsing a channel's history window a page at a time: ``ws:history`` and the server API's
+``history()``.
+
+**Pages by offset.** A page is asked for by offset: the latest publications, those ``before``
+an offset (going back) or those ``after`` one (going forward), at most ``limit`` (1 to
+:data:`MAX_LIMIT`, :data:`DEFAULT_LIMIT` when not given), always listed oldest first. Offsets
+never change within an epoch, so the next page is asked for with the first offset of this one
+(``before``) or its last (``after``): no publication is on two pages and none is skipped while
+the window still holds it. When the window moves between two pages (new publications, old ones
+dropped by size or age), later pages show the window as it is then: going back ends sooner
+(``more`` false), and a page ``after`` an offset that was dropped starts at the oldest one kept
+(its offsets show the gap). ``epoch``, when the caller gives the one its earlier pages had,
+guards against a history that was lost meanwhile: a different current epoch answers an empty
+page with ``more`` false and the new epoch.
+
+**Who sees what.** A publication whose sender was left out (``Publication.exclude``) is not
+shown to that client id, as its recovery does not replay it; everyone else, and the server,
+see it. Such a page may hold fewer than ``limit`` publications: only ``more`` says whether
+there are more.
+
+**The source of a channel's history** (:meth:`HistoryPages.source`) is the broker's window,
+unless a :class:`HistorySource` was given for the channel's namespace pattern when the
+plugin was built: a store that keeps some channels longer answers their pages instead,
+through the same :meth:`HistorySource.history_page` the broker has. Whatever the source,
+the reply and the checks before it (the namespace's subscribe policy, for a socket) stay
+the same.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+import orjson
+
+from ..brokers.base import Broker, HistoryPage, Publication
+
+#: Publications per page when the caller names no ``limit``.
+DEFAULT_LIMIT: Final = 50
+#: The most publications one page may ask for; a larger ``limit`` is refused (bad_frame for a
+#: socket, ValueError for the server API), so one request never reads a whole large window.
+MAX_LIMIT: Final = 100
+
+
+class HistorySource(Protocol):
+    """Where a channel's pages come from: the broker (its window), or a store that takes
+    over some namespaces. Same contract as :meth:`Broker.history_page`."""
+
+    async def history_page(
+        self, channel: str, *, before: int | None = None, after: int | None = None, limit: int
+    ) -> HistoryPage: ...
+
+
+def check_page(before: object, after: object, limit: object, epoch: object) -> str | None:
+    """Why these page arguments are wrong, or None when they are right."""
+    for name, value in (("before", before), ("after", after)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"{name!r} must be an offset (an integer >= 0)"
+        if isinstance(value, int) and value < 0:
+            return f"{name!r} must be an offset (an integer >= 0)"
+    if before is not None and after is not None:
+        return "give 'before' or 'after', not both"
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        return f"'limit' must be an integer from 1 to {MAX_LIMIT}"
+    if epoch is not None and not isinstance(epoch, str):
+        return "'epoch' must be the string an earlier page gave"
+    return None
+
+
+class HistoryPages:
+    """Answers page requests for every channel from its history source."""
+
+    def __init__(self, broker: Broker, sources: Sequence[tuple[str, HistorySource]] = ()) -> None:
+        self._broker = broker
+        #: (namespace glob pattern, source) pairs, first match wins; the broker serves the rest
+        self._sources = list(sources)
+
+    def source(self, channel: str) -> HistorySource:
+        """Where ``channel``'s history is read: the first source whose pattern matches, else
+        the broker."""
+        for pattern, source in self._sources:
+            if fnmatch.fnmatchcase(channel, pattern):
+                return source
+        return self._broker
+
+    async def page(
+        self,
+        channel: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int = DEFAULT_LIMIT,
+        epoch: str | None = None,
+        reader: str | None = None,
+    ) -> dict[str, Any]:
+        """One page as the wire has it: ``{"channel", "epoch", "offset", "publications":
+        [{"event", "data", "offset"}, …], "more"}``. Arguments are checked already
+        (:func:`check_page`); ``reader`` is the client id asking (None: the server), whose
+        excluded publications are left out."""
+        found = await self.source(channel).history_page(
+            channel, before=before, after=after, limit=limit
+        )
+        same_epoch = epoch is None or epoch == found.epoch
+        shown = [p for p in found.publications if not _excludes(p, reader)] if same_epoch else []
+        return {
+            "channel": channel,
+            "epoch": found.epoch,
+            "offset": found.offset,
+            "publications": [_entry(p) for p in shown],
+            "more": found.more and same_epoch,
+        }
+
+
+def _excludes(publication: Publication, reader: str | None) -> bool:
+    return publication.exclude is not None and publication.exclude == reader
+
+
+def _entry(publication: Publication) -> dict[str, Any]:
+    """A publication as a page lists it: its frame without the channel (the reply has it)."""
+    frame = orjson.loads(publication.frame)
+    return {"event": frame["event"], "data": frame.get("data"), "offset": publication.offset}
