@@ -15,7 +15,9 @@ Delivery guarantees (docs/protocol.md):
 
 A frame for many sockets goes through the outgoing hooks once, with
 ``socket=None``, and is framed once (:func:`shared_frame`); a hook that drops
-it drops it for every socket. A subscriber still recovering
+it drops it for every socket. Sockets of another wire format (an endpoint's codec,
+:mod:`monument_ws.protocol.codecs`) get it encoded once per format and delivery
+(:func:`coded`), not once per socket; a delivery to native sockets only never looks further. A subscriber still recovering
 (:mod:`~monument_ws.channels.recovery`) does not get live publications
 written: they are appended to its buffer.
 
@@ -35,11 +37,28 @@ from ..brokers.base import Publication
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
 from ..connection.stats import OUT_PUBLICATION
+from ..protocol.codecs import Codec, CodecSession
 
 #: channel -> its local subscribers -> None when live, or the publications buffered while it
 #: recovers. :mod:`~monument_ws.channels.recovery` adds and removes subscribers; the fan-out
 #: only reads it and appends to buffers.
 Members: TypeAlias = dict[str, dict[Socket, list[Publication] | None]]
+
+
+#: One delivery's frame in each wire format its sockets speak, encoded at the first socket of
+#: each (:func:`coded`); made only when a socket of another format is among the recipients.
+Coded: TypeAlias = dict[Codec, bytes]
+
+
+def coded(session: CodecSession, frame: bytes, cache: Coded) -> bytes:
+    """``frame`` (through the hooks already) in the wire format of ``session``'s socket: encoded
+    by its codec at most once per delivery, whatever number of sockets speak it; ``b""`` when
+    the format drops it."""
+    codec = session.codec
+    wire = cache.get(codec)
+    if wire is None:
+        wire = cache[codec] = codec.encode_shared(frame)
+    return wire
 
 
 def shared_frame(frame: bytes, middleware: Middleware | None) -> tuple[bytes, bytes] | None:
@@ -77,15 +96,26 @@ class Fanout:
         if gathering is None:
             gathering = self._gathering = []
             asyncio.get_running_loop().call_soon(self._flush)
+        cache: Coded | None = None  # the frame in other wire formats, made at their first socket
         for socket, buffer in subs.items():
             if buffer is None:
                 if exclude is not None and socket.client_id == exclude:
                     continue
                 # The socket's way out, not its handler-facing wrappers: one call per subscriber.
                 outbound = socket.outbound
-                if not first and outbound.sender.gather():
-                    gathering.append(socket)
-                outbound.offer(frame, wire, OUT_PUBLICATION)
+                sender = outbound.sender
+                if sender.codec is None:
+                    if not first and sender.gather():
+                        gathering.append(socket)
+                    outbound.offer(frame, wire, OUT_PUBLICATION)
+                    continue
+                if cache is None:
+                    cache = {}
+                theirs = coded(sender.codec, frame, cache)
+                if theirs:
+                    if not first and sender.gather():
+                        gathering.append(socket)
+                    outbound.offer(frame, theirs, OUT_PUBLICATION)
             else:
                 buffer.append(publication)  # recovery skips an excluded one when it flushes
 
@@ -106,7 +136,19 @@ class Fanout:
         """Write ``frame`` to each of ``sockets`` but those of client id ``exclude``, the same
         bytes to each."""
         shared = shared_frame(frame, self._middleware)
-        if shared is not None:
-            for socket in sockets:
-                if exclude is None or socket.client_id != exclude:
-                    socket.outbound.offer(*shared)
+        if shared is None:
+            return
+        frame, wire = shared
+        cache: Coded | None = None
+        for socket in sockets:
+            if exclude is None or socket.client_id != exclude:
+                outbound = socket.outbound
+                codec = outbound.sender.codec
+                if codec is None:
+                    outbound.offer(frame, wire)
+                    continue
+                if cache is None:
+                    cache = {}
+                theirs = coded(codec, frame, cache)
+                if theirs:
+                    outbound.offer(frame, theirs)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..protocol.writer import text_frame
 
 if TYPE_CHECKING:
+    from ..protocol.codecs import CodecSession
     from .stats import Stats
 
 
@@ -111,6 +112,7 @@ class Sender:
         "_write_frame",
         "_writer",
         "closed",
+        "codec",
         "overflow",
         "peak_bytes",
         "peak_frames",
@@ -128,6 +130,7 @@ class Sender:
         max_bytes: int,
         stats: Stats,
         write_frame: FrameWriter | None = None,
+        codec: CodecSession | None = None,
     ) -> None:
         if transport is None:
             transport = _Gone()
@@ -138,6 +141,9 @@ class Sender:
         self._max_frames = max_frames
         self._max_bytes = max_bytes
         self._stats = stats
+        #: the socket's wire format when it is not the native protocol (its endpoint's codec):
+        #: every frame offered without ``wire`` is encoded by it; None (native) costs one test
+        self.codec = codec
         # The queue exists only while something waits in it: an empty deque costs 600 bytes.
         self._queue: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -174,10 +180,16 @@ class Sender:
 
         ``payload`` is the frame's JSON; ``wire`` the same already framed by
         :func:`~monument_ws.protocol.text_frame`, which fan-out passes so that
-        every subscriber's transport gets the same buffer.
+        every subscriber's transport gets the same buffer. On a socket with a :attr:`codec`,
+        ``wire`` must be in its format (fan-out asks the codec), and a frame the codec drops
+        (it encodes to nothing) is taken and not written.
         """
         if self.closed:
             return False
+        if wire is None and self.codec is not None:
+            wire = self.codec.encode(payload)
+            if not wire:
+                return True
         gathered = self._gathered
         if gathered is not None:
             frame = wire if wire is not None else text_frame(payload)

@@ -40,6 +40,7 @@ from aiohttp import WSMsgType, web
 from .. import protocol
 from ..bus import EventBus
 from ..config import Config
+from ..protocol.codecs import CodecSession
 from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
 from ..protocol.frames import CloseCode, Frame, Invalid, Queued
 from ..protocol.patches import SyncState
@@ -132,6 +133,7 @@ class Socket:
         dispatch: Server,
         ip: str = "unknown",
         queues: PeerQueueStore | None = None,
+        codec: CodecSession | None = None,
     ) -> None:
         config = dispatch.config
         self.id = secrets.token_hex(6)
@@ -153,9 +155,11 @@ class Socket:
             max_bytes=config.send_buffer_bytes,
             stats=dispatch.stats,
             # deflate state lives in aiohttp's writer: with compression every frame goes there
+            # (native sockets only: a codec's frames are written as its format made them)
             write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
-            if config.compression
+            if config.compression and codec is None
             else None,
+            codec=codec,
         )
         table = RequestTable(config.max_inflight, config.max_waiting)
         #: the way out: hooks, counters, the bounded send path

@@ -1,0 +1,238 @@
+"""serverless-sockets' wire format, so its browser client can talk to a monument_ws server.
+
+Every message is one **binary** WebSocket frame (docs/protocol.md, "serverless-sockets")::
+
+    bytes 0-3   the whole frame's length, uint32 big-endian (header included)
+    byte  4     the type: MESSAGE 0, BROADCAST 1, AUTH 2, SYNC 3, ERROR 4, NOT_FOUND 5,
+                CUSTOM_1..5 6..10
+    byte  5     n, the event name's length in bytes (so at most 255)
+    6..6+n      the event name, UTF-8
+    the rest    the payload, JSON in UTF-8 (empty: null)
+
+**In.** A frame becomes the native request ``{"event", "id", "data": payload}`` with an id this
+session makes up, so every request gets its answers routed back; its type byte is ignored. A
+text frame closes the socket with 1003; a frame shorter than its header, whose declared length
+is not its real length, whose event runs past its end or is not UTF-8, or whose payload is not
+JSON is refused as ``bad_frame`` (an ERROR frame; ``max_bad_frames`` in a row close with 1008).
+The size limit (``max_message_size``) applies to the real size, before this runs.
+
+**Out**, per native frame:
+
+* a reply or stream chunk goes out under the request's event as MESSAGE, or CUSTOM_n for a
+  plug's ``custom(n, …)`` yield; a final reply whose data is null (a generator's end, a
+  broadcast-only handler) and a stream's end are dropped: the format has no end of reply;
+* a SYNC yield (``"sync": "full"|"patch"``) becomes a SYNC frame whose payload is the byte-run
+  diff the client's ``syncIncoming`` applies: ``[[length delta], [position, byte, …], …]``
+  from the frame the client holds to the frame carrying the whole new object. The first diff of
+  a request is against the client's own request frame, each later one against the previous
+  frame it rebuilt. Unlike the seed, changed zero bytes are part of their run. A SYNC pushed
+  under another event (no request to diff against) goes out whole, as MESSAGE;
+* an error: NOT_FOUND for ``not_found``, else ERROR, under the request's event, the payload
+  ``{"code", "message"}``;
+* a channel publication (and a join/leave push): BROADCAST under its event, the payload
+  ``{"channel", "data", "offset"}`` (no ``offset`` for join/leave); a broadcast: BROADCAST,
+  the payload its data. Both are encoded once for all the codec's sockets;
+* any other push: MESSAGE (CUSTOM_n when typed) under its event;
+* the welcome and server → client calls: dropped (the format has neither; a call times out).
+
+Memory per socket is bounded: at most :data:`MAX_PENDING` requests are remembered (the oldest
+is forgotten first; its later answers go out without a diff base and SYNC frames whole) and
+the SYNC objects of at most :data:`MAX_SYNC_EVENTS` events.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Final
+
+import orjson
+
+from ..frames import ERROR_EVENT, WELCOME_EVENT, CloseCode, ErrorCode, Invalid
+from ..patches import SyncError, apply
+from ..writer import binary_frame
+from .base import Codec, CodecSession, Decoded
+
+MESSAGE: Final = 0
+BROADCAST: Final = 1
+AUTH: Final = 2
+SYNC: Final = 3
+ERROR: Final = 4
+NOT_FOUND: Final = 5
+#: ``"type": "custom_<n>"`` on a native frame -> its type number
+CUSTOM: Final = {f"custom_{n}": 5 + n for n in range(1, 6)}
+
+#: header bytes before the event name
+HEADER: Final = 6
+#: requests remembered per socket for routing answers back (the oldest is forgotten first)
+MAX_PENDING: Final = 1024
+#: events whose SYNC object is remembered per socket (least recently used forgotten first)
+MAX_SYNC_EVENTS: Final = 64
+
+_TEXT = Invalid(
+    ErrorCode.BAD_FRAME,
+    "text frames are not supported on this endpoint; send serverless-sockets binary frames",
+    close=CloseCode.UNSUPPORTED_DATA,
+)
+
+
+def pack(kind: int, event: str, payload: bytes) -> bytes:
+    """One frame of the format (without the WebSocket header). An event name over 255 bytes
+    is cut at a character boundary: the format cannot carry more."""
+    name = event.encode()
+    if len(name) > 255:
+        name = name[:255].decode(errors="ignore").encode()
+    size = HEADER + len(name) + len(payload)
+    return size.to_bytes(4, "big") + bytes((kind, len(name))) + name + payload
+
+
+def diff(old: bytes, new: bytes) -> list[list[int]]:
+    """The byte-run diff from ``old`` to ``new``: ``[[len(new) - len(old)], [pos, bytes…], …]``,
+    one run per stretch of positions where ``new`` differs from ``old`` (or ``old`` ends)."""
+    out: list[list[int]] = [[len(new) - len(old)]]
+    run: list[int] | None = None
+    common = len(old)
+    for i, byte in enumerate(new):
+        if i < common and old[i] == byte:
+            run = None
+            continue
+        if run is None:
+            run = [i]
+            out.append(run)
+        run.append(byte)
+    return out
+
+
+def _frame(kind: int, event: str, payload: Any) -> bytes:
+    return binary_frame(pack(kind, event, orjson.dumps(payload)))
+
+
+def _type_of(obj: dict[str, Any]) -> int:
+    kind = obj.get("type")
+    return CUSTOM.get(kind, MESSAGE) if isinstance(kind, str) else MESSAGE
+
+
+class ServerlessSockets(Codec):
+    """The serverless-sockets format (stateful per socket: SYNC diffs, request events)."""
+
+    name = "serverless-sockets"
+
+    def session(self) -> Session:
+        return Session(self)
+
+    def encode_shared(self, frame: bytes) -> bytes:
+        obj = orjson.loads(frame)
+        if "channel" in obj:
+            body = {"channel": obj["channel"], "data": obj.get("data")}
+            if "offset" in obj:
+                body["offset"] = obj["offset"]
+            return _frame(BROADCAST, obj["event"], body)
+        return _frame(BROADCAST, obj["event"], obj.get("data"))
+
+
+class _Pending:
+    """A request of this socket: its event, and the frame the client holds for its SYNC diffs."""
+
+    __slots__ = ("base", "event")
+
+    def __init__(self, event: str, base: bytes) -> None:
+        self.event = event
+        self.base = base
+
+
+class Session(CodecSession):
+    """One socket's serverless-sockets state: its open requests and its SYNC objects."""
+
+    __slots__ = ("_codec", "_next_id", "_pending", "_sync")
+
+    def __init__(self, codec: ServerlessSockets) -> None:
+        self._codec = codec
+        self._next_id = 0
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._sync: OrderedDict[str, Any] = OrderedDict()
+
+    @property
+    def codec(self) -> ServerlessSockets:
+        return self._codec
+
+    @property
+    def pending(self) -> int:
+        """Requests remembered now (never more than :data:`MAX_PENDING`)."""
+        return len(self._pending)
+
+    # --- in ---------------------------------------------------------------------
+
+    def decode(self, data: bytes, binary: bool) -> Decoded:
+        if not binary:
+            return (_TEXT,)
+        size = len(data)
+        if size < HEADER:
+            return (_bad(f"truncated header: {size} bytes, a frame has at least {HEADER}"),)
+        declared = int.from_bytes(data[:4], "big")
+        if declared != size:
+            return (_bad(f"the header declares {declared} bytes but the frame has {size}"),)
+        end = HEADER + data[5]
+        if end > size:
+            return (_bad(f"the event's {data[5]} bytes run past the frame's end"),)
+        try:
+            event = data[HEADER:end].decode()
+            payload = orjson.loads(data[end:]) if end < size else None
+        except (UnicodeDecodeError, orjson.JSONDecodeError):
+            return (_bad("the event must be UTF-8 and the payload JSON"),)
+        self._next_id += 1
+        request_id = self._next_id
+        self._pending[request_id] = _Pending(event, bytes(data))
+        if len(self._pending) > MAX_PENDING:
+            self._pending.popitem(last=False)
+        return (orjson.dumps({"event": event, "id": request_id, "data": payload}),)
+
+    # --- out --------------------------------------------------------------------
+
+    def encode(self, frame: bytes) -> bytes:
+        obj = orjson.loads(frame)
+        event = obj.get("event")
+        if event == WELCOME_EVENT or "call" in obj:
+            return b""
+        if "channel" in obj:  # a publication sent to this socket alone (a replay)
+            return self._codec.encode_shared(frame)
+        request_id = obj.get("id")
+        pending = self._pending.get(request_id) if isinstance(request_id, int) else None
+        final = obj.get("more") is not True
+        if final and pending is not None:
+            del self._pending[request_id]
+        if event == ERROR_EVENT:
+            return self._error(obj, pending)
+        if obj.get("end") is True:
+            return b""
+        mode = obj.get("sync")
+        if mode is not None:
+            return self._synced(event, mode, obj.get("data"), pending)
+        if final and request_id is not None and obj.get("data") is None:
+            return b""
+        return _frame(_type_of(obj), event, obj.get("data"))
+
+    def _error(self, obj: dict[str, Any], pending: _Pending | None) -> bytes:
+        error = obj.get("error") or {}
+        kind = NOT_FOUND if error.get("code") == ErrorCode.NOT_FOUND else ERROR
+        event = pending.event if pending is not None else ERROR_EVENT
+        return _frame(kind, event, {"code": error.get("code"), "message": error.get("message")})
+
+    def _synced(self, event: str, mode: Any, data: Any, pending: _Pending | None) -> bytes:
+        """A native SYNC frame: keep the object, then send the diff from the client's frame."""
+        try:
+            current = apply(self._sync.get(event), mode, data)
+        except SyncError as exc:
+            return _frame(ERROR, event, {"code": "internal", "message": f"SYNC: {exc}"})
+        self._sync[event] = current
+        self._sync.move_to_end(event)
+        if len(self._sync) > MAX_SYNC_EVENTS:
+            self._sync.popitem(last=False)
+        whole = pack(SYNC, event, orjson.dumps(current))
+        if pending is None:
+            return _frame(MESSAGE, event, current)
+        runs = diff(pending.base, whole)
+        pending.base = whole
+        return binary_frame(pack(SYNC, pending.event, orjson.dumps(runs)))
+
+
+def _bad(message: str) -> Invalid:
+    return Invalid(ErrorCode.BAD_FRAME, message)
