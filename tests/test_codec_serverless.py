@@ -402,3 +402,44 @@ def test_the_endpoint_flag_repeats_and_an_unknown_format_is_a_usage_error():
         build_config({"endpoints": ("/ss=nope",)}, None, {})
     assert str(caught.value).count("\n") == 0
     assert "unknown wire format 'nope'" in str(caught.value)
+
+
+async def test_the_demo_app_serves_serverless_sockets_on_ss(aiohttp_client: Any, connect: Connect):
+    """The demo (``monument-ws run``): plugs, handlers and the chat channel on ``/ss`` too."""
+    from monument_ws.app_template.app.main import create_app
+
+    client = await aiohttp_client(create_app())
+    peer = await ss_connect(client, "/ss")
+    await peer.send("hello", "ss")  # a plug
+    assert (await peer.recv()).payload == "Hello, ss!"
+    await peer.send("echo", {"x": 1})  # a handler
+    assert (await peer.recv()).payload == {"x": 1}
+    await peer.send("ws:subscribe", {"channel": "chat"})
+    assert (await peer.recv()).event == "ws:subscribe"
+    native = await connect(client)
+    await native.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "chat"}})
+    await native.request(
+        {"event": "ws:publish", "id": 2, "data": {"channel": "chat", "event": "say", "data": "hi"}}
+    )
+    while (got := await peer.recv()).event != "say":  # the native socket's ws:join comes first
+        assert (got.type, got.event) == (ss_client.BROADCAST, "ws:join")
+    assert (got.type, got.payload["data"]) == (ss_client.BROADCAST, "hi")
+
+
+async def test_a_subscribe_with_since_replays_in_the_format(make_server):
+    client, ws = await make_server(endpoints=ENDPOINTS)
+    peer = await ss_connect(client)
+    await peer.send("ws:subscribe", {"channel": "news"})
+    first = (await peer.recv()).payload
+    await peer.send("ws:unsubscribe", {"channel": "news"})
+    await peer.recv()
+    for n in range(2):
+        await ws.publish("news", "item", n)
+    since = {"offset": first["offset"], "epoch": first["epoch"]}
+    await peer.send("ws:subscribe", {"channel": "news", "since": since})
+    replayed = [await peer.recv() for _ in range(3)]
+    assert [(m.type, m.event, m.payload) for m in replayed[:2]] == [
+        (ss_client.BROADCAST, "item", {"channel": "news", "data": n, "offset": n + 1})
+        for n in range(2)
+    ]
+    assert (replayed[2].event, replayed[2].payload["recovered"]) == ("ws:subscribe", True)

@@ -9,7 +9,9 @@ request (:class:`~monument_ws.connection.admission.Admission`). Guarantees:
 * **Bad input never raises**: a refused frame gets a ``ws:error`` frame and
   the socket stays open, until ``max_bad_frames`` bad frames in a row close it
   with 1008. A text frame that is not UTF-8 closes it with 1007; a binary frame
-  is refused as ``bad_frame``.
+  is refused as ``bad_frame``. On a socket of another wire format (an endpoint's codec,
+  :mod:`monument_ws.protocol.codecs`) every message goes through the codec first, and each
+  native frame it yields is taken as a text frame is (:meth:`Inbound._decoded`).
 * **Floods end**: frames above ``rate_limit`` are refused with
   ``rate_limited``; a socket that goes on for ``rate_burst`` more refusals in
   one flooding episode is closed with 4029 (see
