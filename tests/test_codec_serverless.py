@@ -16,9 +16,15 @@ from monument_ws import MonumentWS
 from monument_ws.brokers.base import Publication
 from monument_ws.channels.fanout import Fanout, Members
 from monument_ws.config import Config
-from monument_ws.connection.auth import Session
+from monument_ws.connection import auth
 from monument_ws.protocol import channel_push, codecs
-from monument_ws.protocol.codecs.serverless_sockets import MAX_PENDING, ServerlessSockets, diff
+from monument_ws.protocol.codecs.serverless_sockets import (
+    MAX_HELD_BYTES,
+    MAX_PENDING,
+    ServerlessSockets,
+    Session,
+    diff,
+)
 from monument_ws.protocol.errors import ConfigError, Unauthorized
 from monument_ws.protocol.yields import broadcast, custom, error, sync
 from monument_ws.yields import not_found
@@ -153,6 +159,9 @@ async def test_sync_streams_rebuild_the_object_as_the_seeds_client_does(make_ser
         [[9], [3, 26], [16, 44, 34, 98, 34, 58, 34, 120, 121, 34, 125]],
         [[-8], [3, 18], [16, 48, 125]],
     ]
+    # the format diffs whole frames itself: the server kept no SYNC object for this socket
+    (socket,) = list(ws.hub)
+    assert socket.sync_state().size == 0
 
 
 def _states_handler(states: list[Any]) -> Any:
@@ -246,11 +255,11 @@ async def test_the_session_parser_runs_at_the_upgrade(make_server):
     client, ws = await make_server(endpoints=ENDPOINTS)
     handlers(ws)
 
-    async def parse(request: web.Request) -> Session:
+    async def parse(request: web.Request) -> auth.Session:
         token = request.query.get("token")
         if token is None:
             raise Unauthorized("no token")
-        return Session(user=token)
+        return auth.Session(user=token)
 
     ws.session_parser = parse
     refused = await ss_connect(client, "/ss")
@@ -377,11 +386,21 @@ async def test_fanout_encodes_once_per_codec_not_per_socket():
     }
 
 
-def test_pending_requests_are_bounded():
+def test_pending_requests_are_bounded_in_number_and_bytes():
     session = codecs.codec("serverless-sockets").session()
+    assert isinstance(session, Session)
     for _ in range(MAX_PENDING + 10):
         session.decode(ss_client.encode("echo", 1), binary=True)
-    assert session.pending == MAX_PENDING  # type: ignore[attr-defined]
+    assert session.pending == MAX_PENDING
+    big = ss_client.encode("echo", "x" * 100_000)
+    for _ in range(30):
+        session.decode(big, binary=True)
+    assert session.held <= MAX_HELD_BYTES
+    assert session.pending == MAX_HELD_BYTES // len(big)
+    # answering every remembered request leaves nothing held
+    for request_id in range(1, MAX_PENDING + 41):
+        session.encode(b'{"event":"echo","id":%d,"data":1}' % request_id)
+    assert (session.pending, session.held) == (0, 0)
 
 
 def test_the_endpoint_flag_repeats_and_an_unknown_format_is_a_usage_error():
@@ -443,3 +462,11 @@ async def test_a_subscribe_with_since_replays_in_the_format(make_server):
         for n in range(2)
     ]
     assert (replayed[2].event, replayed[2].payload["recovered"]) == ("ws:subscribe", True)
+
+
+def test_what_is_not_a_native_frame_is_dropped_not_raised():
+    codec = ServerlessSockets()
+    session = codec.session()
+    for odd in (b"not json", b"[1]", b'{"data": 1}'):
+        assert session.encode(odd) == b""
+        assert codec.encode_shared(odd) == b""

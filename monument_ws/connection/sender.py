@@ -112,7 +112,6 @@ class Sender:
         "_write_frame",
         "_writer",
         "closed",
-        "codec",
         "overflow",
         "peak_bytes",
         "peak_frames",
@@ -130,7 +129,6 @@ class Sender:
         max_bytes: int,
         stats: Stats,
         write_frame: FrameWriter | None = None,
-        codec: CodecSession | None = None,
     ) -> None:
         if transport is None:
             transport = _Gone()
@@ -141,9 +139,6 @@ class Sender:
         self._max_frames = max_frames
         self._max_bytes = max_bytes
         self._stats = stats
-        #: the socket's wire format when it is not the native protocol (its endpoint's codec):
-        #: every frame offered without ``wire`` is encoded by it; None (native) costs one test
-        self.codec = codec
         # The queue exists only while something waits in it: an empty deque costs 600 bytes.
         self._queue: deque[bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -159,6 +154,10 @@ class Sender:
         self.peak_frames = 0
         self.peak_bytes = 0
         self.peak_writers = 0
+
+    #: the socket's wire format when it is not the native protocol: None here, a session in
+    #: :class:`CodecSender` (fan-out reads it to encode a frame once per format)
+    codec: CodecSession | None = None
 
     @property
     def queued(self) -> int:
@@ -180,16 +179,10 @@ class Sender:
 
         ``payload`` is the frame's JSON; ``wire`` the same already framed by
         :func:`~monument_ws.protocol.text_frame`, which fan-out passes so that
-        every subscriber's transport gets the same buffer. On a socket with a :attr:`codec`,
-        ``wire`` must be in its format (fan-out asks the codec), and a frame the codec drops
-        (it encodes to nothing) is taken and not written.
+        every subscriber's transport gets the same buffer.
         """
         if self.closed:
             return False
-        if wire is None and self.codec is not None:
-            wire = self.codec.encode(payload)
-            if not wire:
-                return True
         gathered = self._gathered
         if gathered is not None:
             frame = wire if wire is not None else text_frame(payload)
@@ -335,3 +328,34 @@ class Sender:
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
+
+
+class CodecSender(Sender):
+    """The send path of a socket speaking another wire format (an endpoint's codec): the same
+    bounded path, but every frame offered without ``wire`` is first encoded by ``codec``, and
+    a frame it drops (encodes to nothing) is taken and not written. A ``wire`` given must be
+    in that format already (fan-out asks the codec). Native sockets use :class:`Sender`, whose
+    path has no codec test at all."""
+
+    __slots__ = ("_encode", "codec")
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        flow: Flow,
+        *,
+        max_frames: int,
+        max_bytes: int,
+        stats: Stats,
+        codec: CodecSession,
+    ) -> None:
+        super().__init__(transport, flow, max_frames=max_frames, max_bytes=max_bytes, stats=stats)
+        self.codec = codec
+        self._encode = codec.encode
+
+    def offer(self, payload: bytes, wire: bytes | None = None) -> bool:
+        if wire is None and not self.closed:
+            wire = self._encode(payload)
+            if not wire:
+                return True
+        return super().offer(payload, wire)

@@ -75,6 +75,9 @@ class Codec(abc.ABC):
     name: ClassVar[str]
     #: subprotocols the endpoint offers at the upgrade; empty: none is checked or chosen
     subprotocols: ClassVar[tuple[str, ...]] = ()
+    #: whether the core may send this format's sockets SYNC patches (``"sync": "patch"``);
+    #: False: every SYNC object comes whole (``"full"``), and the core keeps none of them
+    sync_patches: ClassVar[bool] = True
 
     @abc.abstractmethod
     def session(self) -> CodecSession:

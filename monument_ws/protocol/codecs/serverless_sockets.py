@@ -29,15 +29,20 @@ The size limit (``max_message_size``) applies to the real size, before this runs
   under another event (no request to diff against) goes out whole, as MESSAGE;
 * an error: NOT_FOUND for ``not_found``, else ERROR, under the request's event, the payload
   ``{"code", "message"}``;
-* a channel publication (and a join/leave push): BROADCAST under its event, the payload
-  ``{"channel", "data", "offset"}`` (no ``offset`` for join/leave); a broadcast: BROADCAST,
-  the payload its data. Both are encoded once for all the codec's sockets;
+* a channel publication (and any push naming a ``channel``: join/leave, member, knock):
+  BROADCAST under its event, the payload ``{"channel", "data", "offset"}`` (``offset`` only
+  for a publication); a broadcast: BROADCAST, the payload its data. Both are encoded once for
+  all the codec's sockets;
 * any other push: MESSAGE (CUSTOM_n when typed) under its event;
 * the welcome and server → client calls: dropped (the format has neither; a call times out).
 
-Memory per socket is bounded: at most :data:`MAX_PENDING` requests are remembered (the oldest
-is forgotten first; its later answers go out without a diff base and SYNC frames whole) and
-the SYNC objects of at most :data:`MAX_SYNC_EVENTS` events.
+The core sends this format's sockets every SYNC object whole (:attr:`Codec.sync_patches` is
+False), so no object is kept here: the diff is computed from the whole frames.
+
+Memory per socket is bounded: at most :data:`MAX_PENDING` requests are remembered, holding at
+most :data:`MAX_HELD_BYTES` of frames (plus the newest one); the oldest is forgotten first.
+A forgotten request's answers still go out under their event (native answers carry it), its
+errors under ``ws:error`` and its SYNC objects whole, as MESSAGE.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from typing import Any, Final
 import orjson
 
 from ..frames import ERROR_EVENT, WELCOME_EVENT, CloseCode, ErrorCode, Invalid
-from ..patches import SyncError, apply
+from ..patches import FULL
 from ..writer import binary_frame
 from .base import Codec, CodecSession, Decoded
 
@@ -65,8 +70,8 @@ CUSTOM: Final = {f"custom_{n}": 5 + n for n in range(1, 6)}
 HEADER: Final = 6
 #: requests remembered per socket for routing answers back (the oldest is forgotten first)
 MAX_PENDING: Final = 1024
-#: events whose SYNC object is remembered per socket (least recently used forgotten first)
-MAX_SYNC_EVENTS: Final = 64
+#: bytes of frames (requests, then rebuilt SYNC frames) the remembered requests may hold
+MAX_HELD_BYTES: Final = 1_048_576
 
 _TEXT = Invalid(
     ErrorCode.BAD_FRAME,
@@ -106,6 +111,16 @@ def _frame(kind: int, event: str, payload: Any) -> bytes:
     return binary_frame(pack(kind, event, orjson.dumps(payload)))
 
 
+def _native(frame: bytes) -> dict[str, Any] | None:
+    """A native frame as an object; None for what is not one (an outgoing hook's odd rewrite):
+    the format has nothing to carry it in, so it is dropped rather than raising in a send."""
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) and isinstance(obj.get("event"), str) else None
+
+
 def _type_of(obj: dict[str, Any]) -> int:
     kind = obj.get("type")
     return CUSTOM.get(kind, MESSAGE) if isinstance(kind, str) else MESSAGE
@@ -115,12 +130,15 @@ class ServerlessSockets(Codec):
     """The serverless-sockets format (stateful per socket: SYNC diffs, request events)."""
 
     name = "serverless-sockets"
+    sync_patches = False
 
     def session(self) -> Session:
         return Session(self)
 
     def encode_shared(self, frame: bytes) -> bytes:
-        obj = orjson.loads(frame)
+        obj = _native(frame)
+        if obj is None:
+            return b""
         if "channel" in obj:
             body = {"channel": obj["channel"], "data": obj.get("data")}
             if "offset" in obj:
@@ -140,15 +158,21 @@ class _Pending:
 
 
 class Session(CodecSession):
-    """One socket's serverless-sockets state: its open requests and its SYNC objects."""
+    """One socket's serverless-sockets state: its open requests, each with the frame its client
+    holds for SYNC diffs."""
 
-    __slots__ = ("_codec", "_next_id", "_pending", "_sync")
+    __slots__ = ("_codec", "_held", "_next_id", "_pending")
 
     def __init__(self, codec: ServerlessSockets) -> None:
         self._codec = codec
         self._next_id = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
-        self._sync: OrderedDict[str, Any] = OrderedDict()
+        self._held = 0  # bytes of the frames in _pending
+
+    @property
+    def held(self) -> int:
+        """Bytes of frames the remembered requests hold now."""
+        return self._held
 
     @property
     def codec(self) -> ServerlessSockets:
@@ -181,15 +205,17 @@ class Session(CodecSession):
         self._next_id += 1
         request_id = self._next_id
         self._pending[request_id] = _Pending(event, bytes(data))
-        if len(self._pending) > MAX_PENDING:
-            self._pending.popitem(last=False)
+        self._held += size
+        self._bound()
         return (orjson.dumps({"event": event, "id": request_id, "data": payload}),)
 
     # --- out --------------------------------------------------------------------
 
     def encode(self, frame: bytes) -> bytes:
-        obj = orjson.loads(frame)
-        event = obj.get("event")
+        obj = _native(frame)
+        if obj is None:
+            return b""
+        event: str = obj["event"]
         if event == WELCOME_EVENT or "call" in obj:
             return b""
         if "channel" in obj:  # a publication sent to this socket alone (a replay)
@@ -198,14 +224,15 @@ class Session(CodecSession):
         pending = self._pending.get(request_id) if isinstance(request_id, int) else None
         final = obj.get("more") is not True
         if final and pending is not None:
-            del self._pending[request_id]
+            del self._pending[obj["id"]]
+            self._held -= len(pending.base)
         if event == ERROR_EVENT:
             return self._error(obj, pending)
         if obj.get("end") is True:
             return b""
         mode = obj.get("sync")
         if mode is not None:
-            return self._synced(event, mode, obj.get("data"), pending)
+            return self._synced(event, mode, obj.get("data"), pending, final)
         if final and request_id is not None and obj.get("data") is None:
             return b""
         return _frame(_type_of(obj), event, obj.get("data"))
@@ -216,22 +243,29 @@ class Session(CodecSession):
         event = pending.event if pending is not None else ERROR_EVENT
         return _frame(kind, event, {"code": error.get("code"), "message": error.get("message")})
 
-    def _synced(self, event: str, mode: Any, data: Any, pending: _Pending | None) -> bytes:
-        """A native SYNC frame: keep the object, then send the diff from the client's frame."""
-        try:
-            current = apply(self._sync.get(event), mode, data)
-        except SyncError as exc:
-            return _frame(ERROR, event, {"code": "internal", "message": f"SYNC: {exc}"})
-        self._sync[event] = current
-        self._sync.move_to_end(event)
-        if len(self._sync) > MAX_SYNC_EVENTS:
-            self._sync.popitem(last=False)
-        whole = pack(SYNC, event, orjson.dumps(current))
+    def _synced(
+        self, event: str, mode: Any, data: Any, pending: _Pending | None, final: bool
+    ) -> bytes:
+        """A native SYNC frame (always whole here): the diff from the frame the client holds."""
+        if mode != FULL:  # the core sends this codec's sockets whole objects only
+            return _frame(ERROR, event, {"code": "internal", "message": "a SYNC patch"})
         if pending is None:
-            return _frame(MESSAGE, event, current)
+            return _frame(MESSAGE, event, data)
+        whole = pack(SYNC, pending.event, orjson.dumps(data))
         runs = diff(pending.base, whole)
-        pending.base = whole
+        if not final:  # the request goes on: its next diff starts from this frame
+            self._held += len(whole) - len(pending.base)
+            pending.base = whole
+            self._bound()
         return binary_frame(pack(SYNC, pending.event, orjson.dumps(runs)))
+
+    def _bound(self) -> None:
+        """Forget the oldest requests while more than the bounds are remembered (the newest
+        is kept whatever its size)."""
+        pending = self._pending
+        while len(pending) > 1 and (len(pending) > MAX_PENDING or self._held > MAX_HELD_BYTES):
+            _, oldest = pending.popitem(last=False)
+            self._held -= len(oldest.base)
 
 
 def _bad(message: str) -> Invalid:
