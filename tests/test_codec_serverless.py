@@ -371,6 +371,8 @@ async def test_fanout_encodes_once_per_codec_not_per_socket():
     sockets = [_FakeSocket(codec.session() if i % 2 else None) for i in range(1000)]
     members: Members = {"room": dict.fromkeys(sockets)}  # type: ignore[arg-type]
     fanout = Fanout(members, None)
+    for socket in sockets:
+        fanout.joined(socket)  # type: ignore[arg-type]
     for offset in (1, 2):
         fanout.deliver(Publication("room", offset, channel_push("room", "say", "hi", offset)))
     fanout.send(sockets, b'{"event":"news","data":1}')  # type: ignore[arg-type]

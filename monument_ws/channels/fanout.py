@@ -17,7 +17,8 @@ A frame for many sockets goes through the outgoing hooks once, with
 ``socket=None``, and is framed once (:func:`shared_frame`); a hook that drops
 it drops it for every socket. Sockets of another wire format (an endpoint's codec,
 :mod:`monument_ws.protocol.codecs`) get it encoded once per format and delivery
-(:func:`coded`), not once per socket; a delivery to native sockets only never looks further. A subscriber still recovering
+(:func:`coded`), not once per socket; while no such socket lives on the process, delivery
+takes the native loop, which never looks for a codec. A subscriber still recovering
 (:mod:`~monument_ws.channels.recovery`) does not get live publications
 written: they are appended to its buffer.
 
@@ -80,6 +81,19 @@ class Fanout:
         self._middleware = middleware
         # Sockets gathering this loop turn's publications (see deliver); None between turns.
         self._gathering: list[Socket] | None = None
+        # Live local sockets speaking another wire format (:meth:`joined`, :meth:`left`): while
+        # there is none, delivery takes the native loop, which never looks for a codec.
+        self._coded = 0
+
+    def joined(self, socket: Socket) -> None:
+        """``socket`` is live on this process (the hub calls it for every socket it adds)."""
+        if socket.outbound.sender.codec is not None:
+            self._coded += 1
+
+    def left(self, socket: Socket) -> None:
+        """``socket`` is gone (the hub calls it for every socket it removes)."""
+        if socket.outbound.sender.codec is not None:
+            self._coded -= 1
 
     def deliver(self, publication: Publication) -> None:
         """Write one publication to every local subscriber of its channel (same bytes to each)."""
@@ -96,28 +110,47 @@ class Fanout:
         if gathering is None:
             gathering = self._gathering = []
             asyncio.get_running_loop().call_soon(self._flush)
-        cache: Coded | None = None  # the frame in other wire formats, made at their first socket
+        if self._coded:
+            self._deliver_coded(publication, subs, frame, wire, first, gathering)
+            return
         for socket, buffer in subs.items():
             if buffer is None:
                 if exclude is not None and socket.client_id == exclude:
                     continue
                 # The socket's way out, not its handler-facing wrappers: one call per subscriber.
                 outbound = socket.outbound
-                sender = outbound.sender
-                if sender.codec is None:
-                    if not first and sender.gather():
-                        gathering.append(socket)
-                    outbound.offer(frame, wire, OUT_PUBLICATION)
+                if not first and outbound.sender.gather():
+                    gathering.append(socket)
+                outbound.offer(frame, wire, OUT_PUBLICATION)
+            else:
+                buffer.append(publication)  # recovery skips an excluded one when it flushes
+
+    def _deliver_coded(
+        self,
+        publication: Publication,
+        subs: dict[Socket, list[Publication] | None],
+        frame: bytes,
+        wire: bytes,
+        first: bool,
+        gathering: list[Socket],
+    ) -> None:
+        """:meth:`deliver`'s loop while sockets of other wire formats live here: each of those
+        gets the frame in its format, encoded once per format (:func:`coded`)."""
+        exclude = publication.exclude
+        cache: Coded = {}
+        for socket, buffer in subs.items():
+            if buffer is None:
+                if exclude is not None and socket.client_id == exclude:
                     continue
-                if cache is None:
-                    cache = {}
-                theirs = coded(sender.codec, frame, cache)
+                outbound = socket.outbound
+                sender = outbound.sender
+                theirs = wire if sender.codec is None else coded(sender.codec, frame, cache)
                 if theirs:
                     if not first and sender.gather():
                         gathering.append(socket)
                     outbound.offer(frame, theirs, OUT_PUBLICATION)
             else:
-                buffer.append(publication)  # recovery skips an excluded one when it flushes
+                buffer.append(publication)
 
     def _flush(self) -> None:
         """End of a loop turn with publications: write what each socket gathered."""
@@ -139,16 +172,15 @@ class Fanout:
         if shared is None:
             return
         frame, wire = shared
-        cache: Coded | None = None
+        if not self._coded:
+            for socket in sockets:
+                if exclude is None or socket.client_id != exclude:
+                    socket.outbound.offer(frame, wire)
+            return
+        cache: Coded = {}
         for socket in sockets:
             if exclude is None or socket.client_id != exclude:
-                outbound = socket.outbound
-                codec = outbound.sender.codec
-                if codec is None:
-                    outbound.offer(frame, wire)
-                    continue
-                if cache is None:
-                    cache = {}
-                theirs = coded(codec, frame, cache)
+                codec = socket.outbound.sender.codec
+                theirs = wire if codec is None else coded(codec, frame, cache)
                 if theirs:
-                    outbound.offer(frame, theirs)
+                    socket.outbound.offer(frame, theirs)
