@@ -472,3 +472,17 @@ def test_what_is_not_a_native_frame_is_dropped_not_raised():
     for odd in (b"not json", b"[1]", b'{"data": 1}'):
         assert session.encode(odd) == b""
         assert codec.encode_shared(odd) == b""
+
+
+async def test_a_data_provider_answers_under_its_set_event(make_server, bus: Any):
+    """Data events are the bus's, as for native sockets: the reply's event is ``x:set:y``."""
+    client, _ws = await make_server(endpoints=ENDPOINTS)
+    bus.on("data:get:greeting", lambda event, **_: {"text": "hi"})
+    peer = await ss_connect(client)
+    await peer.send("data:get:greeting")
+    got = await peer.recv()
+    assert (got.type, got.event, got.payload) == (
+        ss_client.MESSAGE,
+        "data:set:greeting",
+        {"text": "hi"},
+    )

@@ -148,6 +148,7 @@ class Inbound:
                 stats = self._dispatch.stats
                 stats.frames_in += 1
                 stats.frames_in_by[IN_INVALID] += 1
+                self._socket.frames_in += 1
                 close = self._refuse(item)
             else:
                 self._socket.outbound.offer(b"", item.wire)

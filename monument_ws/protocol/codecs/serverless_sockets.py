@@ -18,10 +18,11 @@ The size limit (``max_message_size``) applies to the real size, before this runs
 
 **Out**, per native frame:
 
-* a reply or stream chunk goes out under the request's event as MESSAGE, or CUSTOM_n for a
-  plug's ``custom(n, …)`` yield; a final reply whose data is null (a generator's end, a
-  broadcast-only handler) and a stream's end are dropped: the format has no end of reply;
-* a SYNC yield (``"sync": "full"|"patch"``) becomes a SYNC frame whose payload is the byte-run
+* a reply or stream chunk goes out under its event (the request's; a data event's ``x:set:y``)
+  as MESSAGE, or CUSTOM_n for a plug's ``custom(n, …)`` yield; a final reply whose data is
+  null (a generator's end, a broadcast-only handler) and a stream's end are dropped: the
+  format has no end of reply;
+* a SYNC yield (always ``"sync": "full"`` here) becomes a SYNC frame whose payload is the byte-run
   diff the client's ``syncIncoming`` applies: ``[[length delta], [position, byte, …], …]``
   from the frame the client holds to the frame carrying the whole new object. The first diff of
   a request is against the client's own request frame, each later one against the previous
