@@ -665,6 +665,7 @@ async def test_run_prints_a_banner_once_it_listens():
             f"monument-ws {monument_ws.__version__} listening on http://127.0.0.1:{port}/",
             "  app:      the demo (no ./plugs here; monument-ws new DIR copies it)",
             f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
+            f"            ws://127.0.0.1:{port}/ss (serverless-sockets)",
             "  broker:   memory://",
             f"  plugs:    {plugs} ({events} events)",
             "  workers:  1",
