@@ -49,7 +49,7 @@ def decode(raw: bytes) -> Message:
 
 
 def sync_incoming(held: bytes, runs: list[list[int]]) -> bytes:
-    """The frame after one SYNC diff, as the seed's client applies it."""
+    """The frame after one SYNC diff, as serverless-sockets' browser client applies it."""
     frame = bytearray(held)
     delta = runs[0][0]
     size = len(frame) + delta

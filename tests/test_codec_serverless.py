@@ -142,8 +142,8 @@ async def test_a_broadcast_reaches_other_serverless_and_native_sockets(make_serv
     assert await native.recv() == {"event": "shout", "data": {"said": "hello"}}
 
 
-async def test_sync_streams_rebuild_the_object_as_the_seeds_client_does(make_server):
-    """The diffs are the seed's worked example: the first against the request frame."""
+async def test_sync_streams_rebuild_the_object_as_its_browser_client_does(make_server):
+    """Each diff rebuilds the next whole frame; the first is against the request frame."""
     client, ws = await make_server(endpoints=ENDPOINTS)
     states: list[Any] = [{"a": 2}, {"a": 2, "b": "xy"}, {"a": 20}]
     ws.handler("sync")(_states_handler(states))
@@ -172,9 +172,9 @@ def _states_handler(states: list[Any]) -> Any:
     return handle
 
 
-async def test_sync_keeps_changed_zero_bytes_unlike_the_seed(make_server):
-    """A frame shrinking from 256 to 255 bytes changes header byte 2 to 0: the seed dropped that
-    zero and its client read a wrong length; here the client rebuilds both frames."""
+async def test_sync_keeps_changed_zero_bytes(make_server):
+    """A frame shrinking from 256 to 255 bytes changes header byte 2 to 0: serverless-sockets'
+    server dropped that zero and its client read a wrong length; here both frames rebuild."""
     client, ws = await make_server(endpoints=ENDPOINTS)
     big, smaller = {"s": "x" * 238}, {"s": "y" * 237}
     ws.handler("sync")(_states_handler([big, smaller]))

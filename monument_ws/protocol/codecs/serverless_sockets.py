@@ -26,7 +26,7 @@ The size limit (``max_message_size``) applies to the real size, before this runs
   diff the client's ``syncIncoming`` applies: ``[[length delta], [position, byte, …], …]``
   from the frame the client holds to the frame carrying the whole new object. The first diff of
   a request is against the client's own request frame, each later one against the previous
-  frame it rebuilt. Unlike the seed, changed zero bytes are part of their run. A SYNC pushed
+  frame it rebuilt. Unlike serverless-sockets' own server, changed zero bytes are part of their run. A SYNC pushed
   under another event (no request to diff against) goes out whole, as MESSAGE;
 * an error: NOT_FOUND for ``not_found``, else ERROR, under the request's event, the payload
   ``{"code", "message"}``;
