@@ -198,6 +198,41 @@ def parse_path(value: object) -> str:
     return text
 
 
+def parse_endpoints(value: object) -> tuple[tuple[str, str], ...]:
+    """Extra WebSocket routes and the wire format each speaks: a mapping ``{"/ss":
+    "serverless-sockets"}``, ``PATH=FORMAT`` strings (a repeated flag), or one comma-separated
+    string of them (the environment). A format :data:`~monument_ws.protocol.codecs.CODECS`
+    does not name is an error."""
+    from .protocol.codecs import CODECS
+
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if isinstance(value, Mapping):
+        pairs = [(str(path), name) for path, name in value.items()]
+    elif isinstance(value, Iterable):
+        pairs = []
+        for item in value:
+            if isinstance(item, tuple) and len(item) == 2:
+                pairs.append((str(item[0]), item[1]))
+            elif isinstance(item, str) and "=" in item:
+                path, _, name = item.partition("=")
+                pairs.append((path.strip(), name.strip()))
+            else:
+                raise ValueError(f"expected PATH=FORMAT, got {item!r}")
+    else:
+        raise ValueError(f"expected a mapping of URL path to wire format, got {value!r}")
+    seen: set[str] = set()
+    for path, name in pairs:
+        if not path.startswith("/"):
+            raise ValueError(f"expected a URL path starting with '/', got {path!r}")
+        if path in seen:
+            raise ValueError(f"the path {path} is given twice")
+        seen.add(path)
+        if name not in CODECS:
+            raise ValueError(f"unknown wire format {name!r} for {path}; known: {', '.join(CODECS)}")
+    return tuple(pairs)
+
+
 def parse_log_format(value: object) -> Literal["text", "json"]:
     text = parse_str(value).strip().lower()
     if text == "text":
@@ -231,6 +266,7 @@ METAVARS: Final[Mapping[Callable[[object], Any], str]] = {
     parse_path: "PATH",
     parse_log_format: "text|json",
     parse_namespaces: "JSON",
+    parse_endpoints: "PATH=FORMAT",
 }
 
 
@@ -244,12 +280,14 @@ def option(
     deprecated: tuple[str, ...] = (),
     minimum: float | None = None,
     metavar: str | None = None,
+    repeatable: bool = False,
 ) -> Any:
     """Declare one configuration key: default, documentation, parser and accepted aliases.
 
     ``group`` (a key of :data:`GROUPS`) is the heading it is listed under in
     ``monument-ws run -h``; ``metavar`` names its value there when the parser's
-    (:data:`METAVARS`) is too vague, e.g. ``URL`` for a string. ``deprecated``
+    (:data:`METAVARS`) is too vague, e.g. ``URL`` for a string; a ``repeatable`` key's flag
+    may be given several times, each value one item (``--endpoint A --endpoint B``). ``deprecated``
     names are old spellings still accepted (in code, files and the environment);
     the first use of each in a process logs a warning naming the new key.
     """
@@ -263,6 +301,7 @@ def option(
         "minimum": minimum,
         "group": group,
         "metavar": metavar or METAVARS.get(parse, "VALUE"),
+        "repeatable": repeatable,
     }
     return field(default=default, metadata=meta)
 
@@ -282,6 +321,16 @@ class Config:
     )
     path: str = option(
         "/ws", "URL path of the WebSocket route.", parse_str, group="server", metavar="PATH"
+    )
+    endpoints: tuple[tuple[str, str], ...] = option(
+        (),
+        "More WebSocket routes, each speaking another wire format (PATH=FORMAT, e.g. "
+        "/ss=serverless-sockets; the flag repeats, the environment separates them with commas): "
+        "same handlers, channels, auth and limits as the main route. Formats: serverless-sockets.",
+        parse_endpoints,
+        aliases=("endpoint",),
+        group="server",
+        repeatable=True,
     )
     client_path: str = option(
         "/monument_ws/client.js",
@@ -787,6 +836,8 @@ class OptionInfo:
     group: str = "server"
     #: the placeholder of its value, e.g. ``SECONDS``
     metavar: str = "VALUE"
+    #: its flag may be given several times (each value one item)
+    repeatable: bool = False
 
     @property
     def env_var(self) -> str:
@@ -809,6 +860,7 @@ def schema() -> list[OptionInfo]:
             type=str(f.type),
             group=f.metadata["group"],
             metavar=f.metadata["metavar"],
+            repeatable=f.metadata["repeatable"],
         )
         for f in dataclasses.fields(Config)
     ]

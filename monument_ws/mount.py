@@ -33,7 +33,8 @@ from .brokers.base import Broker
 from .bus import EventBus, events
 from .config import Config
 from .ops import admin, health
-from .protocol.errors import MissingExtra
+from .protocol import codecs
+from .protocol.errors import ConfigError, MissingExtra
 from .server import static
 from .server.plugin import MonumentWS
 
@@ -58,7 +59,9 @@ def setup(
     ``bus`` defaults to the module-level :data:`monument_ws.events`; pass an
     :class:`EventBus` to give this application its own. ``broker`` defaults to
     the one the ``broker`` setting names (``memory://``); a string here is that
-    setting (``broker="redis://..."``). ``clock`` (seconds) drives presence
+    setting (``broker="redis://..."``). ``endpoints={"/ss": "serverless-sockets"}`` (a
+    setting like any) serves more socket routes beside ``path``, each speaking the named
+    wire format (:mod:`monument_ws.protocol.codecs`) and sharing everything else. ``clock`` (seconds) drives presence
     transitions and credential expiry, ``sleep`` is how the credential watcher
     waits (``auth_timeout``, ``Session.expires_at``); tests inject a fake pair.
     """
@@ -75,6 +78,10 @@ def setup(
     app.cleanup_ctx.append(plugin.lifespan)
     if cfg.websocket is not False:
         app.router.add_get(cfg.path, plugin.gate.handle, name="monument_ws")
+        for path, name in cfg.endpoints:
+            if path == cfg.path:
+                raise ConfigError(f"endpoint {path} is the main socket path; give it another")
+            app.router.add_get(path, plugin.gate.endpoint(codecs.codec(name)))
         app.on_shutdown.append(plugin.on_shutdown)
         if cfg.client_path:
             static.add_routes(app, cfg.client_path)

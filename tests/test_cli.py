@@ -244,7 +244,8 @@ def test_every_alias_is_a_flag_of_run_with_the_same_effect():
         value = "true" if info.type == "bool" else "7"
         by_alias = run.make_context("run", [f"--{alias}", value]).params
         by_flag = run.make_context("run", [info.flag, value]).params
-        assert by_alias[info.name] == by_flag[info.name] == value, alias
+        expected = (value,) if info.repeatable else value  # a repeatable flag gathers a tuple
+        assert by_alias[info.name] == by_flag[info.name] == expected, alias
     flags: dict[str, str | None] = {"max_message_size": "1000", "websocket": "data"}
     by_alias = run.make_context("run", ["--payloadLimit", "1000", "--webSocket", "data"]).params
     assert (by_alias["max_message_size"], by_alias["websocket"]) == ("1000", "data")
@@ -664,6 +665,7 @@ async def test_run_prints_a_banner_once_it_listens():
             f"monument-ws {monument_ws.__version__} listening on http://127.0.0.1:{port}/",
             "  app:      the demo (no ./plugs here; monument-ws new DIR copies it)",
             f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
+            f"            ws://127.0.0.1:{port}/ss (serverless-sockets)",
             "  broker:   memory://",
             f"  plugs:    {plugs} ({events} events)",
             "  workers:  1",

@@ -31,6 +31,7 @@ import aiohttp
 import pytest
 
 from monument_ws.client import Client
+from tests import ss_client
 from tests.conftest import DEADLINE, chat_send_round_trip
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
@@ -513,6 +514,29 @@ async def _operating(servers: list[Server], session: aiohttp.ClientSession) -> N
         )
     async with session.get(base + "/_monument/admin") as response:
         assert response.status == 200
+
+
+@check("serverless-sockets")
+async def _serverless_sockets(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    native, _ = await welcomed(session, servers[0].ws_url)
+    peer = ss_client.SSPeer(await session.ws_connect(servers[0].ws_url[: -len("/ws")] + "/ss"))
+    await peer.send("greet", {"name": "ada"})
+    got = [await peer.recv() for _ in range(2)]
+    assert [(m.type, m.event, m.payload) for m in got] == [
+        (ss_client.MESSAGE, "greet", {"hello": "ada"}),
+        (ss_client.BROADCAST, "greet", {"joined": "ada"}),
+    ]
+    assert await native.receive_json(timeout=DEADLINE) == {
+        "event": "greet",
+        "data": {"joined": "ada"},
+    }
+    await peer.send("counter")
+    synced = [await peer.recv() for _ in range(3)]
+    assert [(m.type, m.payload) for m in synced] == [
+        (ss_client.SYNC, {"count": n}) for n in range(3)
+    ]
+    await peer.ws.close()
+    await native.close()
 
 
 # Last: the checks above have registered themselves by now.

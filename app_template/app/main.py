@@ -14,6 +14,8 @@ from . import auth, data, handlers
 STATIC = Path(__file__).parent / "static"
 #: The project's root: a relative plugs folder (the default ./plugs) is found here.
 PROJECT = Path(__file__).parent.parent
+#: The path where serverless-sockets' binary frames are spoken (docs: "Coming from serverless-sockets").
+SERVERLESS_SOCKETS = "/ss"
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -43,6 +45,9 @@ def create_app(config: Config | None = None) -> web.Application:
     cfg = config or Config(websocket=True)
     if cfg.plugs:
         cfg = cfg.replace(plugs=str(PROJECT / cfg.plugs))
+    # serverless-sockets' own client works too, on /ss: same plugs, handlers and chat channel.
+    if SERVERLESS_SOCKETS not in dict(cfg.endpoints):
+        cfg = cfg.replace(endpoints=(*cfg.endpoints, (SERVERLESS_SOCKETS, "serverless-sockets")))
     ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(

@@ -56,11 +56,13 @@ class Hub:
 
     async def add(self, socket: Socket) -> None:
         await self._registry.add(socket)
+        self._fanout.joined(socket)
 
     async def remove(self, socket: Socket) -> list[str]:
         """Forget ``socket`` and its subscriptions; returns the channels it left."""
         left = await self._subscriptions.leave_all(socket)
         await self._registry.remove(socket)
+        self._fanout.left(socket)
         return left
 
     def of_client(self, client_id: str) -> list[Socket]:

@@ -157,8 +157,15 @@ class Subscriptions:
         if publication.exclude is not None and publication.exclude == socket.client_id:
             return
         shared = shared_frame(publication.frame, self._middleware)
-        if shared is not None:
-            socket.send_raw_nowait(*shared, OUT_PUBLICATION)
+        if shared is None:
+            return
+        frame, wire = shared
+        codec = socket.sender.codec
+        if codec is not None:  # another wire format: this replay in it
+            wire = codec.codec.encode_shared(frame)
+            if not wire:
+                return
+        socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)
 
     async def unsubscribe(self, socket: Socket, channel: str) -> bool:
         """Remove ``socket`` from ``channel``; the last local subscriber unsubscribes the broker."""

@@ -41,6 +41,8 @@ class Summary:
     plug_errors: int = 0
     reload: bool = False
     allowed_origins: tuple[str, ...] = ()
+    #: the endpoints' paths and wire formats (``endpoints``)
+    endpoints: tuple[tuple[str, str], ...] = ()
 
 
 def app_label(target: str) -> str:
@@ -71,6 +73,7 @@ def describe(app: web.Application, target: str) -> Summary:
         plug_errors=len(plugs.table.errors) if plugs is not None else 0,
         reload=plugs is not None and plugs.watching,
         allowed_origins=cfg.allowed_origins,
+        endpoints=cfg.endpoints,
     )
 
 
@@ -119,6 +122,9 @@ def render(summary: Summary, host: str, port: int, *, tls: bool, workers: int) -
             f"{scheme.replace('http', 'ws')}://{n}:{port}{summary.path}" for n in names
         )
         lines.append(f"  sockets:  {urls} (websocket: {summary.websocket})")
+        for path, name in summary.endpoints:
+            urls = ", ".join(f"{scheme.replace('http', 'ws')}://{n}:{port}{path}" for n in names)
+            lines.append(f"            {urls} ({name})")
     if summary.mounted:
         lines.append(f"  broker:   {summary.broker}")
         if not summary.plugs:

@@ -12,7 +12,7 @@ value named by its key's ``metavar`` (:class:`GroupedCommand`).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,16 +94,19 @@ def config_options(fn: Any) -> Any:
             # A boolean key also works as a bare flag: --reload means --reload true.
             is_flag=False,
             flag_value="true" if boolean else None,
+            multiple=info.repeatable,
             help=f"{info.doc} [default: {shown!r}; env: {info.env_var}]",
         )(fn)
     return fn
 
 
 def build_config(
-    flags: dict[str, str | None], config_file: str | None, env: dict[str, str] | os._Environ[str]
+    flags: Mapping[str, str | tuple[str, ...] | None],
+    config_file: str | None,
+    env: dict[str, str] | os._Environ[str],
 ) -> Config:
     """The Config ``run`` serves with: its defaults < ``config_file`` < ``env`` < ``flags``."""
-    given = {name: value for name, value in flags.items() if value is not None}
+    given = {name: value for name, value in flags.items() if value not in (None, ())}
     try:
         return Config.load(given, defaults=RUN_DEFAULTS, file=config_file, env=env)
     except ConfigError as exc:
@@ -111,14 +114,16 @@ def build_config(
 
 
 def given_settings(
-    flags: dict[str, str | None], config_file: str | None, env: dict[str, str] | os._Environ[str]
+    flags: Mapping[str, str | tuple[str, ...] | None],
+    config_file: str | None,
+    env: dict[str, str] | os._Environ[str],
 ) -> list[str]:
     """The settings given to ``run`` (flags, environment, config file) that only reach an
     application through its factory, as the user spelled them."""
     given = [
         info.flag
         for info in config_module.schema()
-        if flags.get(info.name) is not None and info.name not in RUN_OWN_SETTINGS
+        if flags.get(info.name) not in (None, ()) and info.name not in RUN_OWN_SETTINGS
     ]
     given += sorted(
         config_module.ENV_PREFIX + name.upper()

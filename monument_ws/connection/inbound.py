@@ -9,7 +9,9 @@ request (:class:`~monument_ws.connection.admission.Admission`). Guarantees:
 * **Bad input never raises**: a refused frame gets a ``ws:error`` frame and
   the socket stays open, until ``max_bad_frames`` bad frames in a row close it
   with 1008. A text frame that is not UTF-8 closes it with 1007; a binary frame
-  is refused as ``bad_frame``.
+  is refused as ``bad_frame``. On a socket of another wire format (an endpoint's codec,
+  :mod:`monument_ws.protocol.codecs`) every message goes through the codec first, and each
+  native frame it yields is taken as a text frame is (:meth:`Inbound._decoded`).
 * **Floods end**: frames above ``rate_limit`` are refused with
   ``rate_limited``; a socket that goes on for ``rate_burst`` more refusals in
   one flooding episode is closed with 4029 (see
@@ -31,6 +33,7 @@ import time
 from aiohttp import WebSocketError, WSMsgType, web
 
 from ..protocol import frames as protocol
+from ..protocol.codecs import CodecSession
 from ..protocol.frames import CloseCode, ErrorCode, Frame, Invalid
 from . import reader as aiohttp_reader
 from .auth import AUTHENTICATED
@@ -45,6 +48,9 @@ _BEFORE_AUTH = frozenset(name for name, command in protocol.COMMANDS.items() if 
 
 #: Why the reader stops: the close code and reason it closes with.
 _Close = tuple[int, str]
+
+#: The message types a codec decodes.
+_MESSAGES = frozenset((WSMsgType.TEXT, WSMsgType.BINARY))
 
 _BINARY = Invalid(ErrorCode.BAD_FRAME, "binary frames are not supported; send JSON text")
 
@@ -76,7 +82,9 @@ class Inbound:
         were queued before the socket was ready: the tap is attached once
         those were read, so frames are taken in the order they arrived.
         """
-        tap = aiohttp_reader.tap_of(self._ws)
+        codec = self._socket.sender.codec
+        # A socket of another wire format reads every message here, through its codec.
+        tap = aiohttp_reader.tap_of(self._ws) if codec is None else None
         # Frames from the tap are taken in this task's context (log ids, the app's context
         # variables), as frames read here are, so requests start in the same world either way.
         context = contextvars.copy_context() if tap is not None else None
@@ -84,7 +92,9 @@ class Inbound:
             if tap is not None and tap.empty:
                 tap.attach(self._tapped, context)
             async for msg in self._ws:
-                if msg.type is WSMsgType.TEXT:
+                if codec is not None and msg.type in _MESSAGES:
+                    close = self._decoded(codec, msg.data, msg.type is WSMsgType.BINARY)
+                elif msg.type is WSMsgType.TEXT:
                     close = self._on_text(msg.data)
                 elif msg.type is WSMsgType.BINARY:
                     stats = self._dispatch.stats
@@ -121,6 +131,31 @@ class Inbound:
             close = CloseCode.INTERNAL, "internal error"
         if close is not None:
             self._closer = asyncio.get_running_loop().create_task(self._socket.close(*close))
+
+    def _decoded(self, codec: CodecSession, data: bytes, binary: bool) -> _Close | None:
+        """One message of another wire format: each native frame its codec decodes it to is
+        taken as a text frame is; what it refuses is refused like a bad frame (counted in
+        ``max_bad_frames``, or closing when it says so); its replies are written as they are."""
+        try:
+            items = codec.decode(data, binary)
+        except Exception:  # a codec's bug: the client must not be able to take the server down
+            self._socket.log.exception("decoding a %s message failed", codec.codec.name)
+            return CloseCode.INTERNAL, "internal error"
+        for item in items:
+            if isinstance(item, bytes):
+                close = self._on_text(item)
+            elif isinstance(item, Invalid):
+                stats = self._dispatch.stats
+                stats.frames_in += 1
+                stats.frames_in_by[IN_INVALID] += 1
+                self._socket.frames_in += 1
+                close = self._refuse(item)
+            else:
+                self._socket.outbound.offer(b"", item.wire)
+                close = None
+            if close is not None:
+                return close
+        return None
 
     def _on_text(self, text: str | bytes) -> _Close | None:
         """Take one text frame; returns how to close when the socket must close."""

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..protocol.writer import text_frame
 
 if TYPE_CHECKING:
+    from ..protocol.codecs import CodecSession
     from .stats import Stats
 
 
@@ -153,6 +154,10 @@ class Sender:
         self.peak_frames = 0
         self.peak_bytes = 0
         self.peak_writers = 0
+
+    #: the socket's wire format when it is not the native protocol: None here, a session in
+    #: :class:`CodecSender` (fan-out reads it to encode a frame once per format)
+    codec: CodecSession | None = None
 
     @property
     def queued(self) -> int:
@@ -323,3 +328,34 @@ class Sender:
         idle, self._idle = self._idle, None
         if idle is not None and not idle.done():
             idle.set_result(None)
+
+
+class CodecSender(Sender):
+    """The send path of a socket speaking another wire format (an endpoint's codec): the same
+    bounded path, but every frame offered without ``wire`` is first encoded by ``codec``, and
+    a frame it drops (encodes to nothing) is taken and not written. A ``wire`` given must be
+    in that format already (fan-out asks the codec). Native sockets use :class:`Sender`, whose
+    path has no codec test at all."""
+
+    __slots__ = ("_encode", "codec")
+
+    def __init__(
+        self,
+        transport: Transport | None,
+        flow: Flow,
+        *,
+        max_frames: int,
+        max_bytes: int,
+        stats: Stats,
+        codec: CodecSession,
+    ) -> None:
+        super().__init__(transport, flow, max_frames=max_frames, max_bytes=max_bytes, stats=stats)
+        self.codec = codec
+        self._encode = codec.encode
+
+    def offer(self, payload: bytes, wire: bytes | None = None) -> bool:
+        if wire is None and not self.closed:
+            wire = self._encode(payload)
+            if not wire:
+                return True
+        return super().offer(payload, wire)

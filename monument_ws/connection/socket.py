@@ -40,6 +40,7 @@ from aiohttp import WSMsgType, web
 from .. import protocol
 from ..bus import EventBus
 from ..config import Config
+from ..protocol.codecs import CodecSession
 from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
 from ..protocol.frames import CloseCode, Frame, Invalid, Queued
 from ..protocol.patches import SyncState
@@ -50,7 +51,7 @@ from .calls import PendingCalls
 from .commands import InlineCommand
 from .outbound import Outbound, OutgoingHooks
 from .requests import RequestTable
-from .sender import Sender
+from .sender import CodecSender, Sender
 from .stats import OUT_PUSH, OUT_REPLY
 
 log = logging.getLogger("monument_ws")
@@ -132,6 +133,7 @@ class Socket:
         dispatch: Server,
         ip: str = "unknown",
         queues: PeerQueueStore | None = None,
+        codec: CodecSession | None = None,
     ) -> None:
         config = dispatch.config
         self.id = secrets.token_hex(6)
@@ -146,17 +148,28 @@ class Socket:
         self._log: _SocketLog | None = None  # made on first use: most sockets never log
         transport = request.transport
         reads.small_reads(transport)
-        sender = Sender(
-            transport,
-            request.writer,
-            max_frames=config.send_buffer_frames,
-            max_bytes=config.send_buffer_bytes,
-            stats=dispatch.stats,
-            # deflate state lives in aiohttp's writer: with compression every frame goes there
-            write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
-            if config.compression
-            else None,
-        )
+        sender: Sender
+        if codec is None:
+            sender = Sender(
+                transport,
+                request.writer,
+                max_frames=config.send_buffer_frames,
+                max_bytes=config.send_buffer_bytes,
+                stats=dispatch.stats,
+                # deflate state lives in aiohttp's writer: with compression every frame goes there
+                write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
+                if config.compression
+                else None,
+            )
+        else:  # another wire format: its frames are written as its codec made them
+            sender = CodecSender(
+                transport,
+                request.writer,
+                max_frames=config.send_buffer_frames,
+                max_bytes=config.send_buffer_bytes,
+                stats=dispatch.stats,
+                codec=codec,
+            )
         table = RequestTable(config.max_inflight, config.max_waiting)
         #: the way out: hooks, counters, the bounded send path
         self.outbound = Outbound(
@@ -233,7 +246,10 @@ class Socket:
     def sync_state(self) -> SyncState:
         """The SYNC objects this client holds (made by the first SYNC yield)."""
         if self._sync is None:
-            self._sync = SyncState(self._config.sync_memory)
+            codec = self.outbound.sender.codec
+            # A format that diffs SYNC objects itself gets them whole: nothing kept here for it.
+            whole = codec is not None and not codec.codec.sync_patches
+            self._sync = SyncState(0 if whole else self._config.sync_memory)
         return self._sync
 
     async def call(self, event: str, data: Any = None, *, timeout: float | None = None) -> Any:

@@ -100,6 +100,7 @@ class CloseCode(enum.IntEnum):
     NORMAL = 1000
     GOING_AWAY = 1001
     PROTOCOL_ERROR = 1002
+    UNSUPPORTED_DATA = 1003
     ABNORMAL = 1006
     INVALID_DATA = 1007
     POLICY = 1008
@@ -124,6 +125,7 @@ _RECONNECT: Final = {
     CloseCode.NORMAL: Reconnect.NEVER,
     CloseCode.GOING_AWAY: Reconnect.JITTER,
     CloseCode.PROTOCOL_ERROR: Reconnect.NEVER,
+    CloseCode.UNSUPPORTED_DATA: Reconnect.NEVER,
     CloseCode.ABNORMAL: Reconnect.BACKOFF,
     CloseCode.INVALID_DATA: Reconnect.NEVER,
     CloseCode.POLICY: Reconnect.NEVER,
@@ -140,6 +142,7 @@ _MEANING: Final = {
     CloseCode.NORMAL: "normal",
     CloseCode.GOING_AWAY: "server shutting down / draining",
     CloseCode.PROTOCOL_ERROR: "the client offered no protocol version this server speaks",
+    CloseCode.UNSUPPORTED_DATA: "a frame type the endpoint's wire format does not take",
     CloseCode.ABNORMAL: "connection lost",
     CloseCode.INVALID_DATA: "a text frame that is not UTF-8",
     CloseCode.POLICY: "policy: too many bad frames, auth time-out",

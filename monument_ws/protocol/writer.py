@@ -1,4 +1,4 @@
-"""The one hand-written piece of the WebSocket wire: a server's text frame header.
+"""The one hand-written piece of the WebSocket wire: a server's frame header (text or binary).
 
 aiohttp writes frames one socket at a time; fan-out needs the frame as bytes,
 built once and written to many transports. :func:`text_frame` builds it
@@ -23,3 +23,14 @@ def text_frame(payload: bytes) -> bytes:
     if length < 65536:
         return bytes((0x81, 126)) + length.to_bytes(2, "big") + payload
     return bytes((0x81, 127)) + length.to_bytes(8, "big") + payload
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """The whole RFC 6455 frame (FIN, binary opcode, unmasked) carrying ``payload``: what a
+    binary wire format (:mod:`monument_ws.protocol.codecs`) writes, shareable like a text frame."""
+    length = len(payload)
+    if length < 126:
+        return bytes((0x82, length)) + payload
+    if length < 65536:
+        return bytes((0x82, 126)) + length.to_bytes(2, "big") + payload
+    return bytes((0x82, 127)) + length.to_bytes(8, "big") + payload

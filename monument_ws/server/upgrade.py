@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,6 +36,7 @@ from ..connection.inbound import Inbound
 from ..connection.limits import TokenBucket
 from ..connection.socket import Socket
 from ..connection.stats import Stats
+from ..protocol.codecs import Codec
 from ..protocol.errors import Unavailable
 from ..protocol.frames import CloseCode, truncate
 from ..signals import SOCKET_CLOSED, SOCKET_CONNECTED, announce
@@ -80,8 +82,18 @@ class UpgradeGate:
         self._upgrades: dict[str, TokenBucket] = {}
         self._told_mismatch = False
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The socket route's handler: check, accept, admit, then serve until closed.
+    def endpoint(self, codec: Codec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The handler of an endpoint whose sockets speak ``codec``'s wire format: everything
+        else -- checks, session, limits, handlers, channels -- is the main route's."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self.handle(request, codec)
+
+        return handle
+
+    async def handle(self, request: web.Request, codec: Codec | None = None) -> web.StreamResponse:
+        """The socket route's handler: check, accept, admit, then serve until closed. ``codec``
+        is the endpoint's wire format; None: the native protocol (the main route).
 
         This coroutine lives as long as the socket, and so does every frame of the ``await``
         chain under it (some 300 bytes each): the steps before the socket exists run in
@@ -89,13 +101,14 @@ class UpgradeGate:
         """
         ip = self._check(request)
         ws = aiohttp_reader.response(
-            protocols=(protocol.SUBPROTOCOL,),
-            compress=self.config.compression,
+            protocols=(protocol.SUBPROTOCOL,) if codec is None else codec.subprotocols,
+            # a codec's frames are written as its format made them, never deflated
+            compress=self.config.compression and codec is None,
             max_msg_size=self.config.max_message_size,
             heartbeat=self.config.heartbeat or None,
             decode_text=False,
         )
-        accepted = await self._accept(request, ws, ip)
+        accepted = await self._accept(request, ws, ip, codec)
         if accepted is None:
             return ws
         socket, resume = accepted
@@ -127,12 +140,16 @@ class UpgradeGate:
         return ws
 
     async def _accept(
-        self, request: web.Request, ws: web.WebSocketResponse, ip: str
+        self, request: web.Request, ws: web.WebSocketResponse, ip: str, codec: Codec | None
     ) -> tuple[Socket, str] | None:
         """Accept the upgrade and make the socket with its session and its resume secret; None
         when the session parser or the user's socket count refused it (``ws`` closed)."""
         await ws.prepare(request)
-        if ws.ws_protocol is None and request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL):
+        if (
+            codec is None
+            and ws.ws_protocol is None
+            and request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL)
+        ):
             await self._refuse_version(request, ws)
             return None
         session = await self.credentials.parse(request, ws)
@@ -150,6 +167,7 @@ class UpgradeGate:
             dispatch=self.dispatcher,
             ip=ip,
             queues=self.queues,
+            codec=codec.session() if codec is not None else None,
         )
         logs.bind(socket.id, client_id)
         self.credentials.admit(socket, session)

@@ -225,6 +225,7 @@ const POLICIES = {
   1000: "never",
   1001: "jitter",
   1002: "never",
+  1003: "never",
   1006: "backoff",
   1007: "never",
   1008: "never",
