@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import protocol
 from ..brokers.base import Broker
+from ..channels.durable import Durable
 from ..channels.kick import Kick
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
@@ -27,9 +28,16 @@ class ServerAPI:
     """Sends through one broker, to whichever process holds the recipients."""
 
     def __init__(
-        self, broker: Broker, namespaces: Namespaces, queues: PeerQueues, stats: Stats
+        self,
+        broker: Broker,
+        namespaces: Namespaces,
+        queues: PeerQueues,
+        stats: Stats,
+        durable: Durable | None = None,
     ) -> None:
         self.broker = broker
+        #: the store of channels whose namespace persists them (None: no ``store`` set)
+        self.durable = durable
         #: the ``channels`` setting: each channel's history limits, presence and policies
         self.namespaces = namespaces
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
@@ -49,7 +57,9 @@ class ServerAPI:
         that is what recovery can recognise). Raises ValueError for a bad
         channel name, TypeError for data JSON cannot hold or an ``exclude`` that is not a
         non-empty string, and :class:`~monument_ws.protocol.errors.Unavailable` when the
-        broker cannot take it (never dropped silently).
+        broker cannot take it (never dropped silently). On a channel whose namespace
+        persists it, it returns once the store committed it (Unavailable when the store
+        cannot: see :mod:`monument_ws.channels.durable`).
         """
         problem = protocol.check_channel(channel)
         if problem is not None:
@@ -58,14 +68,17 @@ class ServerAPI:
         options = self.namespaces.options(channel)
         started = time.perf_counter()
         try:
-            offset, _ = await self.broker.publish(
-                channel,
-                event,
-                data,
-                history_size=options.history_size,
-                history_ttl=options.history_ttl,
-                exclude=exclude,
-            )
+            if self.durable is not None and options.persist:
+                offset, _ = await self.durable.publish(channel, event, data, exclude)
+            else:
+                offset, _ = await self.broker.publish(
+                    channel,
+                    event,
+                    data,
+                    history_size=options.history_size,
+                    history_ttl=options.history_ttl,
+                    exclude=exclude,
+                )
         except MonumentWSError:
             self.stats.publish_errors += 1
             raise

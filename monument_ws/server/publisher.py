@@ -26,6 +26,7 @@ from typing import Any
 from .. import brokers
 from ..brokers.base import Broker
 from ..brokers.memory import MemoryBroker
+from ..channels.durable import Durable
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
 from ..config import Config
@@ -47,16 +48,22 @@ class Publisher(ServerAPI):
                 "memory:// lives inside one server process, so a publisher outside it cannot "
                 "reach its subscribers; use the servers' redis:// broker"
             )
+        namespaces = Namespaces(self.config.channels)
         super().__init__(
             broker,
-            Namespaces(self.config.channels),
+            namespaces,
             PeerQueues(broker, self.config.peer_queue_size, self.config.peer_queue_ttl),
             Stats(),
+            Durable.of(self.config, broker, namespaces),
         )
 
     async def __aenter__(self) -> Publisher:
         await self.broker.start()
+        if self.durable is not None:
+            await self.durable.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.durable is not None:
+            await self.durable.stop()
         await self.broker.stop()
