@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -26,6 +33,7 @@ from monument_ws.brokers.memory import MemoryBroker
 from monument_ws.protocol.errors import ConfigError
 from monument_ws.stores.postgres import PostgresStore
 from tests.conftest import DEADLINE, POSTGRES_URL, Peer, eventually, welcomed
+from tests.test_cli import free_port
 from tests.test_cluster import own_redis  # noqa: F401 - the fixture of a killable redis-server
 
 
@@ -371,6 +379,123 @@ async def test_a_full_write_queue_answers_unavailable_at_once(
     await proxy.start()
     await eventually(lambda: ws.durable is not None and ws.durable.store.healthy, "the store back")
     assert await ws.publish("log:q", "e", "after") == 1
+
+
+class OwnPostgres:
+    """A PostgreSQL of one test's own (initdb into a temporary folder, on a free port) that it
+    stops and starts again; run as the postgres user when the test runs as root (PostgreSQL
+    refuses root). Only the processes it started are signalled, by PID."""
+
+    def __init__(self, folder: Path, bin_dir: str) -> None:
+        self.folder = folder
+        self.bin = bin_dir
+        self.port = free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        if self.user is not None:
+            shutil.chown(self.folder, self.user)
+        subprocess.run(
+            [f"{self.bin}/initdb", "-D", str(self.folder / "data"), "-A", "trust", "-U",
+             "postgres", "--no-sync"],
+            check=True, capture_output=True, user=self.user, timeout=DEADLINE * 3,
+        )  # fmt: skip
+
+    async def start(self) -> None:
+        # Popen only spawns (no wait); the handle is stopped by PID from any teardown.
+        self.process = subprocess.Popen(  # noqa: ASYNC220
+            [f"{self.bin}/postgres", "-D", str(self.folder / "data"), "-p", str(self.port),
+             "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=self.user,
+        )  # fmt: skip
+        for _ in range(200):
+            try:
+                connection = await asyncpg.connect(self.url, timeout=1)
+            except (OSError, asyncpg.PostgresError, TimeoutError):
+                await asyncio.sleep(0.05)
+                continue
+            await connection.close()
+            return
+        raise AssertionError("the test's own PostgreSQL did not start")
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): open connections are cut, as in a database restart."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            self.process.wait(timeout=DEADLINE * 3)
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[OwnPostgres]:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("PostgreSQL's initdb is not installed (scripts/ensure-postgres)")
+        pytest.skip("PostgreSQL's initdb is not installed: run scripts/ensure-postgres")
+    # Not under pytest's tmp_path: its parents are private to root, the server runs as postgres.
+    folder = Path(tempfile.mkdtemp(prefix="monument-ws-pg-"))
+    own = OwnPostgres(folder, os.path.dirname(found[-1]))
+    try:
+        own.init()
+        await own.start()
+        yield own
+    finally:
+        own.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_postgresql_stopped_and_restarted_mid_stream(make_server, connect, own_postgres):
+    """PostgreSQL stops while a client publishes and a subscriber listens: publishes to the
+    persisted channel get unavailable, ready says store false; once it is back everything
+    resumes, the subscriber got every acknowledged publication live, and a recovery from the
+    start holds every one too, in order."""
+    settings = persisted("mwstest_restart")
+    settings["store"] = own_postgres.url
+    client, ws = await make_server(health=True, **settings)
+    assert ws.durable is not None
+    ws.durable.store._probe_interval = 0.05
+    sender = await connect(client)
+    listener = await connect(client)
+    _, position = await subscribe(listener, "log:pg")
+    acknowledged: list[int] = []
+    refused = 0
+
+    async def stream(count: int) -> None:
+        nonlocal refused
+        for n in range(count):
+            data = {"channel": "log:pg", "event": "n", "data": n}
+            frame = {"event": "ws:publish", "id": n, "data": data}
+            reply = await sender.request(frame)
+            if "error" in reply:
+                assert reply["error"]["code"] == "unavailable", reply
+                refused += 1
+            else:
+                acknowledged.append(reply["data"]["offset"])
+
+    await stream(10)
+    own_postgres.stop()
+    await stream(5)
+    assert refused == 5
+    assert (await (await client.get("/health/ready")).json())["store"] is False
+    await own_postgres.start()
+    await eventually(lambda: ws.durable is not None and ws.durable.store.healthy, "the store back")
+    await stream(10)
+    assert len(acknowledged) == 20
+    assert acknowledged == sorted(acknowledged)
+
+    live: list[int] = []
+    while len(live) < len(acknowledged):
+        live.append((await listener.recv())["offset"])
+    assert live == acknowledged
+    again = await connect(client)
+    pushed, reply = await subscribe(again, "log:pg", {"offset": 0, "epoch": position["epoch"]})
+    assert reply["recovered"] is True
+    assert [frame["offset"] for frame in pushed] == acknowledged
 
 
 MIGRATE = """
