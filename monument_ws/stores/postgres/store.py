@@ -220,14 +220,7 @@ class PostgresStore(Store):
                 "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
                 self._lock_key(channel),
             )
-            row = await connection.fetchrow(
-                f"INSERT INTO {s}.channels AS c (channel, epoch, top) "
-                "VALUES ($1, substr(md5(random()::text || clock_timestamp()::text), 1, 8), 0) "
-                "ON CONFLICT (channel) DO UPDATE SET top = c.top RETURNING epoch, top",
-                channel,
-            )
-            assert row is not None  # an upsert returns its row
-            current, top = row["epoch"], row["top"]
+            current, top = await self._position(connection, channel)
             if epoch != current or since > top or top - since > limit:
                 return History([], top, current, complete=False)
             if since == top:
@@ -249,6 +242,23 @@ class PostgresStore(Store):
             for r in rows
         ]
         return history_after(since, top, current, kept)
+
+    async def _position(self, connection: Connection, channel: str) -> tuple[str, int]:
+        """The channel's epoch and newest offset; a channel the store never heard of gets its
+        row (and so its epoch) now, so the position a first subscriber is given stays valid."""
+        s = self._s
+        select = f"SELECT epoch, top FROM {s}.channels WHERE channel = $1"
+        row = await connection.fetchrow(select, channel)
+        if row is None:
+            await connection.execute(
+                f"INSERT INTO {s}.channels (channel, epoch, top) VALUES "
+                "($1, substr(md5(random()::text || clock_timestamp()::text), 1, 8), 0) "
+                "ON CONFLICT (channel) DO NOTHING",
+                channel,
+            )
+            row = await connection.fetchrow(select, channel)
+        assert row is not None  # inserted above, and retention never deletes a channel
+        return row["epoch"], row["top"]
 
     # --- retention ---------------------------------------------------------------------
 
