@@ -579,3 +579,44 @@ def test_the_missing_extra_names_the_postgres_extra():
         "MissingExtra the store postgresql:// needs asyncpg, which is not installed: "
         "pip install 'monument-ws[postgres]'"
     )
+
+
+async def test_a_publisher_outside_the_server_writes_to_the_store_too(
+    make_server, connect, pg_schema, redis_prefix
+):
+    """A Publisher given the servers' broker and store publishes to a persisted channel through
+    the store: a subscriber on the server gets it live with the store's offset and recovers it."""
+    from monument_ws.brokers.redis import RedisBroker
+    from monument_ws.publisher import Publisher
+    from tests.conftest import REDIS_URL
+
+    settings = persisted(pg_schema)
+    client, _ = await make_server(broker=RedisBroker(REDIS_URL, prefix=redis_prefix), **settings)
+    peer = await connect(client)
+    _, position = await subscribe(peer, "log:p")
+    async with Publisher(REDIS_URL, broker_prefix=redis_prefix, **settings) as publisher:
+        assert await publisher.publish("log:p", "from-cron", {"n": 1}) == 1
+    frame = await peer.recv()
+    assert (frame["event"], frame["offset"]) == ("from-cron", 1)
+    pushed, reply = await subscribe(peer, "log:p", {"offset": 0, "epoch": position["epoch"]})
+    assert reply["recovered"] is True
+    assert [f["data"] for f in pushed] == [{"n": 1}]
+
+
+async def test_a_sender_left_out_is_left_out_of_a_recovery_from_the_store(
+    make_server, connect, pg_schema
+):
+    """exclude_sender on a persisted channel: the store keeps the excluded client id, so the
+    sender resuming with since does not get its own publication back; others do."""
+    client, _ = await make_server(**persisted(pg_schema))
+    sender = await connect(client)
+    _, position = await subscribe(sender, "log:x")
+    data = {"channel": "log:x", "event": "e", "data": 1, "exclude_sender": True}
+    reply = await sender.request({"event": "ws:publish", "id": 7, "data": data})
+    assert reply["data"] == {"offset": 1}
+    since = {"offset": 0, "epoch": position["epoch"]}
+    pushed, reply = await subscribe(sender, "log:x", since)
+    assert (pushed, reply["recovered"]) == ([], True)
+    other = await connect(client)
+    pushed, _ = await subscribe(other, "log:x", since)
+    assert [f["offset"] for f in pushed] == [1]
