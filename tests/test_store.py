@@ -546,14 +546,24 @@ async def test_processes_starting_together_migrate_the_schema_once(pg_schema):
 async def test_bad_input_to_a_persisted_channel_is_refused_without_harm(
     make_server, connect, pg_schema
 ):
-    """Data JSON cannot hold, a NUL in an event, a bad schema name: refused before anything
-    is written; the channel keeps working."""
-    _, ws = await make_server(**persisted(pg_schema))
+    """Data JSON cannot hold, a NUL in an excluded client id, a bad schema name: refused
+    before anything is written; NULs in an event name or data are stored and replayed as
+    sent; the channel keeps working."""
+    client, ws = await make_server(**persisted(pg_schema))
     with pytest.raises(TypeError):
         await ws.publish("log:bad", "e", {1, 2})
     with pytest.raises(ValueError, match="NUL"):
-        await ws.publish("log:bad", "e\x00", 1)
-    assert await ws.publish("log:bad", "e", "\x00 in data is fine") == 1
+        await ws.publish("log:bad", "e", 1, exclude="a\x00b")
+    assert await ws.publish("log:bad", "e\x00", "\x00 in data too") == 1
+    assert ws.durable is not None
+    history = await ws.durable.history("log:bad", 0, None)
+    _, position = await subscribe(await connect(client), "log:bad")
+    pushed, reply = await subscribe(
+        await connect(client), "log:bad", {"offset": 0, "epoch": position["epoch"]}
+    )
+    assert reply["recovered"] is True
+    assert [(f["event"], f["data"]) for f in pushed] == [("e\x00", "\x00 in data too")]
+    assert history.offset == 1
     with pytest.raises(ValueError, match="store_schema"):
         PostgresStore(POSTGRES_URL, schema='x"; DROP TABLE y; --')
 

@@ -11,8 +11,9 @@ Tables (migration 1):
 * ``channels`` -- one row per persisted channel: its ``epoch`` (made once, kept for as long as
   the row) and ``top``, the newest offset given out. Retention never deletes these rows, so a
   position a client holds keeps its meaning.
-* ``publications`` -- ``(channel, offset)`` with the ``epoch``, ``event``, ``data`` (``json``,
-  the text as published), the excluded client id if any and ``published_at``.
+* ``publications`` -- ``(channel, offset)`` with the ``epoch``, ``event`` and ``data`` (both
+  ``json``, the text as published: an event name is a JSON string, so a NUL in it is stored
+  escaped), the excluded client id if any and ``published_at``.
 
 A new migration is appended to :data:`MIGRATIONS`; an applied one is never edited.
 """
@@ -36,7 +37,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         channel text NOT NULL,
         "offset" bigint NOT NULL,
         epoch text NOT NULL,
-        event text NOT NULL,
+        event json NOT NULL,
         data json NOT NULL,
         exclude text,
         published_at timestamptz NOT NULL DEFAULT now(),

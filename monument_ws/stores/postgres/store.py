@@ -138,10 +138,12 @@ class PostgresStore(Store):
     async def append(
         self, channel: str, event: str, data: Any, exclude: str | None = None
     ) -> tuple[int, str]:
-        if "\x00" in event or (exclude is not None and "\x00" in exclude):
-            raise ValueError("an event or client id sent to the store cannot hold NUL")
+        if exclude is not None and "\x00" in exclude:
+            raise ValueError("a client id cannot hold NUL")
         text = orjson.dumps(data).decode()  # TypeError before anything is queued
-        return await self.writer.submit(Pending(channel, event, text, exclude))
+        return await self.writer.submit(
+            Pending(channel, orjson.dumps(event).decode(), text, exclude)
+        )
 
     async def _write(self, batch: list[Pending]) -> None:
         """One transaction for ``batch``, then its announcement, under the channels' locks."""
@@ -197,7 +199,7 @@ class PostgresStore(Store):
                 out.append((pending, publication, epochs[pending.channel]))
             await connection.execute(
                 f'INSERT INTO {s}.publications (channel, "offset", epoch, event, data, exclude) '
-                "SELECT c, o, e, v, d::json, x FROM unnest($1::text[], $2::bigint[], $3::text[], "
+                "SELECT c, o, e, v::json, d::json, x FROM unnest($1::text[], $2::bigint[], $3::text[], "
                 "$4::text[], $5::text[], $6::text[]) AS u(c, o, e, v, d, x)",
                 [p.channel for _, p, _ in out],
                 [p.offset for _, p, _ in out],
@@ -313,10 +315,11 @@ class PostgresStore(Store):
 
 
 def _frame(channel: str, event: str, data: str, offset: int) -> bytes:
-    """The publication's frame, the same bytes live and replayed: ``data`` is its JSON text."""
+    """The publication's frame, the same bytes live and replayed: ``event`` and ``data`` are
+    their JSON texts."""
     return (
         b'{"event":'
-        + orjson.dumps(event)
+        + event.encode()
         + b',"channel":'
         + orjson.dumps(channel)
         + b',"data":'

@@ -26,7 +26,7 @@ log = logging.getLogger("monument_ws.store")
 
 @dataclass(slots=True)
 class Pending:
-    """One publication waiting to be written: ``data`` is its JSON text."""
+    """One publication waiting to be written: ``event`` and ``data`` are their JSON texts."""
 
     channel: str
     event: str
