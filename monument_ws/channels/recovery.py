@@ -11,6 +11,10 @@ Guarantees (docs/protocol.md):
   (an outage), every local subscriber of the channel is asked to resubscribe
   (a ``ws:resubscribe`` push, :meth:`Subscriptions.resubscribe_all`).
 
+For a persisted channel (a namespace with ``persist``) the position and what was missed come
+from the store instead of the broker (the ``history`` given to :class:`Subscriptions`, see
+:mod:`monument_ws.channels.durable`); the sequence below is the same.
+
 Recovery sequence, so a publication landing during a resubscribe is
 delivered exactly once: the socket is added to the channel live but with a
 buffer; history since its offset is read and sent; the subscribe reply is
