@@ -14,7 +14,9 @@ It has the servers' whole broker-facing API (:class:`~monument_ws.server.api.Ser
 ``enqueue``, ``knock`` and ``kick``, with the same guarantees as ``ws.publish(...)`` and friends.
 
 Give it the same ``broker``, ``broker_prefix`` and ``channels`` settings as
-the servers, so publications land in the same history with the same limits.
+the servers, so publications land in the same history with the same limits -- and the same
+``store`` and ``store_schema`` when a namespace persists, so its publications are numbered and
+kept by the servers' store.
 The memory broker lives inside one server process; a publisher elsewhere
 cannot reach it, so it is refused.
 """
