@@ -126,7 +126,13 @@ async def test_a_ws_publish_is_acknowledged_with_its_stored_offset_and_reaches_s
     finally:
         await connection.close()
     assert row is not None
-    assert (row["channel"], row["epoch"], row["offset"], row["event"], json.loads(row["data"])) == (
+    assert (
+        row["channel"],
+        row["epoch"],
+        row["offset"],
+        json.loads(row["event"]),
+        json.loads(row["data"]),
+    ) == (
         "log:b",
         position["epoch"],
         1,
