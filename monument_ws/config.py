@@ -67,6 +67,13 @@ class ChannelOptions:
     publish: Policy = "nobody"
     #: only sockets in the "authenticated" stage may subscribe
     authenticated: bool = False
+    #: write every publication to the store (the ``store`` setting), which then numbers them and
+    #: answers recoveries beyond the broker's history (see monument_ws.stores)
+    persist: bool = False
+    #: with ``persist``: seconds a publication stays in the store (0: no limit by age)
+    persist_ttl: float = 0.0
+    #: with ``persist``: publications kept per channel in the store (0: no limit by count)
+    persist_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("subscribe", "publish"):
@@ -77,6 +84,8 @@ class ChannelOptions:
                 )
         if self.history_size < 0 or self.history_ttl < 0:
             raise ValueError("history_size and history_ttl must not be negative")
+        if self.persist_size < 0 or self.persist_ttl < 0:
+            raise ValueError("persist_size and persist_ttl must not be negative")
 
 
 #: The options of a channel no namespace pattern matches.
@@ -503,10 +512,49 @@ class Config:
         group="brokers",
         metavar="PREFIX",
     )
+    store: str = option(
+        "",
+        "Where channels with persist: true in their namespace write every publication: "
+        "postgresql://user@host:5432/db (needs the postgres extra). Empty: no store.",
+        parse_str,
+        group="brokers",
+        metavar="URL",
+    )
+    store_schema: str = option(
+        "monument_ws",
+        "The PostgreSQL schema of the store's tables, so several apps share one database.",
+        parse_str,
+        group="brokers",
+        metavar="SCHEMA",
+    )
+    store_queue: int = option(
+        10_000,
+        "Publications waiting to be written to the store, per process; beyond it a publish to "
+        "a persisted channel fails with unavailable at once.",
+        parse_int,
+        minimum=1,
+        group="brokers",
+    )
+    store_timeout: float = option(
+        5.0,
+        "Seconds a store write or read may take before it fails with unavailable.",
+        parse_seconds,
+        minimum=0.1,
+        group="brokers",
+    )
+    store_recovery_limit: int = option(
+        10_000,
+        "Most publications a recovery from the store replays; a subscriber that missed more "
+        "gets recovered: false.",
+        parse_int,
+        minimum=1,
+        group="brokers",
+    )
     channels: tuple[tuple[str, ChannelOptions], ...] = option(
         (),
         "Channel namespaces: a mapping of glob pattern to options (history_size, history_ttl, "
-        "presence, join_leave, presence_events, subscribe, publish), first match wins; e.g. "
+        "presence, join_leave, presence_events, subscribe, publish, persist, persist_ttl, "
+        "persist_size), first match wins; e.g. "
         '{"chat:*": {"publish": "subscribers"}}. Unmatched channels: anyone may '
         "subscribe, nobody may publish from a socket, 100 messages of history for 300 s.",
         parse_namespaces,

@@ -309,3 +309,45 @@ async def chat_send_round_trip(
         {"event": "chat/send", "id": 1, "data": "sent", "more": True},
         {"event": "chat/send", "id": 1, "end": True},
     ]
+
+
+# --- PostgreSQL: the store of persisted channels ------------------------------------
+
+POSTGRES_URL = os.environ.get(
+    "MONUMENT_WS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+async def postgres_available() -> None:
+    """Skip (or, in CI, fail) when no PostgreSQL answers at POSTGRES_URL."""
+    import asyncpg
+
+    try:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=2)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({exc}); start it with "
+            "scripts/ensure-postgres or point MONUMENT_WS_TEST_POSTGRES at one to run the "
+            "store tests"
+        )
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+    await connection.close()
+
+
+@pytest.fixture
+async def pg_schema() -> AsyncIterator[str]:
+    """A PostgreSQL schema of this test's own (runs in parallel never meet); dropped afterwards."""
+    import uuid
+
+    import asyncpg
+
+    await postgres_available()
+    schema = f"mwstest_{uuid.uuid4().hex[:12]}"
+    yield schema
+    connection = await asyncpg.connect(POSTGRES_URL, timeout=DEADLINE)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()

@@ -27,3 +27,12 @@ def test_the_newest_supported_python_is_found_and_used():
     script = (ROOT / "scripts" / "test").read_text()
     assert ".venv313/bin/pytest" in script
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_suite_gets_a_postgresql_and_the_postgres_extra():
+    """The store tests need asyncpg and a PostgreSQL on 127.0.0.1:5432: scripts/test installs
+    the postgres extra into both environments and runs scripts/ensure-postgres."""
+    script = (ROOT / "scripts" / "test").read_text()
+    assert "scripts/ensure-postgres" in script
+    assert script.count("'.[dev,redis,postgres]'") == 2
+    assert os.access(ROOT / "scripts" / "ensure-postgres", os.X_OK)

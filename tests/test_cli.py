@@ -581,8 +581,14 @@ def run_without(
             "Error: the broker redis:// needs redis, which is not installed: "
             "pip install 'monument-ws[redis]'",
         ),
+        (
+            ["--store", "postgresql://postgres@127.0.0.1:5432/test"],
+            "asyncpg",
+            "Error: the store postgresql:// needs asyncpg, which is not installed: "
+            "pip install 'monument-ws[postgres]'",
+        ),
     ],
-    ids=["reload", "metrics", "redis"],
+    ids=["reload", "metrics", "redis", "postgres"],
 )
 def test_a_missing_extra_is_one_line_naming_what_to_install(tmp_path, args, module, line):
     """A flag whose optional dependency is not installed: one line on stderr saying which

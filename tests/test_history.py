@@ -319,10 +319,10 @@ class Store:
 
 
 async def test_a_namespace_can_read_from_another_source(make_server):
-    """The seam for stores: a source given for a pattern answers that namespace's pages."""
+    """The seam for stores: the source the route names for a channel answers its pages."""
     _, ws = await make_server()
     store = Store()
-    pages = HistoryPages(ws.broker, [("kept:*", store)])
+    pages = HistoryPages(ws.broker, lambda channel: store if channel.startswith("kept:") else None)
     assert pages.source("kept:1") is store
     assert pages.source("news:1") is ws.broker
     page = await pages.page("kept:1", before=9, limit=5)

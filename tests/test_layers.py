@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "monument_ws"
 LAYERS: list[tuple[str, ...]] = [
     ("monument_ws._version", "monument_ws.protocol"),
     ("monument_ws.config", "monument_ws.bus", "monument_ws.signals"),
-    ("monument_ws.brokers",),
+    ("monument_ws.brokers", "monument_ws.stores"),
     ("monument_ws.connection",),
     ("monument_ws.channels",),
     ("monument_ws.server",),

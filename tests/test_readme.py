@@ -24,7 +24,7 @@ def test_readme_has_the_two_setup_commands_first():
     assert first[0].startswith("python3 -m venv .venv && .venv/bin/pip install -e . && ")
     assert "'.[" not in first[0]
     assert ".venv/bin/monument-ws run" in first[0]
-    assert ".[dev,redis]" in (README.parent / "scripts" / "test").read_text()
+    assert ".[dev,redis,postgres]" in (README.parent / "scripts" / "test").read_text()
     assert first[1].split("#")[0].strip() == "./scripts/test"
     assert "scripts/test" in (README.parent / ".ci" / "run").read_text()
 

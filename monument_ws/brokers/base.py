@@ -162,6 +162,18 @@ class Broker(abc.ABC):
         client id whose sockets must not get it, live or replayed (:attr:`Publication.exclude`).
         """
 
+    async def publish_at(
+        self, publication: Publication, *, history_size: int, history_ttl: float
+    ) -> None:
+        """Append a publication numbered elsewhere (by a store, :mod:`monument_ws.stores`) to
+        the channel's history and announce it, as :meth:`publish` does with its own numbers.
+
+        The caller gives a channel's offsets in increasing order; the broker's offset counter of
+        the channel moves up to the given one. A broker that does not support it raises
+        NotImplementedError.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot announce a stored publication")
+
     @abc.abstractmethod
     async def subscribe(self, channel: str) -> None:
         """Start receiving ``channel``'s publications on this process."""

@@ -47,8 +47,18 @@ class MemoryBroker(Broker):
         frame = protocol.channel_push(
             channel, event, data, offset
         )  # may raise TypeError: nothing changed yet
-        self._offsets[channel] = offset
-        publication = Publication(channel, offset, frame, exclude)
+        await self.publish_at(
+            Publication(channel, offset, frame, exclude),
+            history_size=history_size,
+            history_ttl=history_ttl,
+        )
+        return offset, self.epoch
+
+    async def publish_at(
+        self, publication: Publication, *, history_size: int, history_ttl: float
+    ) -> None:
+        channel = publication.channel
+        self._offsets[channel] = max(self._offsets.get(channel, 0), publication.offset)
         if history_size > 0:
             history = self._history.setdefault(channel, deque())
             history.append((publication, self._clock() + history_ttl))
@@ -56,7 +66,6 @@ class MemoryBroker(Broker):
                 history.popleft()
         if channel in self._subscribed:
             self.listener.deliver(publication)
-        return offset, self.epoch
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)

@@ -19,17 +19,16 @@ see it. Such a page may hold fewer than ``limit`` publications: only ``more`` sa
 there are more.
 
 **The source of a channel's history** (:meth:`HistoryPages.source`) is the broker's window,
-unless a :class:`HistorySource` was given for the channel's namespace pattern when the
-plugin was built: a store that keeps some channels longer answers their pages instead,
-through the same :meth:`HistorySource.history_page` the broker has. Whatever the source,
+except for a channel whose namespace persists it: the store (:mod:`monument_ws.channels.durable`)
+answers its pages, through the same :meth:`HistorySource.history_page` the broker has, from
+everything it still keeps. Whatever the source,
 the reply and the checks before it (the namespace's subscribe policy, for a socket) stay
 the same.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import orjson
@@ -71,18 +70,18 @@ def check_page(before: object, after: object, limit: object, epoch: object) -> s
 class HistoryPages:
     """Answers page requests for every channel from its history source."""
 
-    def __init__(self, broker: Broker, sources: Sequence[tuple[str, HistorySource]] = ()) -> None:
+    def __init__(
+        self, broker: Broker, route: Callable[[str], HistorySource | None] | None = None
+    ) -> None:
         self._broker = broker
-        #: (namespace glob pattern, source) pairs, first match wins; the broker serves the rest
-        self._sources = list(sources)
+        #: the source that keeps a channel instead of the broker (None: the broker's window)
+        self._route = route
 
     def source(self, channel: str) -> HistorySource:
-        """Where ``channel``'s history is read: the first source whose pattern matches, else
-        the broker."""
-        for pattern, source in self._sources:
-            if fnmatch.fnmatchcase(channel, pattern):
-                return source
-        return self._broker
+        """Where ``channel``'s history is read: the source ``route`` names for it, else the
+        broker."""
+        found = self._route(channel) if self._route is not None else None
+        return self._broker if found is None else found
 
     async def page(
         self,

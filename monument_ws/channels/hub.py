@@ -13,10 +13,10 @@ Each module's docstring states its delivery guarantees.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from ..brokers.base import Broker, Publication
+from ..brokers.base import Broker, History, Publication
 from ..bus import EventBus
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
@@ -39,8 +39,9 @@ class Hub:
         queues: PeerQueues,
         bus: EventBus,
         middleware: Middleware | None = None,
+        history: Callable[[str, int, str | None], Awaitable[History]] | None = None,
     ) -> None:
-        self._subscriptions = Subscriptions(broker, middleware, bus)
+        self._subscriptions = Subscriptions(broker, middleware, bus, history)
         self._fanout = Fanout(self._subscriptions.members, middleware)
         self._registry = Registry(broker, queues, self._subscriptions)
         self.deliver = self._fanout.deliver

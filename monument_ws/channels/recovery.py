@@ -11,6 +11,10 @@ Guarantees (docs/protocol.md):
   (an outage), every local subscriber of the channel is asked to resubscribe
   (a ``ws:resubscribe`` push, :meth:`Subscriptions.resubscribe_all`).
 
+For a persisted channel (a namespace with ``persist``) the position and what was missed come
+from the store instead of the broker (the ``history`` given to :class:`Subscriptions`, see
+:mod:`monument_ws.channels.durable`); the sequence below is the same.
+
 Recovery sequence, so a publication landing during a resubscribe is
 delivered exactly once: the socket is added to the channel live but with a
 buffer; history since its offset is read and sent; the subscribe reply is
@@ -32,10 +36,11 @@ the socket's send buffer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import protocol
-from ..brokers.base import Broker, Publication
+from ..brokers.base import Broker, History, Publication
 from ..bus import EventBus
 from ..connection.middleware import Middleware
 from ..connection.socket import Socket
@@ -54,8 +59,18 @@ class Subscriptions:
     process's table, reserved ``$`` channels too.
     """
 
-    def __init__(self, broker: Broker, middleware: Middleware | None, bus: EventBus) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        middleware: Middleware | None,
+        bus: EventBus,
+        history: Callable[[str, int, str | None], Awaitable[History]] | None = None,
+    ) -> None:
         self._broker = broker
+        #: where a subscribe reads a channel's position and what it missed: the broker's
+        #: history, or for durable channels the store (:meth:`Durable.history
+        #: <monument_ws.channels.durable.Durable.history>`)
+        self._history = history or broker.history
         self._middleware = middleware
         self._bus = bus
         #: every channel's local subscribers, live or recovering (the table the fan-out reads)
@@ -98,7 +113,7 @@ class Subscriptions:
         self._of_socket.setdefault(socket, set()).add(channel)
         try:
             offset_asked, epoch_asked = since if since is not None else (0, None)
-            history = await self._broker.history(channel, offset_asked, epoch_asked)
+            history = await self._history(channel, offset_asked, epoch_asked)
             recovered = since is not None and history.complete
             last = history.offset
             if recovered:

@@ -12,7 +12,7 @@ import importlib
 
 import click
 
-from .. import brokers
+from .. import brokers, stores
 from ..config import Config
 from ..protocol.errors import MissingExtra
 
@@ -36,3 +36,9 @@ def require_extras(cfg: Config) -> None:
         raise
     except ValueError as exc:
         raise click.UsageError(f"--broker: {exc}") from None
+    try:
+        stores.check_url(cfg.store)
+    except MissingExtra:
+        raise
+    except ValueError as exc:
+        raise click.UsageError(f"--store: {exc}") from None

@@ -7,6 +7,9 @@
   body while the broker is disconnected (``Broker.healthy``; a Redis broker
   reconnects by itself and turns ready again) or while the server drains for
   a shutdown. Take the process out of rotation while it fails; do not restart it.
+  With a ``store`` set the body has ``"store"`` too, false (and 503) while the store's
+  database cannot be reached: publishes to persisted channels fail with ``unavailable`` until
+  it answers again, other channels keep working.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ def add_routes(app: web.Application, plugin: MonumentWS, prefix: str) -> None:
 
     async def ready(request: web.Request) -> web.Response:
         broker = plugin.broker.healthy
+        store = plugin.durable is None or plugin.durable.store.healthy
         body = {
-            "ready": broker and not plugin.draining,
+            "ready": broker and store and not plugin.draining,
             "broker": broker,
             "draining": plugin.draining,
         }
+        if plugin.durable is not None:
+            body["store"] = store
         return web.json_response(body, status=200 if body["ready"] else 503)
 
     base = prefix.rstrip("/")

@@ -11,12 +11,12 @@ on this process.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from .. import protocol
 from ..brokers.base import Broker
-from ..channels.history import DEFAULT_LIMIT, HistoryPages, HistorySource, check_page
+from ..channels.durable import Durable
+from ..channels.history import DEFAULT_LIMIT, HistoryPages, check_page
 from ..channels.kick import Kick
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
@@ -34,12 +34,14 @@ class ServerAPI:
         namespaces: Namespaces,
         queues: PeerQueues,
         stats: Stats,
-        history_sources: Sequence[tuple[str, HistorySource]] = (),
+        durable: Durable | None = None,
     ) -> None:
         self.broker = broker
-        #: pages of channels' history (``ws:history``, :meth:`history`); ``history_sources``
-        #: are (namespace pattern, source) pairs read instead of the broker's window
-        self.history_pages = HistoryPages(broker, history_sources)
+        #: the store of channels whose namespace persists them (None: no ``store`` set)
+        self.durable = durable
+        #: pages of channels' history (``ws:history``, :meth:`history`): a persisted channel's
+        #: from the store, every other one's from the broker's window
+        self.history_pages = HistoryPages(broker, durable.source if durable is not None else None)
         #: the ``channels`` setting: each channel's history limits, presence and policies
         self.namespaces = namespaces
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
@@ -59,7 +61,9 @@ class ServerAPI:
         that is what recovery can recognise). Raises ValueError for a bad
         channel name, TypeError for data JSON cannot hold or an ``exclude`` that is not a
         non-empty string, and :class:`~monument_ws.protocol.errors.Unavailable` when the
-        broker cannot take it (never dropped silently).
+        broker cannot take it (never dropped silently). On a channel whose namespace
+        persists it, it returns once the store committed it (Unavailable when the store
+        cannot: see :mod:`monument_ws.channels.durable`).
         """
         problem = protocol.check_channel(channel)
         if problem is not None:
@@ -68,14 +72,17 @@ class ServerAPI:
         options = self.namespaces.options(channel)
         started = time.perf_counter()
         try:
-            offset, _ = await self.broker.publish(
-                channel,
-                event,
-                data,
-                history_size=options.history_size,
-                history_ttl=options.history_ttl,
-                exclude=exclude,
-            )
+            if self.durable is not None and options.persist:
+                offset, _ = await self.durable.publish(channel, event, data, exclude)
+            else:
+                offset, _ = await self.broker.publish(
+                    channel,
+                    event,
+                    data,
+                    history_size=options.history_size,
+                    history_ttl=options.history_ttl,
+                    exclude=exclude,
+                )
         except MonumentWSError:
             self.stats.publish_errors += 1
             raise

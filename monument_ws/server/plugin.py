@@ -29,6 +29,7 @@ from aiohttp import web
 from .. import brokers
 from ..brokers.base import Broker
 from ..bus import EventBus
+from ..channels.durable import Durable
 from ..channels.hub import Hub
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
@@ -69,11 +70,13 @@ class MonumentWS(ServerAPI):
     ) -> None:
         if broker is None:
             broker = brokers.from_url(config.broker, prefix=config.broker_prefix)
+        namespaces = Namespaces(config.channels)
         super().__init__(
             broker,
-            Namespaces(config.channels),
+            namespaces,
             PeerQueues(broker, config.peer_queue_size, config.peer_queue_ttl),
             Stats(),
+            Durable.of(config, broker, namespaces),
         )
         self.config = config
         self.bus = bus
@@ -81,7 +84,13 @@ class MonumentWS(ServerAPI):
         self.router = Router(config.websocket, config.socket_events)
         #: frame hooks and raw listeners: ``@ws.middleware.incoming`` / ``.outgoing`` / ``.listen``
         self.middleware = Middleware()
-        self.hub = Hub(self.broker, self.queues, bus, self.middleware)
+        self.hub = Hub(
+            self.broker,
+            self.queues,
+            bus,
+            self.middleware,
+            self.durable.history if self.durable is not None else None,
+        )
         self.presence = Presence(self.broker, bus, config, clock, self.namespaces)
         #: The plugs folder (None when ``plugs`` is empty or sockets are off).
         self.plugs = (
@@ -202,6 +211,12 @@ class MonumentWS(ServerAPI):
         if self.config.websocket is False:
             self._warn_if_unserved()
         await self.broker.start()
+        if self.durable is not None:
+            try:
+                await self.durable.start()
+            except BaseException:
+                await self.broker.stop()
+                raise
         self.presence.start()
         self.bus.tap(self.live.deliver)
         if self.plugs is not None:
@@ -210,6 +225,7 @@ class MonumentWS(ServerAPI):
             except BaseException:  # INIT failed: the app does not start, leave nothing running
                 self.bus.untap(self.live.deliver)
                 await self.presence.stop()
+                await self._stop_durable()
                 await self.broker.stop()
                 raise
         yield
@@ -217,7 +233,12 @@ class MonumentWS(ServerAPI):
             await self.plugs.stop(app)
         self.bus.untap(self.live.deliver)
         await self.presence.stop()
+        await self._stop_durable()
         await self.broker.stop()
+
+    async def _stop_durable(self) -> None:
+        if self.durable is not None:
+            await self.durable.stop()
 
     def _warn_if_unserved(self) -> None:
         """Sockets are off: one warning when handlers, data providers (bus receivers of

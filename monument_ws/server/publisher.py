@@ -14,7 +14,9 @@ It has the servers' whole broker-facing API (:class:`~monument_ws.server.api.Ser
 ``enqueue``, ``knock`` and ``kick``, with the same guarantees as ``ws.publish(...)`` and friends.
 
 Give it the same ``broker``, ``broker_prefix`` and ``channels`` settings as
-the servers, so publications land in the same history with the same limits.
+the servers, so publications land in the same history with the same limits -- and the same
+``store`` and ``store_schema`` when a namespace persists, so its publications are numbered and
+kept by the servers' store.
 The memory broker lives inside one server process; a publisher elsewhere
 cannot reach it, so it is refused.
 """
@@ -26,6 +28,7 @@ from typing import Any
 from .. import brokers
 from ..brokers.base import Broker
 from ..brokers.memory import MemoryBroker
+from ..channels.durable import Durable
 from ..channels.namespaces import Namespaces
 from ..channels.peer_queues import PeerQueues
 from ..config import Config
@@ -47,16 +50,22 @@ class Publisher(ServerAPI):
                 "memory:// lives inside one server process, so a publisher outside it cannot "
                 "reach its subscribers; use the servers' redis:// broker"
             )
+        namespaces = Namespaces(self.config.channels)
         super().__init__(
             broker,
-            Namespaces(self.config.channels),
+            namespaces,
             PeerQueues(broker, self.config.peer_queue_size, self.config.peer_queue_ttl),
             Stats(),
+            Durable.of(self.config, broker, namespaces),
         )
 
     async def __aenter__(self) -> Publisher:
         await self.broker.start()
+        if self.durable is not None:
+            await self.durable.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self.durable is not None:
+            await self.durable.stop()
         await self.broker.stop()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Broker, History, HistoryPage
+from ..base import Broker, History, HistoryPage, Publication
 from .connection import Connection
 from .history import ChannelHistory, encode_exclude
 from .keys import Keys
@@ -110,6 +110,14 @@ class RedisBroker(Broker):
         )
         self._subscriber.published(channel, epoch)
         return offset, epoch
+
+    async def publish_at(
+        self, publication: Publication, *, history_size: int, history_ttl: float
+    ) -> None:
+        epoch = await self._history.publish_at(
+            publication, history_size=history_size, history_ttl=history_ttl
+        )
+        self._subscriber.published(publication.channel, epoch)
 
     async def subscribe(self, channel: str) -> None:
         await self._subscriber.subscribe(channel)

@@ -59,6 +59,38 @@ redis.call('PUBLISH', ARGV[1], head .. ':' .. frame)
 return {offset, epoch}
 """
 
+# A publication a store numbered: the offset and frame come from the caller; the counter only
+# moves up (a lower offset is announced but not appended: the stream only grows).
+_PUBLISH_AT = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local top = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+local offset = tonumber(ARGV[2])
+local size = tonumber(ARGV[4])
+if offset > top then
+  redis.call('HSET', KEYS[1], 'offset', offset)
+  if size > 0 then
+    if ARGV[9] == '' then
+      redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', ARGV[3], 'x', ARGV[6])
+    else
+      redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'f', ARGV[3], 'x', ARGV[6],
+        'n', ARGV[9])
+    end
+    redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+local head = ARGV[2]
+if ARGV[9] ~= '' then
+  head = head .. '/' .. ARGV[9]
+end
+redis.call('PUBLISH', ARGV[1], head .. ':' .. ARGV[3])
+return epoch
+"""
+
 #: How long a channel's offset counter outlives its last publication.
 META_TTL_MS = 7 * 24 * 3600 * 1000
 
@@ -111,6 +143,28 @@ class ChannelHistory:
             ],
         )
         return int(offset), epoch.decode() if isinstance(epoch, bytes) else str(epoch)
+
+    async def publish_at(
+        self, publication: Publication, *, history_size: int, history_ttl: float
+    ) -> str:
+        """See :meth:`Broker.publish_at`; returns the channel's Redis epoch."""
+        ttl_ms = milliseconds(history_ttl)
+        epoch = await self._connection.script(
+            _PUBLISH_AT,
+            keys=[self._keys.meta(publication.channel), self._keys.stream(publication.channel)],
+            args=[
+                self._keys.pubsub(publication.channel),
+                publication.offset,
+                publication.frame,
+                history_size,
+                secrets.token_hex(4),
+                int(self._clock() * 1000) + ttl_ms,
+                ttl_ms,
+                max(META_TTL_MS, ttl_ms),
+                encode_exclude(publication.exclude),
+            ],
+        )
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch)
 
     async def read(self, channel: str, since: int, epoch: str | None) -> History:
         """See :meth:`Broker.history`."""
