@@ -72,9 +72,15 @@ class Listener(Protocol):
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         """A channel frame without offset or history (join/leave)."""
 
-    def resubscribe_all(self, channel: str) -> None:
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
         """History could not supply what ``channel`` missed during an outage: its subscribers
-        must resubscribe (and learn ``recovered: false``)."""
+        must resubscribe (and learn ``recovered: false``).
+
+        ``restarted``: the channel's history was lost and started again in this epoch, and
+        the broker delivers every publication of it from offset 1 right after this call (they
+        are still in history): subscribers take that epoch at offset 0 and stay subscribed,
+        so nothing published since the restart is missed; what was published before it, and
+        not yet delivered, is lost (``recovered: false``)."""
 
     def deliver_control(self, message: bytes) -> None:
         """A :meth:`Broker.control` message, heard on every process (e.g. a kick)."""
@@ -253,7 +259,7 @@ class _Nobody:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         pass
 
-    def resubscribe_all(self, channel: str) -> None:
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
         pass
 
     def deliver_control(self, message: bytes) -> None:

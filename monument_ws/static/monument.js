@@ -1970,8 +1970,20 @@ export class Client {
     if (event === "ws:resubscribe") {
       // The server lost the history between us (e.g. a broker restart): offsets
       // start again in a new epoch, so forget ours and rejoin fresh (a reserved channel too).
+      // When the push names the new epoch and offset, the server goes on delivering from
+      // there on this subscription: take that position and stay (not recovered).
       const rejoining = subscription ?? (typeof channel === "string" && channel.startsWith("$") ? this._subscriptionOf(channel) : undefined);
       if (rejoining) {
+        const info = /** @type {{epoch?: unknown, offset?: unknown}} */ (data ?? {});
+        if (typeof info.epoch === "string" && Number.isInteger(info.offset)) {
+          rejoining.offset = /** @type {number} */ (info.offset);
+          rejoining.epoch = info.epoch;
+          rejoining.recovered = false;
+          const resubscribed = { channel: rejoining.channel, recovered: false };
+          rejoining._emit("resubscribed", resubscribed);
+          this._emit("ws:resubscribed", resubscribed, {});
+          return;
+        }
         rejoining.offset = 0;
         rejoining.epoch = null;
         this._rejoin(rejoining);
