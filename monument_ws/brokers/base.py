@@ -48,6 +48,24 @@ class History:
     complete: bool  # False when the asked position was already dropped from history
 
 
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An idempotency key for one publish, and how a broker remembers it.
+
+    A publish carrying ``key`` that a channel already saw within ``window`` seconds is not
+    published again: :meth:`Broker.publish` returns the first one's ``(offset, epoch)``. The key
+    is recorded in the same atomic step as the publication it names, so a publish whose
+    answer was lost (a timeout) and its retry publish once between them. A channel remembers
+    at most ``limit`` keys, forgetting the oldest first; a broker that loses its data (a new
+    epoch) forgets them too. Keys are per channel: the same key on two channels is two
+    publications.
+    """
+
+    key: str
+    window: float
+    limit: int
+
+
 def history_after(since: int, top: int, epoch: str, kept: list[Publication]) -> History:
     """A read from ``since`` in the current ``epoch``, given the publications after ``since``
     still kept (oldest first): complete when nothing was published since, or the kept ones
@@ -132,11 +150,14 @@ class Broker(abc.ABC):
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         """Append to ``channel``'s history and announce it; return ``(offset, epoch)``.
 
         ``history_size`` 0 keeps no history (the offset still counts up). ``exclude``: a
         client id whose sockets must not get it, live or replayed (:attr:`Publication.exclude`).
+        ``idempotency``: a key seen on ``channel`` within its window publishes nothing and
+        returns the first publication's ``(offset, epoch)`` (:class:`Idempotency`).
         """
 
     @abc.abstractmethod

@@ -188,10 +188,19 @@ class Channels:
         reply: dict[str, Any] = await self._calls.call("ws:presence", request)
         return reply
 
-    async def publish(self, channel: str, event: str, data: Any, exclude_self: bool) -> int:
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        exclude_self: bool,
+        idempotency_key: str | None = None,
+    ) -> int:
         frame = {"channel": channel, "event": event, "data": data}
         if exclude_self is not False:  # anything but False goes to the server to validate
             frame["exclude_sender"] = exclude_self
+        if idempotency_key is not None:  # the server validates it (bad_frame)
+            frame["idempotency_key"] = idempotency_key
         reply = await self._calls.call("ws:publish", frame)
         return int(reply["offset"])
 

@@ -74,6 +74,8 @@ class MonumentWS(ServerAPI):
             Namespaces(config.channels),
             PeerQueues(broker, config.peer_queue_size, config.peer_queue_ttl),
             Stats(),
+            idempotency_window=config.idempotency_window,
+            idempotency_keys=config.idempotency_keys,
         )
         self.config = config
         self.bus = bus

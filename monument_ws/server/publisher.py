@@ -52,6 +52,8 @@ class Publisher(ServerAPI):
             Namespaces(self.config.channels),
             PeerQueues(broker, self.config.peer_queue_size, self.config.peer_queue_ttl),
             Stats(),
+            idempotency_window=self.config.idempotency_window,
+            idempotency_keys=self.config.idempotency_keys,
         )
 
     async def __aenter__(self) -> Publisher:

@@ -612,6 +612,7 @@ function removeFrom(array, item) {
 /**
  * @typedef {object} PublishOptions
  * @property {boolean} [excludeSelf] leave this client out of its own publication
+ * @property {string} [idempotencyKey] 1 to 64 characters naming this message: a retry with the same key publishes once
  */
 
 /**
@@ -1342,7 +1343,10 @@ export class Client {
   /**
    * Publish to `channel` (where its namespace lets clients); resolves with the offset.
    * With `{ excludeSelf: true }` this client (its client id) does not get it, live or when
-   * it recovers the channel (the frame's `exclude_sender`).
+   * it recovers the channel (the frame's `exclude_sender`). With `{ idempotencyKey }` (e.g.
+   * `crypto.randomUUID()`, made once per message) a publish that failed without an answer (a
+   * timeout or a lost connection: it may have been published) can be retried with the same
+   * key: the server publishes once and answers the first offset (the frame's `idempotency_key`).
    * @param {string} channel @param {string} event @param {unknown} [data] @param {PublishOptions} [options]
    * @returns {Promise<number>}
    */
@@ -1353,6 +1357,8 @@ export class Client {
     if (options.excludeSelf !== undefined && options.excludeSelf !== false) {
       frame.exclude_sender = options.excludeSelf;
     }
+    // The server validates the key (bad_frame).
+    if (options.idempotencyKey !== undefined) frame.idempotency_key = options.idempotencyKey;
     const reply = await this.call("ws:publish", frame);
     return reply.offset;
   }

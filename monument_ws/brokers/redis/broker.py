@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Broker, History
+from ..base import Broker, History, Idempotency
 from .connection import Connection
 from .history import ChannelHistory, encode_exclude
 from .keys import Keys
@@ -101,6 +101,7 @@ class RedisBroker(Broker):
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         offset, epoch = await self._history.publish(
             channel,
@@ -109,6 +110,7 @@ class RedisBroker(Broker):
             history_size=history_size,
             history_ttl=history_ttl,
             exclude=exclude,
+            idempotency=idempotency,
         )
         self._subscriber.published(channel, epoch)
         return offset, epoch
