@@ -3,6 +3,9 @@
 Its epoch is random per start, so a client that recovers across a restart
 learns ``recovered: false``. History, presence and the client registry live
 in this process's memory, bounded by each namespace's history size and age.
+Idempotency keys (:class:`~monument_ws.brokers.base.Idempotency`) are a per-channel table
+in publish order, bounded by the key's ``limit`` and dropped once their ``window`` passed
+(checked at every keyed publish, for every channel).
 """
 
 from __future__ import annotations

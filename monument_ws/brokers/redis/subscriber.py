@@ -8,10 +8,12 @@ subscribed to, and always to broadcasts, this process's node channel and control
 
 **Outages.** When the subscription connection fails the broker turns
 unhealthy and the reader reconnects with capped backoff and jitter, logging
-every attempt. Once back it resubscribes everything, counts a reconnect,
-rewrites this process's client registrations, then -- before reading live
-messages again -- reads each channel's history from the last offset delivered
-here and delivers what was missed. Where history cannot fill the gap (the
+every attempt. Once back it closes the command pool's idle connections (they
+died with the subscription connection if Redis restarted), resubscribes
+everything, rewrites this process's client registrations, then -- before
+reading live messages again -- reads each channel's history from the last
+offset delivered here and delivers what was missed; only then does it count a
+reconnect and turn healthy again (a round that fails midway leaves it unhealthy). Where history cannot fill the gap (the
 missed publications were dropped) it calls
 :meth:`~monument_ws.brokers.base.Listener.resubscribe_all` for that channel.
 Local sockets keep being served throughout.
