@@ -784,6 +784,24 @@ class Config:
         minimum=1,
         group="channels",
     )
+    idempotency_window: float = option(
+        300.0,
+        "Seconds a channel remembers a publish's idempotency key: a retry with the same key "
+        "within it publishes nothing and gets the first publication's offset and epoch.",
+        parse_seconds,
+        aliases=("idempotencyWindow",),
+        minimum=0.001,
+        group="channels",
+    )
+    idempotency_keys: int = option(
+        10_000,
+        "Idempotency keys one channel remembers at most; beyond it the oldest are forgotten "
+        "first, even within idempotency_window.",
+        parse_int,
+        aliases=("idempotencyKeys",),
+        minimum=1,
+        group="channels",
+    )
     peer_queue_ttl: float = option(
         120.0,
         "Peer queue: seconds a message waits to be consumed before it is dropped; the broker "

@@ -30,6 +30,7 @@ class Recorder:
         self.to_clients: list[tuple[str, bytes]] = []
         self.ephemeral: list[tuple[str, bytes]] = []
         self.gaps: list[str] = []
+        self.restarts: list[str | None] = []  # the ``restarted`` of each gap
         self.controls: list[bytes] = []
         if broker is not None:
             broker.attach(self)
@@ -47,8 +48,9 @@ class Recorder:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         self.ephemeral.append((channel, frame))
 
-    def resubscribe_all(self, channel: str) -> None:
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
         self.gaps.append(channel)
+        self.restarts.append(restarted)
 
     def deliver_control(self, message: bytes) -> None:
         self.controls.append(message)

@@ -69,7 +69,12 @@ async def test_client_publish_obeys_namespace_policy(make_server, connect: Conne
     await peer.send(frame)
     push = await peer.recv()
     assert push == {"event": "x", "channel": "chat:room", "data": 1, "offset": 1}
-    assert await peer.recv() == {"event": "ws:publish", "id": 3, "data": {"offset": 1}}
+    reply = await peer.recv()
+    assert reply == {
+        "event": "ws:publish",
+        "id": 3,
+        "data": {"offset": 1, "epoch": _ws.broker.epoch},
+    }
     frame["id"] = 4
     frame["data"]["event"] = "ws:join"
     assert (await peer.request(frame))["error"]["code"] == "forbidden"
@@ -342,6 +347,7 @@ async def test_no_traces_after_1000_subscribe_close_cycles(make_server, connect:
         "presence_channels": 0,
         "clients": 0,
         "queues": 0,
+        "idempotency_keys": 0,
     }
     assert {name: len(sig.receivers) for name, sig in bus.signals().items()} == receivers_before
 

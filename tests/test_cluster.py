@@ -310,7 +310,11 @@ async def own_redis() -> AsyncIterator[Any]:
         procs[-1].kill()
         procs[-1].wait()
 
+    def send_signal(number: int) -> None:
+        procs[-1].send_signal(number)
+
     start.kill = kill  # type: ignore[attr-defined]
+    start.signal = send_signal  # type: ignore[attr-defined]
     start.url = f"redis://127.0.0.1:{port}/0"  # type: ignore[attr-defined]
     yield start
     for proc in procs:

@@ -116,7 +116,7 @@ async def test_a_ws_publish_is_acknowledged_with_its_stored_offset_and_reaches_s
     reply = await sender.request(
         {"event": "ws:publish", "id": 1, "data": {"channel": "log:b", "event": "hi", "data": [1]}}
     )
-    assert reply["data"] == {"offset": 1}
+    assert reply["data"]["offset"] == 1
     assert await listener.recv() == {"event": "hi", "channel": "log:b", "data": [1], "offset": 1}
     connection = await asyncpg.connect(POSTGRES_URL)
     try:
@@ -537,13 +537,13 @@ async def test_processes_starting_together_migrate_the_schema_once(pg_schema):
     ]
     outputs = [await asyncio.wait_for(proc.communicate(), DEADLINE * 3) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
-    assert {out.strip() for out, _ in outputs} == {b"1"}
+    assert {out.strip() for out, _ in outputs} == {b"2"}
     connection = await asyncpg.connect(POSTGRES_URL)
     try:
         versions = await connection.fetch(f'SELECT version FROM "{pg_schema}".schema_version')
     finally:
         await connection.close()
-    assert [row["version"] for row in versions] == [1]
+    assert [row["version"] for row in versions] == [1, 2]
     store = PostgresStore(POSTGRES_URL, schema=pg_schema)
     await store.start()
     await store.stop()
@@ -629,7 +629,7 @@ async def test_a_sender_left_out_is_left_out_of_a_recovery_from_the_store(
     _, position = await subscribe(sender, "log:x")
     data = {"channel": "log:x", "event": "e", "data": 1, "exclude_sender": True}
     reply = await sender.request({"event": "ws:publish", "id": 7, "data": data})
-    assert reply["data"] == {"offset": 1}
+    assert reply["data"]["offset"] == 1
     since = {"offset": 0, "epoch": position["epoch"]}
     pushed, reply = await subscribe(sender, "log:x", since)
     assert (pushed, reply["recovered"]) == ([], True)
@@ -676,3 +676,34 @@ async def test_ws_history_pages_a_persisted_channel_from_the_store_past_the_wind
     window = await page(channel="chat:pages", limit=100, before=100)
     assert [p["offset"] for p in window["publications"]] == list(range(21, 100))
     assert window["more"] is False  # the broker's window of 100 holds 21..120, no more
+
+
+async def test_idempotent_publishes_to_a_persisted_channel_are_written_once(
+    aiohttp_client, pg_schema
+):
+    """A key the store already holds (a retry on another process, after a restart of the
+    broker) and the same key twice in one batch: each written once, every answer the first
+    publication's position; other keys and keyless publishes are written as usual."""
+    settings = persisted(pg_schema)
+    _, a = await start_app(aiohttp_client, **settings)
+    first = await a.publish_position("log:idem", "line", 1, idempotency_key="k1")
+    _, b = await start_app(aiohttp_client, broker=MemoryBroker(), **settings)
+    assert await b.publish_position("log:idem", "line", 1, idempotency_key="k1") == first
+    burst = await asyncio.gather(
+        *(b.publish_position("log:idem", "line", 2, idempotency_key="k2") for _ in range(20)),
+        b.publish_position("log:idem", "line", 3),
+    )
+    assert len(set(burst[:20])) == 1
+    assert burst[20][0] != burst[0][0]
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        rows = await connection.fetch(
+            f'SELECT "offset", idempotency_key FROM "{pg_schema}".publications '
+            "WHERE channel = 'log:idem' ORDER BY \"offset\""
+        )
+    finally:
+        await connection.close()
+    assert [(r["offset"], r["idempotency_key"]) for r in rows] == [
+        (first[0], "k1"),
+        *sorted([(burst[0][0], "k2"), (burst[20][0], None)]),
+    ]

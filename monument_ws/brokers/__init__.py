@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from ..protocol.errors import MissingExtra
-from .base import Broker, History, Publication
+from .base import Broker, History, Idempotency, Publication
 from .memory import MemoryBroker
 
 #: The URL schemes of the Redis broker (which needs the redis extra).
@@ -45,4 +45,12 @@ def from_url(url: str, *, prefix: str = "monument_ws") -> Broker:
     return MemoryBroker()
 
 
-__all__ = ["Broker", "History", "MemoryBroker", "Publication", "check_url", "from_url"]
+__all__ = [
+    "Broker",
+    "History",
+    "Idempotency",
+    "MemoryBroker",
+    "Publication",
+    "check_url",
+    "from_url",
+]

@@ -77,6 +77,24 @@ def page_of(
     return older[-limit:] if limit else [], len(older) > limit
 
 
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    """An idempotency key for one publish, and how a broker remembers it.
+
+    A publish carrying ``key`` that a channel already saw within ``window`` seconds is not
+    published again: :meth:`Broker.publish` returns the first one's ``(offset, epoch)``. The key
+    is recorded in the same atomic step as the publication it names, so a publish whose
+    answer was lost (a timeout) and its retry publish once between them. A channel remembers
+    at most ``limit`` keys, forgetting the oldest first; a broker that loses its data (a new
+    epoch) forgets them too. Keys are per channel: the same key on two channels is two
+    publications.
+    """
+
+    key: str
+    window: float
+    limit: int
+
+
 def history_after(since: int, top: int, epoch: str, kept: list[Publication]) -> History:
     """A read from ``since`` in the current ``epoch``, given the publications after ``since``
     still kept (oldest first): complete when nothing was published since, or the kept ones
@@ -101,9 +119,15 @@ class Listener(Protocol):
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         """A channel frame without offset or history (join/leave)."""
 
-    def resubscribe_all(self, channel: str) -> None:
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
         """History could not supply what ``channel`` missed during an outage: its subscribers
-        must resubscribe (and learn ``recovered: false``)."""
+        must resubscribe (and learn ``recovered: false``).
+
+        ``restarted``: the channel's history was lost and started again in this epoch, and
+        the broker delivers every publication of it from offset 1 right after this call (they
+        are still in history): subscribers take that epoch at offset 0 and stay subscribed,
+        so nothing published since the restart is missed; what was published before it, and
+        not yet delivered, is lost (``recovered: false``)."""
 
     def deliver_control(self, message: bytes) -> None:
         """A :meth:`Broker.control` message, heard on every process (e.g. a kick)."""
@@ -155,11 +179,14 @@ class Broker(abc.ABC):
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         """Append to ``channel``'s history and announce it; return ``(offset, epoch)``.
 
         ``history_size`` 0 keeps no history (the offset still counts up). ``exclude``: a
         client id whose sockets must not get it, live or replayed (:attr:`Publication.exclude`).
+        ``idempotency``: a key seen on ``channel`` within its window publishes nothing and
+        returns the first publication's ``(offset, epoch)`` (:class:`Idempotency`).
         """
 
     async def publish_at(
@@ -308,7 +335,7 @@ class _Nobody:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         pass
 
-    def resubscribe_all(self, channel: str) -> None:
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
         pass
 
     def deliver_control(self, message: bytes) -> None:

@@ -3,18 +3,29 @@
 Its epoch is random per start, so a client that recovers across a restart
 learns ``recovered: false``. History, presence and the client registry live
 in this process's memory, bounded by each namespace's history size and age.
+Idempotency keys (:class:`~monument_ws.brokers.base.Idempotency`) are a per-channel table
+in publish order, bounded by the key's ``limit`` and dropped once their ``window`` passed
+(checked at every keyed publish, for every channel).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from .. import protocol
-from .base import Broker, History, HistoryPage, Publication, history_after, page_of
+from .base import (
+    Broker,
+    History,
+    HistoryPage,
+    Idempotency,
+    Publication,
+    history_after,
+    page_of,
+)
 from .local_clients import LocalClients
 
 
@@ -32,6 +43,12 @@ class MemoryBroker(Broker):
         # box -> (seq, expires, item), oldest first; a box is deleted once empty
         self._boxes: dict[str, deque[tuple[int, float, bytes]]] = {}
         self._box_seq = 0  # one counter for every box: seqs only grow, even across expiry
+        # channel -> idempotency key -> (offset, expires), oldest first; bounded by the
+        # Idempotency's limit and window, and deleted once empty
+        self._keys: dict[str, OrderedDict[str, tuple[int, float]]] = {}
+        # (expires, channel) per key remembered, oldest first: channels nobody publishes to
+        # again lose their expired keys too
+        self._key_expiries: deque[tuple[float, str]] = deque()
 
     async def publish(
         self,
@@ -42,7 +59,12 @@ class MemoryBroker(Broker):
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
+        if idempotency is not None:
+            first = self._seen(channel, idempotency)
+            if first is not None:
+                return first, self.epoch
         offset = self._offsets.get(channel, 0) + 1
         frame = protocol.channel_push(
             channel, event, data, offset
@@ -52,6 +74,8 @@ class MemoryBroker(Broker):
             history_size=history_size,
             history_ttl=history_ttl,
         )
+        if idempotency is not None:
+            self._remember(channel, idempotency, offset)
         return offset, self.epoch
 
     async def publish_at(
@@ -66,6 +90,33 @@ class MemoryBroker(Broker):
                 history.popleft()
         if channel in self._subscribed:
             self.listener.deliver(publication)
+
+    def _seen(self, channel: str, idempotency: Idempotency) -> int | None:
+        """The offset published with this key within its window (expired keys are dropped)."""
+        now = self._clock()
+        while self._key_expiries and self._key_expiries[0][0] <= now:
+            self._prune_keys(self._key_expiries.popleft()[1], now)
+        self._prune_keys(channel, now)
+        keys = self._keys.get(channel)
+        seen = None if keys is None else keys.get(idempotency.key)
+        return None if seen is None else seen[0]
+
+    def _prune_keys(self, channel: str, now: float) -> None:
+        keys = self._keys.get(channel)
+        if keys is None:
+            return
+        while keys and next(iter(keys.values()))[1] <= now:
+            keys.popitem(last=False)
+        if not keys:
+            del self._keys[channel]
+
+    def _remember(self, channel: str, idempotency: Idempotency, offset: int) -> None:
+        expires = self._clock() + idempotency.window
+        keys = self._keys.setdefault(channel, OrderedDict())
+        keys[idempotency.key] = (offset, expires)
+        while len(keys) > idempotency.limit:
+            keys.popitem(last=False)
+        self._key_expiries.append((expires, channel))
 
     async def subscribe(self, channel: str) -> None:
         self._subscribed.add(channel)
@@ -207,4 +258,5 @@ class MemoryBroker(Broker):
             "presence_channels": len(self._presence),
             "clients": len(self._clients),
             "queues": len(self._boxes),
+            "idempotency_keys": sum(len(keys) for keys in self._keys.values()),
         }

@@ -22,7 +22,7 @@ import contextlib
 import logging
 from typing import Any
 
-from ..brokers.base import Broker, History, HistoryPage, Publication
+from ..brokers.base import Broker, History, HistoryPage, Idempotency, Publication
 from ..config import Config
 from ..protocol.errors import ConfigError, Unavailable
 from ..stores import Retention, Store, from_url
@@ -96,10 +96,16 @@ class Durable:
         await self.store.stop()
 
     async def publish(
-        self, channel: str, event: str, data: Any, exclude: str | None = None
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
-        """Write to the store; returns ``(offset, epoch)`` once committed and announced."""
-        return await self.store.append(channel, event, data, exclude)
+        """Write to the store; returns ``(offset, epoch)`` once committed and announced (a
+        repeated idempotency key: the first publication's, nothing written)."""
+        return await self.store.append(channel, event, data, exclude, idempotency)
 
     async def history(self, channel: str, since: int, epoch: str | None) -> History:
         """A recovery read: from the store for a persisted channel, else from the broker."""

@@ -118,5 +118,5 @@ class Hub:
     def deliver_control(self, message: bytes) -> None:
         self._registry.deliver_control(message)
 
-    def resubscribe_all(self, channel: str) -> None:
-        self._subscriptions.resubscribe_all(channel)
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+        self._subscriptions.resubscribe_all(channel, restarted)

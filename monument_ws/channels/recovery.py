@@ -208,8 +208,17 @@ class Subscriptions:
             await self.unsubscribe(socket, channel)
         return left
 
-    def resubscribe_all(self, channel: str) -> None:
-        """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap)."""
-        frame = protocol.push("ws:resubscribe", {"channel": channel})
+    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+        """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap).
+
+        With ``restarted`` (the channel's new epoch, whose publications the broker delivers
+        next from offset 1) the push says ``"epoch": restarted, "offset": 0`` instead: the
+        client takes that position and stays subscribed, so it gets every publication since
+        the restart once, in order, without a subscribe that could miss some meanwhile.
+        """
+        data: dict[str, Any] = {"channel": channel}
+        if restarted is not None:
+            data.update(epoch=restarted, offset=0)
+        frame = protocol.push("ws:resubscribe", data)
         for socket in self.subscribers(channel):
             socket.send_raw_nowait(frame)

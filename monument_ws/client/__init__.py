@@ -424,11 +424,23 @@ class Client(People):
         await self._channels.unsubscribe(channel)
 
     async def publish(
-        self, channel: str, event: str, data: Any = None, *, exclude_self: bool = False
+        self,
+        channel: str,
+        event: str,
+        data: Any = None,
+        *,
+        exclude_self: bool = False,
+        idempotency_key: str | None = None,
     ) -> int:
         """Publish to ``channel`` (where its namespace lets clients); returns the offset.
-        ``exclude_self=True``: this client (its client id) does not get it, live or replayed."""
-        return await self._channels.publish(channel, event, data, exclude_self)
+        ``exclude_self=True``: this client (its client id) does not get it, live or replayed.
+
+        ``idempotency_key`` (1 to 64 characters, e.g. ``uuid4().hex`` made once per message):
+        when a publish fails without an answer (``Timeout``, ``Unavailable``, a lost
+        connection) it may still have been published; retrying with the same key publishes
+        once and returns the first offset (the server remembers a key per channel for its
+        ``idempotency_window``)."""
+        return await self._channels.publish(channel, event, data, exclude_self, idempotency_key)
 
     async def history(
         self,

@@ -7,7 +7,10 @@ whether that filled the gap (``recovered``). A resubscribe refused as
 ``unavailable`` or ``timeout`` (a broker overloaded by everyone reconnecting at
 once) is retried with backoff while the connection lasts; any other refusal is
 reported as ``ws:error`` with the channel. When the server lost the history itself
-(``ws:resubscribe``), the subscription forgets its offset and joins afresh.
+(``ws:resubscribe``), the subscription forgets its offset and joins afresh -- or, when the
+push names the new ``epoch`` and ``offset`` (the broker delivers the new epoch's
+publications next, e.g. after a Redis restart), takes that position and stays subscribed;
+either way ``ws:resubscribed`` says ``recovered: false``.
 
 Publications reach the handler in offset order; one at or below the offset already
 received is a duplicate (a replay overlapping live traffic) and is dropped. A sync
@@ -190,10 +193,19 @@ class Channels:
         reply: dict[str, Any] = await self._calls.call("ws:history", request)
         return reply
 
-    async def publish(self, channel: str, event: str, data: Any, exclude_self: bool) -> int:
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        exclude_self: bool,
+        idempotency_key: str | None = None,
+    ) -> int:
         frame = {"channel": channel, "event": event, "data": data}
         if exclude_self is not False:  # anything but False goes to the server to validate
             frame["exclude_sender"] = exclude_self
+        if idempotency_key is not None:  # the server validates it (bad_frame)
+            frame["idempotency_key"] = idempotency_key
         reply = await self._calls.call("ws:publish", frame)
         return int(reply["offset"])
 
@@ -202,14 +214,25 @@ class Channels:
         for subscription in list(self._subscriptions.values()):
             self._tasks.spawn(self._rejoin(subscription))
 
-    def restart(self, channel: object) -> None:
+    async def restart(self, data: dict[str, Any]) -> None:
         """The server lost the history between us (``ws:resubscribe``, e.g. a broker
-        restart): offsets start again in a new epoch, so forget ours and rejoin fresh."""
-        subscription = self._find(channel)
-        if subscription is not None:
-            subscription.offset = 0
-            subscription.epoch = None
-            self._tasks.spawn(self._rejoin(subscription))
+        restart): offsets start again in a new epoch. With ``epoch`` and ``offset`` in the push
+        the server goes on delivering from that position on this subscription: take it (not
+        recovered). Without them, forget ours and rejoin fresh."""
+        subscription = self._find(data.get("channel"))
+        if subscription is None:
+            return
+        epoch, offset = data.get("epoch"), data.get("offset")
+        if isinstance(epoch, str) and isinstance(offset, int) and not isinstance(offset, bool):
+            subscription.offset, subscription.epoch = offset, epoch
+            subscription.recovered = False
+            await self._listeners.emit(
+                "ws:resubscribed", {"channel": subscription.channel, "recovered": False}
+            )
+            return
+        subscription.offset = 0
+        subscription.epoch = None
+        self._tasks.spawn(self._rejoin(subscription))
 
     # --- reserved channels -------------------------------------------------------
 

@@ -148,7 +148,7 @@ class Dispatch:
                 self._outbox.put(protocol.push("ws:heartbeat", heartbeat))
         elif event == "ws:resubscribe":
             data = frame.get("data")
-            self._channels.restart(data.get("channel") if isinstance(data, dict) else None)
+            await self._channels.restart(data if isinstance(data, dict) else {})
         elif kind is Kind.ERROR:
             await self._listeners.emit("ws:error", frame.get("error"))
         else:

@@ -536,6 +536,22 @@ def truncate(reason: str) -> str:
 CHANNEL_NAME: Final = re.compile(r"\$?[A-Za-z0-9_\-.:@/=+#]{1,200}")
 
 
+#: The longest idempotency key a publish may carry (``ws:publish``'s ``idempotency_key``).
+MAX_IDEMPOTENCY_KEY_LENGTH: Final = 64
+_IDEMPOTENCY_KEY: Final = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def check_idempotency_key(key: object) -> str | None:
+    """Return why ``key`` is not a valid idempotency key, or None when it is one: a string of
+    1 to 64 characters without control characters (the client's choice, e.g. a UUID)."""
+    if not isinstance(key, str) or _IDEMPOTENCY_KEY.fullmatch(key) is None:
+        return (
+            f"'idempotency_key' must be a string of 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} "
+            "characters without control characters"
+        )
+    return None
+
+
 def check_channel(name: object) -> str | None:
     """Return why ``name`` is not a valid channel name, or None when it is one."""
     if not isinstance(name, str) or CHANNEL_NAME.fullmatch(name) is None:

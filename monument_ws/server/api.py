@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from .. import protocol
-from ..brokers.base import Broker
+from ..brokers.base import Broker, Idempotency
 from ..channels.durable import Durable
 from ..channels.history import DEFAULT_LIMIT, HistoryPages, check_page
 from ..channels.kick import Kick
@@ -35,6 +35,9 @@ class ServerAPI:
         queues: PeerQueues,
         stats: Stats,
         durable: Durable | None = None,
+        *,
+        idempotency_window: float = 300.0,
+        idempotency_keys: int = 10_000,
     ) -> None:
         self.broker = broker
         #: the store of channels whose namespace persists them (None: no ``store`` set)
@@ -42,6 +45,9 @@ class ServerAPI:
         #: pages of channels' history (``ws:history``, :meth:`history`): a persisted channel's
         #: from the store, every other one's from the broker's window
         self.history_pages = HistoryPages(broker, durable.source if durable is not None else None)
+        #: how long and how many idempotency keys a channel remembers (the config keys)
+        self.idempotency_window = idempotency_window
+        self.idempotency_keys = idempotency_keys
         #: the ``channels`` setting: each channel's history limits, presence and policies
         self.namespaces = namespaces
         #: the peer queues of every client (see :mod:`monument_ws.channels.peer_queues`)
@@ -50,7 +56,13 @@ class ServerAPI:
         self.stats = stats
 
     async def publish(
-        self, channel: str, event: str, data: Any = None, *, exclude: str | None = None
+        self,
+        channel: str,
+        event: str,
+        data: Any = None,
+        *,
+        exclude: str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Publish to ``channel`` on every process; returns the publication's offset.
 
@@ -58,36 +70,76 @@ class ServerAPI:
         channel's history as its namespace says. ``exclude`` is a **client id**: every
         socket of that client, on any process, is left out -- live and when it recovers
         from history (a socket is one connection; a client id outlives reconnects, so
-        that is what recovery can recognise). Raises ValueError for a bad
-        channel name, TypeError for data JSON cannot hold or an ``exclude`` that is not a
-        non-empty string, and :class:`~monument_ws.protocol.errors.Unavailable` when the
-        broker cannot take it (never dropped silently). On a channel whose namespace
-        persists it, it returns once the store committed it (Unavailable when the store
-        cannot: see :mod:`monument_ws.channels.durable`).
+        that is what recovery can recognise).
+
+        ``idempotency_key`` (1 to 64 characters, e.g. a UUID the caller made for this
+        message): a publish to ``channel`` with a key it already saw within
+        ``idempotency_window`` seconds publishes nothing and returns the first one's offset,
+        on whichever process either ran. So a caller that got no answer (a timeout: the
+        publication may or may not have been made) retries with the same key and publishes
+        once. The broker records the key in the same atomic step as the publication.
+
+        **What the returned offset means.** The broker has taken the publication: it has its
+        offset, is in the channel's history (as long as the namespace keeps it and the broker
+        keeps its data) and was handed to every process subscribed at that moment. It does not
+        mean any subscriber has received it. On a channel whose namespace persists it, it
+        also means the store committed it (see :mod:`monument_ws.channels.durable`); the store
+        then keeps the idempotency keys, with the publications. An error (``Unavailable``, a
+        timeout) means nothing is known: it may have been published; retry with the key.
+
+        Raises ValueError for a bad channel name, TypeError for data JSON cannot hold, an
+        ``exclude`` that is not a non-empty string or a bad ``idempotency_key``, and
+        :class:`~monument_ws.protocol.errors.Unavailable` when the broker cannot take it (never
+        dropped silently).
         """
+        offset, _ = await self.publish_position(
+            channel, event, data, exclude=exclude, idempotency_key=idempotency_key
+        )
+        return offset
+
+    async def publish_position(
+        self,
+        channel: str,
+        event: str,
+        data: Any = None,
+        *,
+        exclude: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, str]:
+        """:meth:`publish`, returning the publication's ``(offset, epoch)``: where it is in the
+        channel's history (for a repeated idempotency key, the first publication's)."""
         problem = protocol.check_channel(channel)
         if problem is not None:
             raise ValueError(problem)
         _check_exclude(exclude)
+        idempotency = None
+        if idempotency_key is not None:
+            problem = protocol.check_idempotency_key(idempotency_key)
+            if problem is not None:
+                raise TypeError(problem)
+            idempotency = Idempotency(
+                idempotency_key, self.idempotency_window, self.idempotency_keys
+            )
         options = self.namespaces.options(channel)
         started = time.perf_counter()
         try:
             if self.durable is not None and options.persist:
-                offset, _ = await self.durable.publish(channel, event, data, exclude)
+                position = await self.durable.publish(channel, event, data, exclude, idempotency)
             else:
-                offset, _ = await self.broker.publish(
+                position = await self.broker.publish(
                     channel,
                     event,
                     data,
                     history_size=options.history_size,
                     history_ttl=options.history_ttl,
                     exclude=exclude,
+                    idempotency=idempotency,
                 )
         except MonumentWSError:
             self.stats.publish_errors += 1
             raise
         self.stats.publish_latency.observe(time.perf_counter() - started)
-        return offset
+        return position
 
     async def history(
         self,

@@ -17,7 +17,11 @@ Ordering and guarantees:
   client may unsubscribe as soon as it has it; ``ws:join`` and ``CHANNEL_SUBSCRIBED`` follow the
   reply.
 * ``ws:publish`` with ``"exclude_sender": true`` publishes to everyone but the sender's
-  client id (see :meth:`~monument_ws.server.api.ServerAPI.publish`).
+  client id (see :meth:`~monument_ws.server.api.ServerAPI.publish`); with
+  ``"idempotency_key"`` a retry with the same key (on this channel, within
+  ``idempotency_window``) publishes nothing and gets the first publication's offset and epoch.
+  The reply is ``{"offset", "epoch"}``; a key that is not a string of 1 to 64 characters
+  without control characters is ``bad_frame``.
 * Leaving a channel -- unsubscribe, revoke or the socket closing -- leaves presence (closing:
   disconnected, the client may come back; otherwise removed), pushes ``ws:leave`` where the
   namespace says so and emits ``CHANNEL_UNSUBSCRIBED``: once per subscription.
@@ -237,6 +241,11 @@ class ChannelCommands:
         exclude_sender = data.get("exclude_sender", False)
         if not isinstance(exclude_sender, bool):
             raise BadFrame("'exclude_sender' must be true or false")
+        key = data.get("idempotency_key")
+        if key is not None:
+            problem = protocol.check_idempotency_key(key)
+            if problem is not None:
+                raise BadFrame(problem)
         options = self._options(channel)
         subscribed = self.hub.subscribed(socket, channel)
         if not await allows(
@@ -246,7 +255,10 @@ class ChannelCommands:
         # By client id, as the server API does: the sender's other sockets (a resumed
         # reconnect) and its recovery from history leave the publication out too.
         exclude = socket.client_id if exclude_sender else None
-        return {"offset": await self.api.publish(channel, event, data.get("data"), exclude=exclude)}
+        offset, epoch = await self.api.publish_position(
+            channel, event, data.get("data"), exclude=exclude, idempotency_key=key
+        )
+        return {"offset": offset, "epoch": epoch}
 
     async def presence_list(self, socket: Socket, frame: Frame) -> Any:
         channel, data = self._channel_of(frame)

@@ -77,6 +77,8 @@ class MonumentWS(ServerAPI):
             PeerQueues(broker, config.peer_queue_size, config.peer_queue_ttl),
             Stats(),
             Durable.of(config, broker, namespaces),
+            idempotency_window=config.idempotency_window,
+            idempotency_keys=config.idempotency_keys,
         )
         self.config = config
         self.bus = bus

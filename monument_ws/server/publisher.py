@@ -57,6 +57,8 @@ class Publisher(ServerAPI):
             PeerQueues(broker, self.config.peer_queue_size, self.config.peer_queue_ttl),
             Stats(),
             Durable.of(self.config, broker, namespaces),
+            idempotency_window=self.config.idempotency_window,
+            idempotency_keys=self.config.idempotency_keys,
         )
 
     async def __aenter__(self) -> Publisher:

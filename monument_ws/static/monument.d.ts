@@ -597,7 +597,10 @@ export class Client {
     /**
      * Publish to `channel` (where its namespace lets clients); resolves with the offset.
      * With `{ excludeSelf: true }` this client (its client id) does not get it, live or when
-     * it recovers the channel (the frame's `exclude_sender`).
+     * it recovers the channel (the frame's `exclude_sender`). With `{ idempotencyKey }` (e.g.
+     * `crypto.randomUUID()`, made once per message) a publish that failed without an answer (a
+     * timeout or a lost connection: it may have been published) can be retried with the same
+     * key: the server publishes once and answers the first offset (the frame's `idempotency_key`).
      * @param {string} channel @param {string} event @param {unknown} [data] @param {PublishOptions} [options]
      * @returns {Promise<number>}
      */
@@ -865,6 +868,10 @@ export type PublishOptions = {
      * leave this client out of its own publication
      */
     excludeSelf?: boolean | undefined;
+    /**
+     * 1 to 64 characters naming this message: a retry with the same key publishes once
+     */
+    idempotencyKey?: string | undefined;
 };
 export type PresenceMember = {
     client_id: string;

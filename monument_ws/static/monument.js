@@ -613,6 +613,7 @@ function removeFrom(array, item) {
 /**
  * @typedef {object} PublishOptions
  * @property {boolean} [excludeSelf] leave this client out of its own publication
+ * @property {string} [idempotencyKey] 1 to 64 characters naming this message: a retry with the same key publishes once
  */
 
 /**
@@ -1368,7 +1369,10 @@ export class Client {
   /**
    * Publish to `channel` (where its namespace lets clients); resolves with the offset.
    * With `{ excludeSelf: true }` this client (its client id) does not get it, live or when
-   * it recovers the channel (the frame's `exclude_sender`).
+   * it recovers the channel (the frame's `exclude_sender`). With `{ idempotencyKey }` (e.g.
+   * `crypto.randomUUID()`, made once per message) a publish that failed without an answer (a
+   * timeout or a lost connection: it may have been published) can be retried with the same
+   * key: the server publishes once and answers the first offset (the frame's `idempotency_key`).
    * @param {string} channel @param {string} event @param {unknown} [data] @param {PublishOptions} [options]
    * @returns {Promise<number>}
    */
@@ -1379,6 +1383,8 @@ export class Client {
     if (options.excludeSelf !== undefined && options.excludeSelf !== false) {
       frame.exclude_sender = options.excludeSelf;
     }
+    // The server validates the key (bad_frame).
+    if (options.idempotencyKey !== undefined) frame.idempotency_key = options.idempotencyKey;
     const reply = await this.call("ws:publish", frame);
     return reply.offset;
   }
@@ -2008,8 +2014,20 @@ export class Client {
     if (event === "ws:resubscribe") {
       // The server lost the history between us (e.g. a broker restart): offsets
       // start again in a new epoch, so forget ours and rejoin fresh (a reserved channel too).
+      // When the push names the new epoch and offset, the server goes on delivering from
+      // there on this subscription: take that position and stay (not recovered).
       const rejoining = subscription ?? (typeof channel === "string" && channel.startsWith("$") ? this._subscriptionOf(channel) : undefined);
       if (rejoining) {
+        const info = /** @type {{epoch?: unknown, offset?: unknown}} */ (data ?? {});
+        if (typeof info.epoch === "string" && Number.isInteger(info.offset)) {
+          rejoining.offset = /** @type {number} */ (info.offset);
+          rejoining.epoch = info.epoch;
+          rejoining.recovered = false;
+          const resubscribed = { channel: rejoining.channel, recovered: false };
+          rejoining._emit("resubscribed", resubscribed);
+          this._emit("ws:resubscribed", resubscribed, {});
+          return;
+        }
         rejoining.offset = 0;
         rejoining.epoch = null;
         this._rejoin(rejoining);

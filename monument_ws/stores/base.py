@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..brokers.base import History, HistoryPage, Publication
+from ..brokers.base import History, HistoryPage, Idempotency, Publication
 
 #: Called after each commit with a committed publication (in offset order per channel) and the
 #: channel's store epoch: the broker announces it.
@@ -67,9 +67,20 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def append(
-        self, channel: str, event: str, data: Any, exclude: str | None = None
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         """Write one publication and return its ``(offset, epoch)`` once committed and announced.
+
+        With ``idempotency``, a publication of ``channel`` stored with the same key within the
+        key's window is not written again: its ``(offset, epoch)`` is returned. The store keeps
+        the keys with the publications (retention removes both; ``Idempotency.limit`` does not
+        apply), and checks them under the channel's lock, so concurrent retries on several
+        processes write once.
 
         TypeError for data JSON cannot hold (nothing written); Unavailable when it could not be
         committed (see the module's docstring).

@@ -193,6 +193,21 @@ describe("the JS client against a real server", needs(globalThis.WebSocket ? nul
     await assert.rejects(client.history("closed:1"), (error) => error instanceof Forbidden);
   });
 
+  test("publish with idempotencyKey: a retry with the same key publishes once and answers the first offset; a bad key is refused", async () => {
+    const me = await connect();
+    const got = [];
+    await me.subscribe("chat", (m) => got.push(m.data));
+    const first = await me.publish("chat", "message", "once", { idempotencyKey: "js-key-1" });
+    const again = await me.publish("chat", "message", "once", { idempotencyKey: "js-key-1" });
+    const other = await me.publish("chat", "message", "twice", { idempotencyKey: "js-key-2" });
+    assert.equal(again, first);
+    assert.equal(other, first + 1);
+    await eventually(() => got.length === 2, "both publications");
+    assert.deepEqual(got, ["once", "twice"]);
+    await assert.rejects(me.publish("chat", "message", 3, { idempotencyKey: "x".repeat(65) }), (error) => error.code === "bad_frame");
+    await me.unsubscribe("chat");
+  });
+
   test("SYNC frames made by the server's jsonpatch arrive as whole objects", async () => {
     const client = await connect();
     const modes = [], boards = [];

@@ -34,6 +34,7 @@ export async function use(): Promise<void> {
   const room = await client.subscribe("chat", (message: Message) => console.log(message.offset));
   const offset: number = await client.publish("chat", "message", { text: "hi" });
   await client.publish("chat", "message", "not to me", { excludeSelf: true });
+  const once: number = await client.publish("chat", "message", "once", { idempotencyKey: "m-1" });
   for await (const chunk of client.stream("countdown", 3)) console.log(chunk);
   try {
     await client.call("greet-me", null, { timeout: 1, retry: false });

@@ -418,6 +418,27 @@ describe("frame handling (fake socket)", () => {
     assert.deepEqual(socket().sent.at(-1), { event: "ws:heartbeat", data: { channels: ["room"] } });
   });
 
+  test("a ws:resubscribe naming a new epoch and offset is taken without a new subscribe; what follows is delivered once, in order", async () => {
+    const { client, socket } = fakeClient();
+    socket().welcome();
+    const got = [];
+    const resubscribed = [];
+    client.on("ws:resubscribed", (d) => resubscribed.push(d));
+    const subscribing = client.subscribe("room", (m) => got.push([m.data, m.offset]));
+    socket().receive({ event: "ws:subscribe", id: 1, data: { channel: "room", offset: 7, epoch: "e1", recovered: true } });
+    const room = await subscribing;
+    socket().receive({ event: "say", channel: "room", data: "a", offset: 8 });
+    const sent = socket().sent.length;
+    socket().receive({ event: "ws:resubscribe", data: { channel: "room", epoch: "e2", offset: 0 } });
+    assert.equal(socket().sent.length, sent, "no subscribe is sent");
+    assert.deepEqual([room.offset, room.epoch, room.recovered], [0, "e2", false]);
+    assert.deepEqual(resubscribed, [{ channel: "room", recovered: false }]);
+    socket().receive({ event: "say", channel: "room", data: "b", offset: 1 });
+    socket().receive({ event: "say", channel: "room", data: "b", offset: 1 });
+    socket().receive({ event: "say", channel: "room", data: "c", offset: 2 });
+    assert.deepEqual(got, [["a", 8], ["b", 1], ["c", 2]]);
+  });
+
   test("user channel: onUser gets its publications once, in order; a ws:resubscribe about it rejoins it from scratch; member pushes reach the subscription", async () => {
     const { client, socket } = fakeClient();
     const got = [];

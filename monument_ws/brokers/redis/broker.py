@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..base import Broker, History, HistoryPage, Publication
+from ..base import Broker, History, HistoryPage, Idempotency, Publication
 from .connection import Connection
 from .history import ChannelHistory, encode_exclude
 from .keys import Keys
@@ -28,7 +28,9 @@ class RedisBroker(Broker):
 
     ``prefix`` namespaces the keys; ``registry_ttl`` is how long a process that
     died stays in the client registry; ``backoff_max`` caps the wait between
-    reconnect attempts; ``max_connections`` bounds the command pool (commands
+    reconnect attempts of the subscription connection, so channels are resubscribed within
+    about that long of Redis answering again (an attempt against a Redis that is down costs
+    one refused connect); ``max_connections`` bounds the command pool (commands
     beyond it wait); ``clock`` dates the expiry of history, presence members and
     peer-queue items (tests move it).
     """
@@ -39,7 +41,7 @@ class RedisBroker(Broker):
         *,
         prefix: str = "monument_ws",
         registry_ttl: float = 60.0,
-        backoff_max: float = 5.0,
+        backoff_max: float = 0.5,
         max_connections: int = 100,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,6 +101,7 @@ class RedisBroker(Broker):
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         offset, epoch = await self._history.publish(
             channel,
@@ -107,6 +110,7 @@ class RedisBroker(Broker):
             history_size=history_size,
             history_ttl=history_ttl,
             exclude=exclude,
+            idempotency=idempotency,
         )
         self._subscriber.published(channel, epoch)
         return offset, epoch

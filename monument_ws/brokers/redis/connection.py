@@ -9,6 +9,7 @@ subscription connection has its own loop (:mod:`.subscriber`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -63,6 +64,17 @@ class Connection:
         if self._redis is None:
             raise RuntimeError("RedisBroker.start() was not called")
         return self._redis
+
+    async def drop_idle(self) -> None:
+        """Close the pool's idle connections; each opens again on its next use.
+
+        After the subscription connection was lost, the idle ones may be dead too (Redis
+        restarted) without the pool noticing until a command fails on one: the subscriber
+        drops them before resubscribing, so its recovery does not fail on the first command
+        and wait a whole backoff round. Connections in use by other commands are left alone.
+        """
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.connection_pool.disconnect(inuse_connections=False)
 
     async def call(self, command: Any) -> Any:
         """Await a redis-py command; an error of Redis or the network becomes Unavailable."""

@@ -14,6 +14,14 @@ every process writes the same bytes to its sockets without decoding them.
 XRANGE (after one) and COUNT, bounded above by the channel's offset read first, so a page costs
 about its length; expired entries still in the stream are stepped over.
 
+**Idempotency keys.** A publish with a key first looks the key up in the channel's
+idempotency hash (expired keys are dropped first, at most 100 per call); a key still in its
+window returns the first publication's offset and epoch without publishing. Otherwise the
+key is recorded with the new offset in the same script, so the publication and its key are
+one atomic step: a retry can never publish twice, nor find a key whose publication is
+missing. The channel keeps at most ``limit`` keys (the oldest forgotten first), and both of
+its idempotency keys expire ``window`` after its last keyed publish.
+
 A channel's epoch lives in its meta hash: it is made by the first publish or
 read of a channel that has none (never published, its meta expired, or Redis
 lost its data), so a client holding an older epoch learns its position is gone.
@@ -27,11 +35,27 @@ from typing import Any
 
 import orjson
 
-from ..base import History, HistoryPage, Publication, history_after, page_of
+from ..base import History, HistoryPage, Idempotency, Publication, history_after, page_of
 from .connection import Connection, milliseconds
 from .keys import Keys
 
 _PUBLISH = """
+local keyed = ARGV[11] ~= ''
+if keyed then
+  local expired = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[12], 'LIMIT', 0, 100)
+  if #expired > 0 then
+    redis.call('ZREM', KEYS[4], unpack(expired))
+    redis.call('HDEL', KEYS[3], unpack(expired))
+  end
+  local until_ms = redis.call('ZSCORE', KEYS[4], ARGV[11])
+  if until_ms and tonumber(until_ms) > tonumber(ARGV[12]) then
+    local seen = redis.call('HGET', KEYS[3], ARGV[11])
+    if seen then
+      local sep = string.find(seen, ':', 1, true)
+      return {tonumber(string.sub(seen, 1, sep - 1)), string.sub(seen, sep + 1), 1}
+    end
+  end
+end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[6]
@@ -56,7 +80,19 @@ if ARGV[10] ~= '' then
   head = offset .. '/' .. ARGV[10]
 end
 redis.call('PUBLISH', ARGV[1], head .. ':' .. frame)
-return {offset, epoch}
+if keyed then
+  redis.call('HSET', KEYS[3], ARGV[11], offset .. ':' .. epoch)
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[12]) + tonumber(ARGV[13]), ARGV[11])
+  local extra = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[14])
+  if extra > 0 then
+    local oldest = redis.call('ZRANGE', KEYS[4], 0, extra - 1)
+    redis.call('ZREM', KEYS[4], unpack(oldest))
+    redis.call('HDEL', KEYS[3], unpack(oldest))
+  end
+  redis.call('PEXPIRE', KEYS[3], ARGV[13])
+  redis.call('PEXPIRE', KEYS[4], ARGV[13])
+end
+return {offset, epoch, 0}
 """
 
 # A publication a store numbered: the offset and frame come from the caller; the counter only
@@ -122,13 +158,20 @@ class ChannelHistory:
         history_size: int,
         history_ttl: float,
         exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         """See :meth:`Broker.publish`; Unavailable while Redis is unreachable."""
         data_json = orjson.dumps(data)  # TypeError before anything is sent
         ttl_ms = milliseconds(history_ttl)
-        offset, epoch = await self._connection.script(
+        now_ms = int(self._clock() * 1000)
+        offset, epoch, _ = await self._connection.script(
             _PUBLISH,
-            keys=[self._keys.meta(channel), self._keys.stream(channel)],
+            keys=[
+                self._keys.meta(channel),
+                self._keys.stream(channel),
+                self._keys.idempotency(channel),
+                self._keys.idempotency_expiry(channel),
+            ],
             args=[
                 self._keys.pubsub(channel),
                 orjson.dumps(event),
@@ -136,10 +179,14 @@ class ChannelHistory:
                 data_json,
                 history_size,
                 secrets.token_hex(4),
-                int(self._clock() * 1000) + ttl_ms,
+                now_ms + ttl_ms,
                 ttl_ms,
                 max(META_TTL_MS, ttl_ms),
                 encode_exclude(exclude),
+                "" if idempotency is None else idempotency.key,
+                now_ms,
+                0 if idempotency is None else milliseconds(idempotency.window),
+                0 if idempotency is None else idempotency.limit,
             ],
         )
         return int(offset), epoch.decode() if isinstance(epoch, bytes) else str(epoch)

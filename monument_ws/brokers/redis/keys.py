@@ -14,6 +14,9 @@ The ``prefix`` setting namespaces them so several apps share one Redis:
   ``{p}:node:{node}`` (``<client id>\\n<frame>``
   for a client of that process) and ``{p}:control:all`` (server-to-server
   orders such as kicks);
+* ``{p}:idem:{channel}`` -- hash idempotency key → ``<offset>:<epoch>`` of the publication it
+  named, and ``{p}:idemx:{channel}`` -- sorted set of the same keys scored by when each is
+  forgotten (ms since the epoch); both expire a window after the channel's last keyed publish;
 * ``{p}:client:{client_id}`` -- set of node ids holding that client (expires);
 * ``{p}:presence:{channel}`` -- hash client id → info with its expiry;
 * ``{p}:queue:{box}`` -- a peer queue: sorted set scored by sequence number,
@@ -39,6 +42,12 @@ class Keys:
 
     def stream(self, channel: str) -> str:
         return self._name("stream", channel)
+
+    def idempotency(self, channel: str) -> str:
+        return self._name("idem", channel)
+
+    def idempotency_expiry(self, channel: str) -> str:
+        return self._name("idemx", channel)
 
     def pubsub(self, channel: str) -> str:
         """The pub/sub channel of application channel ``channel``."""

@@ -8,13 +8,30 @@ subscribed to, and always to broadcasts, this process's node channel and control
 
 **Outages.** When the subscription connection fails the broker turns
 unhealthy and the reader reconnects with capped backoff and jitter, logging
-every attempt. Once back it resubscribes everything, counts a reconnect,
-rewrites this process's client registrations, then -- before reading live
-messages again -- reads each channel's history from the last offset delivered
-here and delivers what was missed. Where history cannot fill the gap (another
-epoch, or the missed publications were dropped) it calls
+every attempt. Once back it closes the command pool's idle connections (they
+died with the subscription connection if Redis restarted), resubscribes
+everything, rewrites this process's client registrations, then -- before
+reading live messages again -- reads each channel's history from the last
+offset delivered here and delivers what was missed; only then does it count a
+reconnect and turn healthy again (a round that fails midway leaves it unhealthy). Where history cannot fill the gap (the
+missed publications were dropped) it calls
 :meth:`~monument_ws.brokers.base.Listener.resubscribe_all` for that channel.
 Local sockets keep being served throughout.
+
+**A restarted Redis** (it lost its data: the channel's epoch in Redis is not the
+one delivered here) started each channel again at offset 1, and other processes
+may have published to it before this one resubscribed. The reader then reads
+the new epoch's history from offset 0: when it holds every publication since the
+restart it calls ``resubscribe_all(channel, restarted=<new epoch>)`` and delivers
+them all, in order, before any live one -- so a subscriber misses nothing that
+was acknowledged after the restart and learns (``recovered: false``) that what
+was published during the outage may be lost. When history no longer holds them
+all it asks for a plain resubscribe.
+
+**How soon.** Reconnect attempts wait ``random() * min(backoff_max, 0.1 * 2**n)``
+seconds; ``backoff_max`` (0.5 s by default) bounds how long after Redis answers
+again the channels are resubscribed (plus the resubscribe itself, a few
+milliseconds).
 """
 
 from __future__ import annotations
@@ -97,13 +114,15 @@ class Subscriber:
             await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
     def published(self, channel: str, epoch: str) -> None:
-        """This process published to ``channel`` in ``epoch``: the current one.
+        """This process published to ``channel`` in ``epoch``.
 
         Kept only for a channel subscribed here, so a process that publishes to
         many channels it does not receive keeps nothing per channel.
         """
         if channel in self._channels:
-            self._epochs[channel] = epoch
+            # The first seen, as read_history keeps it: the delivered offsets belong to it,
+            # and a recovery compares it with Redis's to notice a restart.
+            self._epochs.setdefault(channel, epoch)
 
     def read_history(self, channel: str, epoch: str) -> None:
         """This process read ``channel``'s history in ``epoch``; the epoch its delivered
@@ -168,27 +187,44 @@ class Subscriber:
                 await self._reconnect()
                 return
             except (RedisError, OSError, Unavailable) as exc:
+                self._connected.clear()  # lost again midway: unhealthy until a round completes
                 log.warning("Redis is still unreachable: %s", exc)
 
     async def _reconnect(self) -> None:
         """Resubscribe everything, then recover each channel before reading live messages."""
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()
+        await self._connection.drop_idle()
         self._pubsub = self._connection.redis.pubsub()
         channels = sorted(self._channels)
         await self._pubsub.subscribe(*self._always, *map(self._keys.pubsub, channels))
-        self.reconnects += 1
-        self._connected.set()
         log.warning("reconnected to Redis; recovering %d channels", len(channels))
         await self._registry.refresh()
         for channel in channels:
             await self._recover(channel)
+        # Healthy once every channel is resubscribed and recovered, not before.
+        self.reconnects += 1
+        self._connected.set()
 
     async def _recover(self, channel: str) -> None:
         """Deliver what ``channel`` missed since the last offset delivered here; live
         messages that arrive meanwhile wait in the connection and are skipped by offset."""
         last = self._delivered.get(channel, 0)
-        history = await self._history.read(channel, last, self._epochs.get(channel))
+        known = self._epochs.get(channel)
+        history = await self._history.read(channel, last, known)
+        if not history.complete and known is not None and history.epoch != known:
+            history = await self._history.read(channel, 0, history.epoch)
+            if history.complete:
+                log.warning(
+                    "Redis lost %r (a new epoch): delivering the %d publications since",
+                    channel,
+                    len(history.publications),
+                )
+                self._delivered[channel] = 0
+                self._epochs[channel] = history.epoch
+                self._broker.listener.resubscribe_all(channel, restarted=history.epoch)
+                self._deliver(channel, history.publications)
+                return
         if not history.complete:
             log.warning(
                 "history cannot fill the gap of %r after %d; asking clients to resubscribe",
@@ -199,8 +235,11 @@ class Subscriber:
             self._epochs[channel] = history.epoch
             self._broker.listener.resubscribe_all(channel)
             return
-        for publication in history.publications:
-            self._delivered[channel] = publication.offset
-            self._broker.listener.deliver(publication)
+        self._deliver(channel, history.publications)
         if history.publications:
             log.warning("recovered %d publications of %r", len(history.publications), channel)
+
+    def _deliver(self, channel: str, publications: list[Publication]) -> None:
+        for publication in publications:
+            self._delivered[channel] = publication.offset
+            self._broker.listener.deliver(publication)

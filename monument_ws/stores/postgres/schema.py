@@ -15,6 +15,9 @@ Tables (migration 1):
   ``json``, the text as published: an event name is a JSON string, so a NUL in it is stored
   escaped), the excluded client id if any and ``published_at``.
 
+Migration 2 adds ``publications.idempotency_key``: the key a publish carried, looked up (under
+the channel's lock) before a publish with the same key is written again.
+
 A new migration is appended to :data:`MIGRATIONS`; an applied one is never edited.
 """
 
@@ -44,6 +47,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         PRIMARY KEY (channel, "offset")
     );
     CREATE INDEX publications_published_at ON {s}.publications (channel, published_at);
+    """,
+    """
+    ALTER TABLE {s}.publications ADD COLUMN idempotency_key text;
+    CREATE INDEX publications_idempotency_key ON {s}.publications (channel, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
     """,
 )
 

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 import asyncpg
 import orjson
 
-from ...brokers.base import History, HistoryPage, Publication, history_after
+from ...brokers.base import History, HistoryPage, Idempotency, Publication, history_after
 from ...protocol.errors import Unavailable
 from ..base import Retention, Store
 from .schema import migrate, quoted
@@ -136,21 +136,23 @@ class PostgresStore(Store):
     # --- writing -----------------------------------------------------------------------
 
     async def append(
-        self, channel: str, event: str, data: Any, exclude: str | None = None
+        self,
+        channel: str,
+        event: str,
+        data: Any,
+        exclude: str | None = None,
+        idempotency: Idempotency | None = None,
     ) -> tuple[int, str]:
         if exclude is not None and "\x00" in exclude:
             raise ValueError("a client id cannot hold NUL")
         text = orjson.dumps(data).decode()  # TypeError before anything is queued
         return await self.writer.submit(
-            Pending(channel, orjson.dumps(event).decode(), text, exclude)
+            Pending(channel, orjson.dumps(event).decode(), text, exclude, idempotency)
         )
 
     async def _write(self, batch: list[Pending]) -> None:
         """One transaction for ``batch``, then its announcement, under the channels' locks."""
-        counts: dict[str, int] = {}
-        for pending in batch:
-            counts[pending.channel] = counts.get(pending.channel, 0) + 1
-        channels = sorted(counts)
+        channels = sorted({pending.channel for pending in batch})
         async with self._connection() as connection:
             await connection.execute(
                 "SELECT pg_advisory_lock(hashtextextended(k, 0)) "
@@ -158,7 +160,10 @@ class PostgresStore(Store):
                 [self._lock_key(channel) for channel in channels],
             )
             try:
-                published = await self._commit(connection, batch, channels, counts)
+                published, repeated = await self._commit(connection, batch)
+                for pending, position in repeated:
+                    if not pending.done.done():
+                        pending.done.set_result(position)
                 for pending, publication, epoch in published:
                     try:
                         await self.announce(publication, epoch)
@@ -171,14 +176,35 @@ class PostgresStore(Store):
                     await connection.execute("SELECT pg_advisory_unlock_all()")
 
     async def _commit(
-        self,
-        connection: Connection,
-        batch: list[Pending],
-        channels: list[str],
-        counts: dict[str, int],
-    ) -> list[tuple[Pending, Publication, str]]:
+        self, connection: Connection, batch: list[Pending]
+    ) -> tuple[list[tuple[Pending, Publication, str]], list[tuple[Pending, tuple[int, str]]]]:
+        """Write ``batch`` (the channels' locks held): the publications written, and the
+        publishes whose idempotency key was seen within its window -- in the store, or earlier
+        in this batch -- with the first one's position (those are not written again)."""
         s = self._s
         async with connection.transaction():
+            known = await self._keys_seen(connection, batch)
+            fresh: list[Pending] = []
+            repeats: list[tuple[Pending, Pending]] = []  # (repeat, the first of its key here)
+            firsts: dict[tuple[str, str], Pending] = {}
+            repeated: list[tuple[Pending, tuple[int, str]]] = []
+            for pending in batch:
+                key = None if pending.idempotency is None else pending.idempotency.key
+                if key is None:
+                    fresh.append(pending)
+                elif (pending.channel, key) in known:
+                    repeated.append((pending, known[pending.channel, key]))
+                elif (pending.channel, key) in firsts:
+                    repeats.append((pending, firsts[pending.channel, key]))
+                else:
+                    firsts[pending.channel, key] = pending
+                    fresh.append(pending)
+            if not fresh:
+                return [], repeated
+            counts: dict[str, int] = {}
+            for pending in fresh:
+                counts[pending.channel] = counts.get(pending.channel, 0) + 1
+            channels = sorted(counts)
             rows = await connection.fetch(
                 f"INSERT INTO {s}.channels AS c (channel, epoch, top) "
                 "SELECT t.channel, substr(md5(random()::text || clock_timestamp()::text), 1, 8), "
@@ -191,24 +217,49 @@ class PostgresStore(Store):
             next_offset = {r["channel"]: r["top"] - counts[r["channel"]] + 1 for r in rows}
             epochs = {r["channel"]: r["epoch"] for r in rows}
             out = []
-            for pending in batch:
+            for pending in fresh:
                 offset = next_offset[pending.channel]
                 next_offset[pending.channel] = offset + 1
                 frame = _frame(pending.channel, pending.event, pending.data, offset)
                 publication = Publication(pending.channel, offset, frame, pending.exclude)
                 out.append((pending, publication, epochs[pending.channel]))
             await connection.execute(
-                f'INSERT INTO {s}.publications (channel, "offset", epoch, event, data, exclude) '
-                "SELECT c, o, e, v::json, d::json, x FROM unnest($1::text[], $2::bigint[], $3::text[], "
-                "$4::text[], $5::text[], $6::text[]) AS u(c, o, e, v, d, x)",
+                f"INSERT INTO {s}.publications "
+                '(channel, "offset", epoch, event, data, exclude, idempotency_key) '
+                "SELECT c, o, e, v::json, d::json, x, k FROM unnest($1::text[], $2::bigint[], "
+                "$3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) "
+                "AS u(c, o, e, v, d, x, k)",
                 [p.channel for _, p, _ in out],
                 [p.offset for _, p, _ in out],
                 [epoch for _, _, epoch in out],
                 [pending.event for pending, _, _ in out],
                 [pending.data for pending, _, _ in out],
                 [p.exclude for _, p, _ in out],
+                [None if q.idempotency is None else q.idempotency.key for q, _, _ in out],
             )
-        return out
+        position = {id(pending): (p.offset, epoch) for pending, p, epoch in out}
+        repeated += [(repeat, position[id(first)]) for repeat, first in repeats]
+        return out, repeated
+
+    async def _keys_seen(
+        self, connection: Connection, batch: list[Pending]
+    ) -> dict[tuple[str, str], tuple[int, str]]:
+        """(channel, key) -> (offset, epoch) of the publications already stored with a key of
+        ``batch``, within that key's window (the newest, if several)."""
+        keyed = [p for p in batch if p.idempotency is not None]
+        if not keyed:
+            return {}
+        rows = await connection.fetch(
+            f'SELECT u.c, u.k, p."offset", p.epoch FROM unnest($1::text[], $2::text[], '
+            f"$3::float8[]) AS u(c, k, w) JOIN {self._s}.publications p "
+            "ON p.channel = u.c AND p.idempotency_key = u.k "
+            "AND p.published_at > now() - make_interval(secs => u.w) "
+            'ORDER BY p."offset"',
+            [p.channel for p in keyed],
+            [p.idempotency.key for p in keyed if p.idempotency is not None],
+            [p.idempotency.window for p in keyed if p.idempotency is not None],
+        )
+        return {(r["c"], r["k"]): (r["offset"], r["epoch"]) for r in rows}
 
     def _lock_key(self, channel: str) -> str:
         return f"monument_ws.channel:{self.schema}:{channel}"

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ...brokers.base import Idempotency
 from ...protocol.errors import Unavailable
 
 log = logging.getLogger("monument_ws.store")
@@ -32,6 +33,8 @@ class Pending:
     event: str
     data: str
     exclude: str | None
+    #: the publish's idempotency key and how long it counts (None: no key)
+    idempotency: Idempotency | None = None
     done: asyncio.Future[tuple[int, str]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
