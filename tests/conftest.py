@@ -213,6 +213,16 @@ async def eventually(predicate: Callable[[], bool], what: str = "condition") -> 
 REDIS_URL = os.environ.get("MONUMENT_WS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+@pytest.fixture(params=["memory", "redis"])
+def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for servers sharing one broker: the memory broker (one server) or Redis (each
+    test under a key prefix of its own)."""
+    if request.param == "memory":
+        return {}
+    prefix = request.getfixturevalue("redis_prefix")
+    return {"broker": REDIS_URL, "broker_prefix": prefix}
+
+
 def redis_available() -> None:
     """Skip (or, in CI, fail) when no Redis answers at REDIS_URL."""
     import redis

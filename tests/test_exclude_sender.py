@@ -23,15 +23,6 @@ from tests.test_channels import GatedBroker, subscribe
 CHAT = {"chat:*": {"publish": "subscribers"}}
 
 
-@pytest.fixture(params=["memory", "redis"])
-def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings for servers sharing one broker: the memory broker (one server) or Redis."""
-    if request.param == "memory":
-        return {}
-    prefix = request.getfixturevalue("redis_prefix")
-    return {"broker": REDIS_URL, "broker_prefix": prefix}
-
-
 async def servers(make_server: Any, settings: dict[str, Any]) -> list[tuple[Any, MonumentWS]]:
     """Two servers on one Redis, or one server twice for the memory broker."""
     first = await make_server(channels=CHAT, secret="s", **settings)

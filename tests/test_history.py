@@ -25,14 +25,6 @@ CHANNELS = {
 }
 
 
-@pytest.fixture(params=["memory", "redis"])
-def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "memory":
-        return {}
-    prefix = request.getfixturevalue("redis_prefix")
-    return {"broker": REDIS_URL, "broker_prefix": prefix}
-
-
 async def history(peer: Peer, request_id: Any = "h", **data: Any) -> dict[str, Any]:
     """The ``ws:history`` reply's data (fails on an error frame)."""
     answer = await peer.request({"event": "ws:history", "id": request_id, "data": data})

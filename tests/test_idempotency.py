@@ -22,15 +22,6 @@ from tests.test_cluster import own_redis  # noqa: F401 - the fixture of a killab
 CHAT = {"chat:*": {"publish": "subscribers"}}
 
 
-@pytest.fixture(params=["memory", "redis"])
-def broker_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Settings for servers sharing one broker: the memory broker (one server) or Redis."""
-    if request.param == "memory":
-        return {}
-    prefix = request.getfixturevalue("redis_prefix")
-    return {"broker": REDIS_URL, "broker_prefix": prefix}
-
-
 async def publish(peer: Peer, channel: str, data: Any, request_id: int, **extra: Any) -> Any:
     return await peer.request(
         {

@@ -264,15 +264,20 @@ class PostgresStore(Store):
     def _lock_key(self, channel: str) -> str:
         return f"monument_ws.channel:{self.schema}:{channel}"
 
+    async def _share_lock(self, connection: Connection, channel: str) -> None:
+        """Wait for a writer of ``channel`` to finish announcing (until the transaction ends):
+        a read never sees a publication the broker has not been handed yet."""
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
+            self._lock_key(channel),
+        )
+
     # --- reading -----------------------------------------------------------------------
 
     async def history(self, channel: str, since: int, epoch: str | None, limit: int) -> History:
         s = self._s
         async with self._connection() as connection, connection.transaction():
-            await connection.execute(
-                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
-                self._lock_key(channel),
-            )
+            await self._share_lock(connection, channel)
             current, top = await self._position(connection, channel)
             if epoch != current or since > top or top - since > limit:
                 return History([], top, current, complete=False)
@@ -285,15 +290,7 @@ class PostgresStore(Store):
                 since,
                 top,
             )
-        kept = [
-            Publication(
-                channel,
-                r["offset"],
-                _frame(channel, r["event"], r["data"], r["offset"]),
-                r["exclude"],
-            )
-            for r in rows
-        ]
+        kept = [_publication(channel, row) for row in rows]
         return history_after(since, top, current, kept)
 
     async def history_page(
@@ -306,10 +303,7 @@ class PostgresStore(Store):
         else:
             condition, order = '"offset" < $2 AND "offset" <= $3', "DESC"
         async with self._connection() as connection, connection.transaction():
-            await connection.execute(
-                "SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))",
-                self._lock_key(channel),
-            )
+            await self._share_lock(connection, channel)
             current, top = await self._position(connection, channel)
             rows = await connection.fetch(
                 f'SELECT "offset", event, data, exclude FROM {s}.publications '
@@ -323,15 +317,7 @@ class PostgresStore(Store):
         rows = rows[:limit]
         if after is None:
             rows.reverse()
-        kept = [
-            Publication(
-                channel,
-                r["offset"],
-                _frame(channel, r["event"], r["data"], r["offset"]),
-                r["exclude"],
-            )
-            for r in rows
-        ]
+        kept = [_publication(channel, row) for row in rows]
         return HistoryPage(kept, top, current, more)
 
     async def _position(self, connection: Connection, channel: str) -> tuple[str, int]:
@@ -401,6 +387,16 @@ class PostgresStore(Store):
             deleted += count
             if count < batch:
                 return deleted
+
+
+def _publication(channel: str, row: asyncpg.Record) -> Publication:
+    """A stored row (``offset``, ``event``, ``data``, ``exclude``) as the broker carries it."""
+    return Publication(
+        channel,
+        row["offset"],
+        _frame(channel, row["event"], row["data"], row["offset"]),
+        row["exclude"],
+    )
 
 
 def _frame(channel: str, event: str, data: str, offset: int) -> bytes:
