@@ -67,6 +67,13 @@ class CodecSession(abc.ABC):
     def encode(self, frame: bytes) -> bytes:
         """One native frame for this socket, as whole WebSocket frame(s); ``b""``: dropped."""
 
+    def closing(self, code: int, reason: str) -> tuple[bytes, int]:
+        """The server closes this socket with ``code`` (a native close code) and ``reason``:
+        the whole WebSocket frame(s) to write before the close frame, and the close code the
+        close frame carries in this format. The default writes nothing and keeps ``code``;
+        the socket's :attr:`close_code` (events, logs) is the native one either way."""
+        return b"", code
+
 
 class Codec(abc.ABC):
     """A wire format, shared by every socket of its endpoints; registered by :attr:`name`."""
@@ -78,6 +85,10 @@ class Codec(abc.ABC):
     #: whether the core may send this format's sockets SYNC patches (``"sync": "patch"``);
     #: False: every SYNC object comes whole (``"full"``), and the core keeps none of them
     sync_patches: ClassVar[bool] = True
+    #: whole WebSocket frame(s) the server writes to every socket of this format each
+    #: ``heartbeat`` seconds (the setting; 0 disables it), for a format whose client expects a
+    #: heartbeat of its own besides the WebSocket ping; empty: none
+    heartbeat: ClassVar[bytes] = b""
 
     @abc.abstractmethod
     def session(self) -> CodecSession:
