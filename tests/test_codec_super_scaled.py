@@ -425,3 +425,19 @@ def test_what_is_not_a_native_frame_is_dropped_not_raised():
         assert session.encode(odd) == b""
         assert codec.encode_shared(odd) == b""
     assert session.closing(1000, "bye") == (b"", 1000)
+
+
+async def test_the_demo_app_serves_super_scaled_sockets_on_sss(aiohttp_client: Any):
+    """The demo (``monument-ws run``): its handlers and the chat channel on ``/sss`` too."""
+    from monument_ws.app_template.app.main import create_app
+
+    client = await aiohttp_client(create_app())
+    peer = await sss_connect(client, "/sss")
+    assert (await peer.begin())["sys"] == sss.BEGIN
+    assert (await peer.ask("echo", {"x": 1}))["msg"] == {"x": 1}  # a handler
+    assert (await peer.ask("hello", "sss"))["msg"] == "Hello, sss!"  # a plug
+    assert (await peer.subscribe("chat"))["result"] is True
+    msg = {"channel": "chat", "event": "say", "data": "hi"}
+    await peer.send({"sys": sss.ASK, "topic": "ws:publish", "msg": msg, "id": "p"})
+    feed = await peer.until(sss.FEED)  # before or after the RESPONSE
+    assert (feed["topic"], feed["msg"], feed["channel"]) == ("say", "hi", "chat")
