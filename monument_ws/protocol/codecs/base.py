@@ -16,6 +16,11 @@ socket served on an endpoint of its format (``setup(app, endpoints={"/ss": name}
   publication, a broadcast, a join/leave push) once per codec, not per socket; it must not
   depend on any socket's state. The fan-out caches its result per codec for one delivery.
 
+Two optional hooks, for formats that need them: :meth:`CodecSession.closing` (frames written
+before the server's close frame, and the close code the format uses: super-scaled-sockets'
+BOOT) and :attr:`Codec.heartbeat` (a frame the server writes every ``heartbeat`` seconds to
+each socket of the format). Their defaults do nothing.
+
 A stateless format can return the codec itself from :meth:`Codec.session`; a stateful one
 (serverless-sockets' SYNC diffs need the frame the client holds) returns a new session per
 socket, which lives and dies with it. Sessions must bound their memory themselves.
