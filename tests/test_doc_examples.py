@@ -544,8 +544,8 @@ async def _super_scaled_sockets(servers: list[Server], session: aiohttp.ClientSe
     peer = sss_client.SSSPeer(await session.ws_connect(servers[0].base + "/sss"))
     assert (await peer.begin())["prot"]["hb"] is True
     assert isinstance((await peer.ask("serverTime"))["msg"], float)
-    assert (await peer.subscribe("private:room", "guess"))["result"] is False
-    assert (await peer.subscribe("private:room", "21sdf24dgFD1"))["result"] is True
+    assert (await peer.subscribe("private-room", "guess"))["result"] is False
+    assert (await peer.subscribe("private-room", "21sdf24dgFD1"))["result"] is True
     assert (await peer.subscribe("sport"))["result"] is True
     async with session.post(servers[0].base + "/article", json={"title": "hi"}) as response:
         assert await response.json() == {"offset": 1}
