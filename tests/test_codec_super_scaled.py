@@ -312,6 +312,8 @@ async def test_heartbeats_are_sent_and_the_answers_taken(make_server):
         ('{"topic": "x"}', "unknown sys code None"),
         ('{"sys": 8}', "unknown sys code 8"),
         ('{"sys": "5"}', "unknown sys code '5'"),
+        ('{"sys": true, "channel": "a", "id": "x"}', "unknown sys code True"),
+        ('{"sys": 3.0}', "unknown sys code 3.0"),
         ('{"sys": 5, "topic": "serverTime"}', "needs an 'id'"),
         ('{"sys": 5, "topic": "serverTime", "id": {"a": 1}}', "needs an 'id'"),
         ('{"sys": 5, "topic": "serverTime", "id": true}', "needs an 'id'"),

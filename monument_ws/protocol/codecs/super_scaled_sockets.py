@@ -227,13 +227,14 @@ class _Pending:
 class Session(CodecSession):
     """One socket's super-scaled-sockets state: its welcome and its open requests."""
 
-    __slots__ = ("_codec", "_next_id", "_pending", "_welcome")
+    __slots__ = ("_begin", "_codec", "_next_id", "_pending")
 
     def __init__(self, codec: SuperScaledSockets) -> None:
         self._codec = codec
         self._next_id = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
-        self._welcome: dict[str, Any] = {}
+        #: the answer to BEGIN, made from the welcome (the only part of it kept)
+        self._begin = _begun({})
 
     @property
     def codec(self) -> SuperScaledSockets:
@@ -258,8 +259,10 @@ class Session(CodecSession):
         if not isinstance(obj, dict):
             return (_bad("a message is a JSON object with a 'sys' code"),)
         kind = obj.get("sys")
+        if type(kind) is not int:  # not true (== 1) nor 3.0 (== 3)
+            return (_bad(f"unknown sys code {kind!r}: a client sends 1 to 6"),)
         if kind == BEGIN:
-            return (Reply(self._begin()),)
+            return (Reply(self._begin),)
         if kind == SUBSCRIBE:
             return self._subscribe(obj)
         if kind == UNSUBSCRIBE:
@@ -269,19 +272,6 @@ class Session(CodecSession):
         if kind in (ASK, TELL):
             return self._ask(obj, kind)
         return (_bad(f"unknown sys code {kind!r}: a client sends 1 to 6"),)
-
-    def _begin(self) -> bytes:
-        welcome = self._welcome
-        period = welcome.get("heartbeat")
-        prot: dict[str, Any] = {}
-        if isinstance(period, int | float) and period > 0:
-            prot = {"hb": True, "hbInterval": int(period * 1000)}
-        answer: dict[str, Any] = {"sys": BEGIN, "prot": prot}
-        user = (welcome.get("channels") or {}).get("user")
-        if isinstance(user, dict):
-            answer["channel"] = user.get("channel")
-            answer["lastUid"] = uid(user.get("epoch"), user.get("offset", 0))
-        return _wire(answer)
 
     def _subscribe(self, obj: dict[str, Any]) -> Decoded:
         client_id = obj.get("id")
@@ -367,8 +357,9 @@ class Session(CodecSession):
         event: str = obj["event"]
         if event == WELCOME_EVENT:
             welcome = obj.get("data")
-            self._welcome = welcome if isinstance(welcome, dict) else {}
-            user = (self._welcome.get("channels") or {}).get("user")
+            welcome = welcome if isinstance(welcome, dict) else {}
+            self._begin = _begun(welcome)
+            user = (welcome.get("channels") or {}).get("user")
             if isinstance(user, dict):
                 self._codec.learn(user.get("channel"), user.get("epoch"))
             return b""
@@ -444,6 +435,20 @@ class Session(CodecSession):
         if code == CloseCode.KICKED:
             return _wire({"sys": BOOT, "reason": reason}), BOOTED
         return b"", code
+
+
+def _begun(welcome: dict[str, Any]) -> bytes:
+    """The answer to BEGIN from a socket's welcome: its heartbeat and its user channel."""
+    period = welcome.get("heartbeat")
+    prot: dict[str, Any] = {}
+    if isinstance(period, int | float) and period > 0:
+        prot = {"hb": True, "hbInterval": int(period * 1000)}
+    answer: dict[str, Any] = {"sys": BEGIN, "prot": prot}
+    user = (welcome.get("channels") or {}).get("user")
+    if isinstance(user, dict):
+        answer["channel"] = user.get("channel")
+        answer["lastUid"] = uid(user.get("epoch"), user.get("offset", 0))
+    return _wire(answer)
 
 
 def _an_id(value: Any) -> bool:
