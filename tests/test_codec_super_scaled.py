@@ -23,7 +23,7 @@ from monument_ws.protocol.codecs.super_scaled_sockets import (
 )
 from monument_ws.protocol.errors import Unauthorized
 from tests import sss_client as sss
-from tests.conftest import Connect, eventually
+from tests.conftest import REDIS_URL, Connect, eventually
 from tests.sss_client import SSSPeer
 from tests.test_security import closed_codes
 
@@ -443,3 +443,23 @@ async def test_the_demo_app_serves_super_scaled_sockets_on_sss(aiohttp_client: A
     await peer.send({"sys": sss.ASK, "topic": "ws:publish", "msg": msg, "id": "p"})
     feed = await peer.until(sss.FEED)  # before or after the RESPONSE
     assert (feed["topic"], feed["msg"], feed["channel"]) == ("say", "hi", "chat")
+
+
+async def test_resync_on_another_process_over_redis(make_server, redis_prefix: str):
+    """The uid a client holds from one process recovers on another sharing the Redis broker."""
+    settings = {"endpoints": ENDPOINTS, "broker": REDIS_URL, "broker_prefix": redis_prefix}
+    client_a, ws_a = await make_server(**settings)
+    client_b, ws_b = await make_server(**settings)
+    first = await sss_connect(client_a)
+    await first.begin()
+    await first.subscribe("news")
+    await ws_b.publish("news", "item", "seen")
+    assert (await first.until(sss.FEED))["msg"] == "seen"
+    await first.ws.close()
+    for n in range(2):
+        await ws_a.publish("news", "item", n)
+    second = await sss_connect(client_b)
+    answer = await second.resync(first)
+    assert answer["result"] == {"news": True}
+    assert [r["msg"] for r in answer["records"]] == [0, 1]
+    assert [since(r["uid"])[1] for r in answer["records"]] == [2, 3]  # type: ignore[index]

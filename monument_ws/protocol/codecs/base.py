@@ -10,8 +10,9 @@ socket served on an endpoint of its format (``setup(app, endpoints={"/ss": name}
   frame, which the session encodes in its format, or a close when ``close`` is set), or a
   :class:`Reply` (bytes written to the socket as they are: a heartbeat's answer, say);
 * **out**: :meth:`CodecSession.encode` turns one native frame the core sends to this socket
-  (reply, chunk, end, error, push, server call, welcome) into the whole WebSocket frame(s) to
-  write, or ``b""`` to drop it when the format has no such concept;
+  (reply, chunk, end, error, push, server call, welcome, and a channel publication replayed
+  to this socket alone by a recovery) into the whole WebSocket frame(s) to write, or ``b""``
+  to drop it when the format has no such concept;
 * **fan-out**: :meth:`Codec.encode_shared` encodes a frame for many sockets (a channel
   publication, a broadcast, a join/leave push) once per codec, not per socket; it must not
   depend on any socket's state. The fan-out caches its result per codec for one delivery.

@@ -55,14 +55,18 @@ answered ``{sys: 1, result: false, …, err}`` without reaching the core.
 encoded once for all the codec's sockets, so the epoch comes from the codec: it remembers each
 channel's epoch from the subscribe replies and welcomes its sockets got (at most
 :data:`MAX_EPOCHS` channels, the oldest forgotten first). A channel it has forgotten gets the
-uid ``"<offset>"``, which a SYNC cannot recover from: that channel's result is false.
+uid ``"<offset>"``, which a SYNC cannot recover from: that channel's result is false. A
+recovery's replay is this socket's alone and comes before the subscribe reply (on a process
+that may not know the channel yet): its uids take the epoch the SYNC asked for, which is the
+channel's whenever there is a replay.
 
 **Close.** A kick (4409) sends BOOT ``{sys: 9, reason}`` and closes with 4001, the code the
 client reads as booted (it does not reconnect); other closes keep their code. With
 :attr:`heartbeat` the server sends ``h`` every ``heartbeat`` seconds, as the client expects.
 
 Memory per socket is bounded: at most :data:`MAX_PENDING` requests are remembered, each
-holding at most a 64-character id and a 200-character channel; the oldest is forgotten first
+holding at most a 64-character id and a 200-character channel, and as many epochs asked for by
+SYNCs in flight; the oldest is forgotten first
 (its answer is then not sent: the client's callback stays pending, as with no answer).
 """
 
@@ -178,15 +182,7 @@ class SuperScaledSockets(Codec):
         channel = obj.get("channel")
         offset = obj.get("offset")
         if isinstance(channel, str) and isinstance(offset, int):
-            return _wire(
-                {
-                    "sys": FEED,
-                    "topic": obj["event"],
-                    "msg": obj.get("data"),
-                    "channel": channel,
-                    "uid": uid(self.epoch(channel), offset),
-                }
-            )
+            return _feed(obj, channel, uid(self.epoch(channel), offset))
         if "channel" in obj:  # join/leave, member, knock: no place in history
             msg = {"channel": channel, "data": obj.get("data")}
             return _wire({"sys": TELL, "topic": obj["event"], "msg": msg})
@@ -227,12 +223,14 @@ class _Pending:
 class Session(CodecSession):
     """One socket's super-scaled-sockets state: its welcome and its open requests."""
 
-    __slots__ = ("_begin", "_codec", "_next_id", "_pending")
+    __slots__ = ("_asked", "_begin", "_codec", "_next_id", "_pending")
 
     def __init__(self, codec: SuperScaledSockets) -> None:
         self._codec = codec
         self._next_id = 0
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        #: channel -> the epoch a SYNC asked to recover from (what its replay belongs to)
+        self._asked: dict[str, str] = {}
         #: the answer to BEGIN, made from the welcome (the only part of it kept)
         self._begin = _begun({})
 
@@ -318,6 +316,10 @@ class Session(CodecSession):
             position = since(last_uid)
             if position is not None:
                 data["since"] = {"epoch": position[0], "offset": position[1]}
+                self._asked.pop(channel, None)  # the newest last: the oldest is dropped first
+                self._asked[channel] = position[0]
+                if len(self._asked) > MAX_PENDING:
+                    del self._asked[next(iter(self._asked))]
             # no lastUid: nothing to recover; one that names no place proves nothing
             synced = None if position is not None else last_uid is None
             resync.left += 1
@@ -371,7 +373,7 @@ class Session(CodecSession):
                 error = obj.get("error") or {}
                 return _wire({"err": _error(error.get("code"), error.get("message"))})
             if "channel" in obj:  # a publication sent to this socket alone (a replay)
-                return self._codec.encode_shared(frame)
+                return self._replayed(obj, frame)
             return _wire({"sys": TELL, "topic": event, "msg": obj.get("data")})
         pending = self._pending.pop(request_id, None) if isinstance(request_id, int) else None
         if pending is None:  # a later chunk of an answered stream, or a forgotten request
@@ -386,6 +388,16 @@ class Session(CodecSession):
         if error is not None:  # an unsubscribe's error; its reply has no frame in the format
             return _wire({"err": _error(error.get("code"), error.get("message"))})
         return b""
+
+    def _replayed(self, obj: dict[str, Any], frame: bytes) -> bytes:
+        """A recovery's replay comes before the subscribe reply that would teach the codec the
+        channel's epoch (on a process that had not seen the channel yet): a replay only happens
+        when the epoch the SYNC asked for is the channel's, so the uid takes that one."""
+        channel, offset = obj["channel"], obj.get("offset")
+        epoch = self._asked.get(channel) if isinstance(channel, str) else None
+        if epoch is None or not isinstance(offset, int):
+            return self._codec.encode_shared(frame)
+        return _feed(obj, channel, uid(epoch, offset))
 
     def _response(self, pending: _Pending, obj: dict[str, Any], error: Any) -> bytes:
         answer: dict[str, Any] = {"sys": RESPONSE, "id": pending.client_id}
@@ -419,6 +431,7 @@ class Session(CodecSession):
         resync = pending.resync
         assert resync is not None
         assert pending.channel is not None
+        self._asked.pop(pending.channel, None)
         ok = False
         if error is None and isinstance(data, dict):
             self._codec.learn(pending.channel, data.get("epoch"))
@@ -435,6 +448,11 @@ class Session(CodecSession):
         if code == CloseCode.KICKED:
             return _wire({"sys": BOOT, "reason": reason}), BOOTED
         return b"", code
+
+
+def _feed(obj: dict[str, Any], channel: str, position: str) -> bytes:
+    topic, msg = obj["event"], obj.get("data")
+    return _wire({"sys": FEED, "topic": topic, "msg": msg, "channel": channel, "uid": position})
 
 
 def _begun(welcome: dict[str, Any]) -> bytes:
