@@ -292,10 +292,10 @@ async def test_resync_results_false_for_a_refused_or_unreadable_channel(make_ser
 
 
 async def test_heartbeats_are_sent_and_the_answers_taken(make_server):
-    client, ws = await make_server(endpoints=ENDPOINTS, heartbeat=0.05)
+    client, ws = await make_server(endpoints=ENDPOINTS, heartbeat=0.5)
     handlers(ws)
     peer = await sss_connect(client)
-    assert (await peer.begin())["prot"] == {"hb": True, "hbInterval": 50}
+    assert (await peer.begin())["prot"] == {"hb": True, "hbInterval": 500}
     while peer.beats < 2:  # recv answers each h with h, which the server takes silently
         msg = await peer.ws.receive(timeout=sss.DEADLINE)
         assert msg.data == "h"
