@@ -31,7 +31,7 @@ import aiohttp
 import pytest
 
 from monument_ws.client import Client
-from tests import ss_client
+from tests import ss_client, sss_client
 from tests.conftest import DEADLINE, chat_send_round_trip
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
@@ -537,6 +537,27 @@ async def _serverless_sockets(servers: list[Server], session: aiohttp.ClientSess
     ]
     await peer.ws.close()
     await native.close()
+
+
+@check("super-scaled-sockets")
+async def _super_scaled_sockets(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    peer = sss_client.SSSPeer(await session.ws_connect(servers[0].base + "/sss"))
+    assert (await peer.begin())["prot"]["hb"] is True
+    assert isinstance((await peer.ask("serverTime"))["msg"], float)
+    assert (await peer.subscribe("private-room", "guess"))["result"] is False
+    assert (await peer.subscribe("private-room", "21sdf24dgFD1"))["result"] is True
+    assert (await peer.subscribe("sport"))["result"] is True
+    async with session.post(servers[0].base + "/article", json={"title": "hi"}) as response:
+        assert await response.json() == {"offset": 1}
+    feed = await peer.recv()
+    assert (feed["sys"], feed["topic"], feed["msg"], feed["channel"]) == (
+        sss_client.FEED,
+        "article",
+        {"title": "hi"},
+        "sport",
+    )
+    assert feed["uid"].endswith(":1")
+    await peer.ws.close()
 
 
 # Last: the checks above have registered themselves by now.

@@ -16,6 +16,8 @@ STATIC = Path(__file__).parent / "static"
 PROJECT = Path(__file__).parent.parent
 #: The path where serverless-sockets' binary frames are spoken (docs: "Coming from serverless-sockets").
 SERVERLESS_SOCKETS = "/ss"
+#: The path where super-scaled-sockets' JSON frames are spoken (docs: "Coming from super-scaled-sockets").
+SUPER_SCALED_SOCKETS = "/sss"
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -48,6 +50,11 @@ def create_app(config: Config | None = None) -> web.Application:
     # serverless-sockets' own client works too, on /ss: same plugs, handlers and chat channel.
     if SERVERLESS_SOCKETS not in dict(cfg.endpoints):
         cfg = cfg.replace(endpoints=(*cfg.endpoints, (SERVERLESS_SOCKETS, "serverless-sockets")))
+    # super-scaled-sockets' client too, on /sss: asks and tells reach the same handlers.
+    if SUPER_SCALED_SOCKETS not in dict(cfg.endpoints):
+        cfg = cfg.replace(
+            endpoints=(*cfg.endpoints, (SUPER_SCALED_SOCKETS, "super-scaled-sockets"))
+        )
     ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(

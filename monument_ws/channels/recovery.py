@@ -176,8 +176,8 @@ class Subscriptions:
             return
         frame, wire = shared
         codec = socket.sender.codec
-        if codec is not None:  # another wire format: this replay in it
-            wire = codec.codec.encode_shared(frame)
+        if codec is not None:  # another wire format: this replay in it, by this socket's session
+            wire = codec.encode(frame)
             if not wire:
                 return
         socket.send_raw_nowait(frame, wire, OUT_PUBLICATION)

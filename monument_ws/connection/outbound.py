@@ -224,6 +224,11 @@ class Outbound:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_CLOSE_DRAIN):
                     await self.sender.drain()
+        codec = self.sender.codec
+        if codec is not None:  # another wire format: its last words, and its close code
+            last, code = codec.closing(code, reason)
+            if last:
+                self.sender.offer(b"", last)
         self._stats.send_queue_dropped += self.sender.close()
         await self._ws.close(code=code, message=truncate(reason).encode())
 

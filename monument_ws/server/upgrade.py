@@ -15,6 +15,7 @@ closes, its credential watcher stops, each of its channels is left (presence dis
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -119,6 +120,7 @@ class UpgradeGate:
             _hold(self._per_user, user)
         self.credentials.watch(socket)
         await self.hub.add(socket)
+        beats = self._heartbeats(socket, codec)
         try:
             socket.send_raw_nowait(
                 self._welcome(socket, resume, await self.channel_commands.join_reserved(socket))
@@ -128,6 +130,8 @@ class UpgradeGate:
             await announce(self.bus, SOCKET_CONNECTED, socket=socket)
             await Inbound(socket, ws, self.dispatcher).serve()
         finally:
+            if beats is not None:
+                beats.cancel()
             self.credentials.forget(socket)
             if self.dispatcher.live is not None:
                 self.dispatcher.live.forget(socket)
@@ -138,6 +142,21 @@ class UpgradeGate:
                 _release(self._per_user, user)
             await announce(self.bus, SOCKET_CLOSED, socket=socket, code=socket.close_code)
         return ws
+
+    def _heartbeats(self, socket: Socket, codec: Codec | None) -> asyncio.Task[None] | None:
+        """For a format with a heartbeat frame of its own (:attr:`Codec.heartbeat`): the task
+        writing it to ``socket`` each ``heartbeat`` seconds until the socket ends; else None."""
+        period = self.config.heartbeat
+        if codec is None or not codec.heartbeat or not period:
+            return None
+        wire = codec.heartbeat
+
+        async def beat() -> None:
+            while not socket.closed:
+                await asyncio.sleep(period)
+                socket.outbound.sender.offer(b"", wire)
+
+        return asyncio.get_running_loop().create_task(beat())
 
     async def _accept(
         self, request: web.Request, ws: web.WebSocketResponse, ip: str, codec: Codec | None

@@ -12,10 +12,12 @@ from typing import Final
 
 from .base import Codec, CodecSession, Decoded, Reply
 from .serverless_sockets import ServerlessSockets
+from .super_scaled_sockets import SuperScaledSockets
 
 #: Every format an endpoint may name -> what makes its (shared) codec.
 CODECS: Final[dict[str, Callable[[], Codec]]] = {
     ServerlessSockets.name: ServerlessSockets,
+    SuperScaledSockets.name: SuperScaledSockets,
 }
 
 

@@ -10,11 +10,17 @@ socket served on an endpoint of its format (``setup(app, endpoints={"/ss": name}
   frame, which the session encodes in its format, or a close when ``close`` is set), or a
   :class:`Reply` (bytes written to the socket as they are: a heartbeat's answer, say);
 * **out**: :meth:`CodecSession.encode` turns one native frame the core sends to this socket
-  (reply, chunk, end, error, push, server call, welcome) into the whole WebSocket frame(s) to
-  write, or ``b""`` to drop it when the format has no such concept;
+  (reply, chunk, end, error, push, server call, welcome, and a channel publication replayed
+  to this socket alone by a recovery) into the whole WebSocket frame(s) to write, or ``b""``
+  to drop it when the format has no such concept;
 * **fan-out**: :meth:`Codec.encode_shared` encodes a frame for many sockets (a channel
   publication, a broadcast, a join/leave push) once per codec, not per socket; it must not
   depend on any socket's state. The fan-out caches its result per codec for one delivery.
+
+Two optional hooks, for formats that need them: :meth:`CodecSession.closing` (frames written
+before the server's close frame, and the close code the format uses: super-scaled-sockets'
+BOOT) and :attr:`Codec.heartbeat` (a frame the server writes every ``heartbeat`` seconds to
+each socket of the format). Their defaults do nothing.
 
 A stateless format can return the codec itself from :meth:`Codec.session`; a stateful one
 (serverless-sockets' SYNC diffs need the frame the client holds) returns a new session per
@@ -67,6 +73,13 @@ class CodecSession(abc.ABC):
     def encode(self, frame: bytes) -> bytes:
         """One native frame for this socket, as whole WebSocket frame(s); ``b""``: dropped."""
 
+    def closing(self, code: int, reason: str) -> tuple[bytes, int]:
+        """The server closes this socket with ``code`` (a native close code) and ``reason``:
+        the whole WebSocket frame(s) to write before the close frame, and the close code the
+        close frame carries in this format. The default writes nothing and keeps ``code``;
+        the socket's :attr:`close_code` (events, logs) is the native one either way."""
+        return b"", code
+
 
 class Codec(abc.ABC):
     """A wire format, shared by every socket of its endpoints; registered by :attr:`name`."""
@@ -78,6 +91,10 @@ class Codec(abc.ABC):
     #: whether the core may send this format's sockets SYNC patches (``"sync": "patch"``);
     #: False: every SYNC object comes whole (``"full"``), and the core keeps none of them
     sync_patches: ClassVar[bool] = True
+    #: whole WebSocket frame(s) the server writes to every socket of this format each
+    #: ``heartbeat`` seconds (the setting; 0 disables it), for a format whose client expects a
+    #: heartbeat of its own besides the WebSocket ping; empty: none
+    heartbeat: ClassVar[bytes] = b""
 
     @abc.abstractmethod
     def session(self) -> CodecSession:
