@@ -16,6 +16,8 @@ STATIC = Path(__file__).parent / "static"
 PROJECT = Path(__file__).parent.parent
 #: The path where serverless-sockets' binary frames are spoken (docs: "Coming from serverless-sockets").
 SERVERLESS_SOCKETS = "/ss"
+#: The path where @owlmeans/socket's envelopes are spoken (docs: "Coming from @owlmeans/socket").
+OWLMEANS = "/owl"
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -48,6 +50,9 @@ def create_app(config: Config | None = None) -> web.Application:
     # serverless-sockets' own client works too, on /ss: same plugs, handlers and chat channel.
     if SERVERLESS_SOCKETS not in dict(cfg.endpoints):
         cfg = cfg.replace(endpoints=(*cfg.endpoints, (SERVERLESS_SOCKETS, "serverless-sockets")))
+    # and @owlmeans/socket's client on /owl.
+    if OWLMEANS not in dict(cfg.endpoints):
+        cfg = cfg.replace(endpoints=(*cfg.endpoints, (OWLMEANS, "owlmeans")))
     ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(

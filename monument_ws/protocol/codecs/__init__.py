@@ -11,11 +11,13 @@ from collections.abc import Callable
 from typing import Final
 
 from .base import Codec, CodecSession, Decoded, Reply
+from .owlmeans import Owlmeans
 from .serverless_sockets import ServerlessSockets
 
 #: Every format an endpoint may name -> what makes its (shared) codec.
 CODECS: Final[dict[str, Callable[[], Codec]]] = {
     ServerlessSockets.name: ServerlessSockets,
+    Owlmeans.name: Owlmeans,
 }
 
 

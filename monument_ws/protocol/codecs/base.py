@@ -78,6 +78,9 @@ class Codec(abc.ABC):
     #: whether the core may send this format's sockets SYNC patches (``"sync": "patch"``);
     #: False: every SYNC object comes whole (``"full"``), and the core keeps none of them
     sync_patches: ClassVar[bool] = True
+    #: whether the format carries server → client calls (``socket.call``); False: such a call
+    #: fails at once with NotFound instead of waiting for its timeout
+    server_calls: ClassVar[bool] = True
 
     @abc.abstractmethod
     def session(self) -> CodecSession:
