@@ -23,6 +23,7 @@ from monument_ws.protocol.codecs.owlmeans import (
     unmarshal,
 )
 from monument_ws.protocol.errors import NotFound, Unauthorized
+from monument_ws.protocol.frames import Invalid
 from monument_ws.protocol.yields import error
 from tests.conftest import Connect, FakeClock
 from tests.owl_client import OwlError, OwlPeer
@@ -329,8 +330,8 @@ async def test_an_answer_for_a_call_never_made_is_dropped(make_server):
     assert await peer.call("echo", 1) == 1  # nothing came back for them, and nothing broke
 
 
-async def test_a_ping_is_answered_with_a_pong(make_server):
-    client, _ws = await make_server(endpoints=ENDPOINTS)
+async def test_a_ping_is_answered_with_a_pong_even_before_authentication(make_server):
+    client, _ws = await make_server(endpoints=ENDPOINTS, require_auth=True)
     peer = await owl_connect(client)
     await peer.send({"type": "ping"})
     assert await peer.next_heard() == {"type": "pong"}
@@ -378,6 +379,15 @@ def test_pending_calls_are_bounded():
     assert session.encode(b'{"event":"echo","id":"c:c20","data":1}') != b""
     assert session.encode(b'{"event":"echo","id":"c:c20","data":1}') == b""
     assert session.pending == MAX_PENDING - 1
+
+
+def test_a_call_id_in_flight_is_refused_without_touching_the_first():
+    session = Owlmeans().session()
+    assert len(session.decode(b'{"type":"call","id":"x","method":"echo"}', False)) == 1
+    (again,) = session.decode(b'{"type":"call","id":"x","method":"echo"}', False)
+    assert isinstance(again, Invalid)
+    assert (again.code, again.id) == ("duplicate_id", None)
+    assert session.encode(b'{"event":"echo","id":"c:x","data":1}') != b""
 
 
 def test_errors_marshal_and_call_ids_round_trip():

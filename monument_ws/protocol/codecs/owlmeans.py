@@ -6,7 +6,7 @@ Every message is one JSON object in a **text** frame, an envelope
 means ``message`` and a missing ``payload`` means the envelope itself, as its client reads
 frames. Made-up native request ids carry the envelope's kind, so answers find their way back
 without a table: ``c:<id>`` a call, ``r:<id>`` a request, ``a:<n>`` an auth stage, ``m:<n>`` a
-message for the peer queue.
+message for the peer queue, ``p:<n>`` a ping.
 
 **In**, by ``type``:
 
@@ -20,11 +20,11 @@ message for the peer queue.
 * ``request`` ``{id, payload: {"event", "data"?}}`` → the request ``{"event", "id": "r:<id>",
   "data"}``: a stream's chunks come back as ``response`` frames;
 * ``event`` ``{event, payload}`` → ``{"event", "data"}`` without an id (a tell);
-* ``message`` ``{payload, id?}`` → ``ws:enqueue``: the server's peer queue (its ``seq`` reply
-  is not sent: the format's enqueue is not answered);
+* ``message`` ``{payload, id?}`` → ``ws:enqueue``: the server's peer queue holds the payload
+  (the id is not kept; its ``seq`` reply is not sent: the format's enqueue is not answered);
 * ``auth`` ``{stage, payload}`` → ``ws:auth`` with ``{"stage", **payload}`` (an object
   payload) or ``{"stage", "payload"}``;
-* ``ping`` → ``{"type": "pong"}`` from here;
+* ``ping`` → ``ws:ping`` (rate-limited as any frame), answered ``{"type": "pong"}``;
 * a ``response`` (this server sends no requests: no client → server streams) is refused as
   ``not_found``; ``system`` and any other type, an envelope that is not an object, a missing or
   non-string ``id``/``method``/``event``/``stage`` where one is needed, and text that is not
@@ -59,7 +59,7 @@ import orjson
 
 from ..frames import ERROR_EVENT, QUEUE_EVENT, WELCOME_EVENT, CloseCode, ErrorCode, Invalid
 from ..writer import text_frame
-from .base import Codec, CodecSession, Decoded, Reply
+from .base import Codec, CodecSession, Decoded
 
 #: unanswered calls remembered per socket (the oldest is forgotten first)
 MAX_PENDING: Final = 4096
@@ -101,7 +101,7 @@ _BINARY = Invalid(
     "binary frames are not supported on this endpoint; send @owlmeans/socket JSON text",
     close=CloseCode.UNSUPPORTED_DATA,
 )
-_PONG = Reply(text_frame(b'{"type":"pong"}'))
+_PONG: Final = text_frame(b'{"type":"pong"}')
 
 
 def marshal(code: Any, message: str) -> str:
@@ -281,7 +281,9 @@ class Session(CodecSession):
         return (_request("ws:auth", native_id, data),)
 
     def _ping(self, obj: dict[str, Any], payload: Any) -> Decoded:
-        return (_PONG,)
+        # a native ws:ping, so heartbeats count against the rate limit as native ones do
+        self._next += 1
+        return (_request("ws:ping", f"p:{self._next}", None),)
 
     # --- out --------------------------------------------------------------------
 
@@ -337,9 +339,11 @@ class Session(CodecSession):
             return _text(
                 {"type": "auth", "stage": reply.get("stage"), "payload": reply.get("data")}
             )
-        if kind == "m" and failed is not None:
+        if kind == "p" and failed is None:
+            return _PONG
+        if kind in "mp" and failed is not None:
             return _system("error", failed)
-        return b""
+        return b""  # a message's seq: the format's enqueue is not answered
 
     def _result(self, envelope_id: str, obj: dict[str, Any], failed: str | None) -> bytes:
         """The one answer to a call: dropped after its deadline, when answered already (a
