@@ -210,6 +210,15 @@ async def test_messages_go_to_the_peer_queue_both_ways(make_server):
     first = await socket.consume()
     assert first is not None
     assert first.data == {"job": 1}
+    await peer.send({"job": 3})  # a bare object is a message carrying itself
+    await peer.enqueue(None)  # null stays null
+    assert await peer.call("hello") == 3  # (two more stored, one consumed)
+    second, third, fourth = [await socket.consume() for _ in range(3)]
+    assert [q.data if q else "none" for q in (second, third, fourth)] == [
+        {"job": 2},
+        {"job": 3},
+        None,
+    ]
     seq = await socket.enqueue({"reply": "done"})
     await asyncio.wait_for(peer.queued.wait(), 10)
     assert peer.consume() == ({"reply": "done"}, str(seq), 0)

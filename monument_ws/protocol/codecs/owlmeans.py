@@ -3,8 +3,9 @@
 
 Every message is one JSON object in a **text** frame, an envelope
 ``{"type", "id"?, "payload", …}`` (docs/protocol.md, "@owlmeans/socket"). A missing ``type``
-means ``message`` and a missing ``payload`` means the envelope itself, as its client reads
-frames. Made-up native request ids carry the envelope's kind, so answers find their way back
+means ``message``; a missing ``payload`` is null, except that a bare object (neither) is a
+message carrying itself, as its client reads one. (Its client also reads a null ``payload`` it
+receives as the envelope itself: that is not copied here, and cannot be helped out there.) Made-up native request ids carry the envelope's kind, so answers find their way back
 without a table: ``c:<id>`` a call, ``r:<id>`` a request, ``a:<n>`` an auth stage, ``m:<n>`` a
 message for the peer queue, ``p:<n>`` a ping.
 
@@ -207,7 +208,9 @@ class Session(CodecSession):
         if not isinstance(obj, dict):
             return (_bad("an envelope must be a JSON object"),)
         kind = obj.get("type", "message")
-        payload = obj.get("payload", obj)
+        # a bare object (neither type nor payload) is a message carrying itself, as its client
+        # reads one; otherwise a missing payload is null (its client would take the envelope)
+        payload = obj if "type" not in obj and "payload" not in obj else obj.get("payload")
         take = _TAKE.get(kind) if isinstance(kind, str) else None
         if take is None:
             return (_bad(f"unknown envelope type {kind!r}"),)
