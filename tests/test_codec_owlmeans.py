@@ -152,6 +152,9 @@ async def test_a_request_streams_responses_and_ends(make_server):
     answer = await failed.get()
     assert (answer["error"], answer["end"]) == (True, True)
     assert answer["payload"].startswith("SocketErrorMessageMalformed|||")
+    unknown = await peer.request("no/such/event")
+    answer = await unknown.get()
+    assert answer["payload"].startswith("SocketErrorConnectionUnsupported|||")
     malformed = await peer.request("")  # a request's payload needs an event
     answer = await malformed.get()
     assert answer["payload"].startswith("SocketErrorMessageMalformed|||")

@@ -5,9 +5,11 @@ Every message is one JSON object in a **text** frame, an envelope
 ``{"type", "id"?, "payload", …}`` (docs/protocol.md, "@owlmeans/socket"). A missing ``type``
 means ``message``; a missing ``payload`` is null, except that a bare object (neither) is a
 message carrying itself, as its client reads one. (Its client also reads a null ``payload`` it
-receives as the envelope itself: that is not copied here, and cannot be helped out there.) Made-up native request ids carry the envelope's kind, so answers find their way back
-without a table: ``c:<id>`` a call, ``r:<id>`` a request, ``a:<n>`` an auth stage, ``m:<n>`` a
-message for the peer queue, ``p:<n>`` a ping.
+receives as the envelope itself: that is not copied here, and cannot be helped out there.)
+
+Made-up native request ids carry the envelope's kind, so answers find their way back without a
+table: ``c:<id>`` a call, ``r:<id>`` a request, ``a:<n>`` an auth stage, ``m:<n>`` a message
+for the peer queue, ``p:<n>`` a ping.
 
 **In**, by ``type``:
 
