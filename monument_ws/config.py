@@ -336,7 +336,7 @@ class Config:
         "More WebSocket routes, each speaking another wire format (PATH=FORMAT, e.g. "
         "/ss=serverless-sockets; the flag repeats, the environment separates them with commas): "
         "same handlers, channels, auth and limits as the main route. Formats: serverless-sockets, "
-        "super-scaled-sockets.",
+        "super-scaled-sockets, owlmeans.",
         parse_endpoints,
         aliases=("endpoint",),
         group="server",

@@ -673,6 +673,7 @@ async def test_run_prints_a_banner_once_it_listens():
             f"  sockets:  ws://127.0.0.1:{port}/ws (websocket: data)",
             f"            ws://127.0.0.1:{port}/ss (serverless-sockets)",
             f"            ws://127.0.0.1:{port}/sss (super-scaled-sockets)",
+            f"            ws://127.0.0.1:{port}/owl (owlmeans)",
             "  broker:   memory://",
             f"  plugs:    {plugs} ({events} events)",
             "  workers:  1",

@@ -89,5 +89,7 @@ async def test_a_registered_format_is_served_by_name(make_server, monkeypatch: A
 
 
 def test_an_unknown_format_names_the_known_ones():
-    with pytest.raises(ValueError, match="unknown wire format 'x'; known: serverless-sockets"):
+    with pytest.raises(
+        ValueError, match="unknown wire format 'x'; known: owlmeans, serverless-sockets"
+    ):
         codecs.codec("x")

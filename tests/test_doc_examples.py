@@ -33,6 +33,7 @@ import pytest
 from monument_ws.client import Client
 from tests import ss_client, sss_client
 from tests.conftest import DEADLINE, chat_send_round_trip
+from tests.owl_client import OwlPeer
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "websockets.md"
 MARKED = re.compile(
@@ -558,6 +559,32 @@ async def _super_scaled_sockets(servers: list[Server], session: aiohttp.ClientSe
     )
     assert feed["uid"].endswith(":1")
     await peer.ws.close()
+
+
+@check("owlmeans")
+async def _owlmeans(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    peer = OwlPeer(await session.ws_connect(servers[0].ws_url[: -len("/ws")] + "/owl"))
+    assert (await peer.next_heard())["event"] == "welcome"
+
+    async def nickname(name: Any) -> Any:
+        return name.upper()
+
+    peer.performers["nickname"] = nickname
+    assert await peer.call("greet", "ada") == {"hello": "ADA"}
+    responses = await peer.request("ticks", 3)
+    got = [await asyncio.wait_for(responses.get(), DEADLINE) for _ in range(4)]
+    assert [(r["payload"], r.get("end")) for r in got] == [
+        (0, None),
+        (1, None),
+        (2, None),
+        (None, True),
+    ]
+    await peer.notify("job", {"id": 7})
+    await asyncio.wait_for(peer.queued.wait(), DEADLINE)
+    queued = peer.consume()
+    assert queued is not None
+    assert queued[0] == {"done": {"id": 7}}
+    await peer.close()
 
 
 # Last: the checks above have registered themselves by now.

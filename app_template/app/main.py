@@ -18,6 +18,8 @@ PROJECT = Path(__file__).parent.parent
 SERVERLESS_SOCKETS = "/ss"
 #: The path where super-scaled-sockets' JSON frames are spoken (docs: "Coming from super-scaled-sockets").
 SUPER_SCALED_SOCKETS = "/sss"
+#: The path where @owlmeans/socket's envelopes are spoken (docs: "Coming from @owlmeans/socket").
+OWLMEANS = "/owl"
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -55,6 +57,9 @@ def create_app(config: Config | None = None) -> web.Application:
         cfg = cfg.replace(
             endpoints=(*cfg.endpoints, (SUPER_SCALED_SOCKETS, "super-scaled-sockets"))
         )
+    # and @owlmeans/socket's client on /owl.
+    if OWLMEANS not in dict(cfg.endpoints):
+        cfg = cfg.replace(endpoints=(*cfg.endpoints, (OWLMEANS, "owlmeans")))
     ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(

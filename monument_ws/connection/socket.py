@@ -41,7 +41,13 @@ from .. import protocol
 from ..bus import EventBus
 from ..config import Config
 from ..protocol.codecs import CodecSession
-from ..protocol.errors import ConnectionLost, MonumentWSError, Timeout, from_error_frame
+from ..protocol.errors import (
+    ConnectionLost,
+    MonumentWSError,
+    NotFound,
+    Timeout,
+    from_error_frame,
+)
 from ..protocol.frames import CloseCode, Frame, Invalid, Queued
 from ..protocol.patches import SyncState
 from . import reads
@@ -259,8 +265,13 @@ class Socket:
         wait forever). Raises :class:`~monument_ws.protocol.errors.Timeout` when no
         answer comes in time, :class:`~monument_ws.protocol.errors.ConnectionLost` when
         the socket closes first, and the typed error the client answered with
-        ``ws:error`` (e.g. NotFound when it performs no such event).
+        ``ws:error`` (e.g. NotFound when it performs no such event). On a socket whose wire
+        format carries no calls (:attr:`~monument_ws.protocol.codecs.Codec.server_calls`),
+        NotFound at once.
         """
+        codec = self.outbound.sender.codec
+        if codec is not None and not codec.codec.server_calls:
+            raise NotFound(f"the {codec.codec.name} wire format cannot carry server calls")
         if timeout is None:
             timeout = self._config.call_timeout
         if self.closed:

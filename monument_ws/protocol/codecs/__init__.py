@@ -11,12 +11,14 @@ from collections.abc import Callable
 from typing import Final
 
 from .base import Codec, CodecSession, Decoded, Reply
+from .owlmeans import Owlmeans
 from .serverless_sockets import ServerlessSockets
 from .super_scaled_sockets import SuperScaledSockets
 
 #: Every format an endpoint may name -> what makes its (shared) codec.
 CODECS: Final[dict[str, Callable[[], Codec]]] = {
     ServerlessSockets.name: ServerlessSockets,
+    Owlmeans.name: Owlmeans,
     SuperScaledSockets.name: SuperScaledSockets,
 }
 

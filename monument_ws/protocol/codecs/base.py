@@ -95,6 +95,9 @@ class Codec(abc.ABC):
     #: ``heartbeat`` seconds (the setting; 0 disables it), for a format whose client expects a
     #: heartbeat of its own besides the WebSocket ping; empty: none
     heartbeat: ClassVar[bytes] = b""
+    #: whether the format carries server → client calls (``socket.call``); False: such a call
+    #: fails at once with NotFound instead of waiting for its timeout
+    server_calls: ClassVar[bool] = True
 
     @abc.abstractmethod
     def session(self) -> CodecSession:

@@ -35,7 +35,8 @@ The size limit (``max_message_size``) applies to the real size, before this runs
   for a publication); a broadcast: BROADCAST, the payload its data. Both are encoded once for
   all the codec's sockets;
 * any other push: MESSAGE (CUSTOM_n when typed) under its event;
-* the welcome and server → client calls: dropped (the format has neither; a call times out).
+* the welcome: dropped. Server → client calls never reach here: the format has none
+  (:attr:`Codec.server_calls` is False), so ``socket.call`` fails at once with NotFound.
 
 The core sends this format's sockets every SYNC object whole (:attr:`Codec.sync_patches` is
 False), so no object is kept here: the diff is computed from the whole frames.
@@ -132,6 +133,7 @@ class ServerlessSockets(Codec):
 
     name = "serverless-sockets"
     sync_patches = False
+    server_calls = False
 
     def session(self) -> Session:
         return Session(self)

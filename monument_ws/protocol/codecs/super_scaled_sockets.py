@@ -47,8 +47,8 @@ answered ``{sys: 1, result: false, …, err}`` without reaching the core.
   ``ws:leave``, ``ws:member``, ``ws:knock``) and any other push: TELL ``{sys: 6, topic, msg}``
   (``msg`` ``{channel, data}`` for the former);
 * an error about no request (a bad frame): ``{err: {name, code, message}}``;
-* the welcome (kept for BEGIN) and server calls: not sent (the format has no call; it times
-  out).
+* the welcome (kept for BEGIN): not sent; a server call never reaches the codec (the format
+  has no call, so ``socket.call`` raises NotFound at once).
 
 **uid.** A publication's place is ``(epoch, offset)`` natively; its uid here is the string
 ``"<epoch>:<offset>"``, and a SYNC's ``lastUid`` is read back into ``since``. A publication is
@@ -153,6 +153,7 @@ class SuperScaledSockets(Codec):
 
     name = "super-scaled-sockets"
     sync_patches = False
+    server_calls = False
     heartbeat = text_frame(_HEARTBEAT)
 
     def __init__(self) -> None:
