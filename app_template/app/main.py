@@ -14,12 +14,10 @@ from . import auth, data, handlers
 STATIC = Path(__file__).parent / "static"
 #: The project's root: a relative plugs folder (the default ./plugs) is found here.
 PROJECT = Path(__file__).parent.parent
-#: The path where serverless-sockets' binary frames are spoken (docs: "Coming from serverless-sockets").
-SERVERLESS_SOCKETS = "/ss"
-#: The path where super-scaled-sockets' JSON frames are spoken (docs: "Coming from super-scaled-sockets").
-SUPER_SCALED_SOCKETS = "/sss"
-#: The path where @owlmeans/socket's envelopes are spoken (docs: "Coming from @owlmeans/socket").
-OWLMEANS = "/owl"
+#: The earlier systems' own clients keep working on these paths, each speaking its wire format
+#: (docs: "Coming from serverless-sockets", "… super-scaled-sockets", "… @owlmeans/socket"):
+#: the same plugs, handlers and chat channel as /ws.
+ENDPOINTS = {"/ss": "serverless-sockets", "/sss": "super-scaled-sockets", "/owl": "owlmeans"}
 
 
 async def index(request: web.Request) -> web.FileResponse:
@@ -49,17 +47,9 @@ def create_app(config: Config | None = None) -> web.Application:
     cfg = config or Config(websocket=True)
     if cfg.plugs:
         cfg = cfg.replace(plugs=str(PROJECT / cfg.plugs))
-    # serverless-sockets' own client works too, on /ss: same plugs, handlers and chat channel.
-    if SERVERLESS_SOCKETS not in dict(cfg.endpoints):
-        cfg = cfg.replace(endpoints=(*cfg.endpoints, (SERVERLESS_SOCKETS, "serverless-sockets")))
-    # super-scaled-sockets' client too, on /sss: asks and tells reach the same handlers.
-    if SUPER_SCALED_SOCKETS not in dict(cfg.endpoints):
-        cfg = cfg.replace(
-            endpoints=(*cfg.endpoints, (SUPER_SCALED_SOCKETS, "super-scaled-sockets"))
-        )
-    # and @owlmeans/socket's client on /owl.
-    if OWLMEANS not in dict(cfg.endpoints):
-        cfg = cfg.replace(endpoints=(*cfg.endpoints, (OWLMEANS, "owlmeans")))
+    given = dict(cfg.endpoints)  # an endpoint the configuration names wins
+    extra = tuple((path, name) for path, name in ENDPOINTS.items() if path not in given)
+    cfg = cfg.replace(endpoints=(*cfg.endpoints, *extra))
     ws = monument_ws.setup(app, cfg)
     # Subscribers of "chat" may publish to it, see who is there, and who joins and leaves.
     ws.namespaces.add(
