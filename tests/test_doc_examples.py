@@ -517,6 +517,26 @@ async def _operating(servers: list[Server], session: aiohttp.ClientSession) -> N
         assert response.status == 200
 
 
+@check("monument")
+async def _monument(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    """monument's own frames, unchanged: a data event without an id, a passthrough event."""
+    async with session.get(servers[0].base + "/people") as response:
+        people = await response.json()
+    assert [p["name"] for p in people] == ["Ada", "Grace"]
+    ws, welcome = await welcomed(session, servers[0].ws_url)
+    await ws.send_json({"event": "data:get:people"})
+    assert await ws.receive_json(timeout=DEADLINE) == {"event": "data:set:people", "data": people}
+    await ws.send_json({"event": "chat:say", "text": "hi"})
+    assert await ws.receive_json(timeout=DEADLINE) == {
+        "event": "chat:said",
+        "data": {"from": welcome["data"]["client_id"], "text": "hi"},
+    }
+    for text, code in (("null", "bad_frame"), ('{"text": "hi"}', "missing_event")):
+        await ws.send_str(text)  # answered, where monument ignored the one and broke on the other
+        assert (await ws.receive_json(timeout=DEADLINE))["error"]["code"] == code
+    await ws.close()
+
+
 @check("serverless-sockets")
 async def _serverless_sockets(servers: list[Server], session: aiohttp.ClientSession) -> None:
     native, _ = await welcomed(session, servers[0].ws_url)
@@ -559,6 +579,25 @@ async def _super_scaled_sockets(servers: list[Server], session: aiohttp.ClientSe
     )
     assert feed["uid"].endswith(":1")
     await peer.ws.close()
+
+
+@check("smartersockets")
+async def _smartersockets(servers: list[Server], session: aiohttp.ClientSession) -> None:
+    """The section's client block (Bea sees Ada connect, then disconnect) against its server."""
+    blocks = re.findall(r"^```python\n(.*?)^```", DOCS.read_text(), re.MULTILINE | re.DOTALL)
+    (code,) = [c for c in blocks if "async def meet" in c]
+    namespace: dict[str, Any] = {"__name__": "docs_meet"}
+    exec(compile(code, str(DOCS), "exec"), namespace)
+    labels, seen = await namespace["meet"](servers[0].ws_url)
+    assert labels == ["Ada", "Bea"]
+    assert seen == [("Ada", "connected"), ("Ada", "disconnected")]
+    for _ in range(int(DEADLINE * 20)):  # its client.disconnected receiver prints to the log
+        if "Ada left room:1" in servers[0].log:
+            break
+        await asyncio.sleep(0.05)
+    assert "Ada left room:1" in servers[0].log
+    async with session.post(servers[0].base + "/rooms/1/knock") as response:
+        assert await response.json() == {"knocked": True}
 
 
 @check("owlmeans")
