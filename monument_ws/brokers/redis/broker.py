@@ -197,6 +197,10 @@ class RedisBroker(Broker):
     async def unregister_client(self, client_id: str) -> None:
         await self._registry.unregister(client_id)
 
+    def holds(self, client_id: str) -> bool:
+        """Whether this process registered ``client_id`` with this broker."""
+        return self._registry.holds(client_id)
+
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if self._registry.holds(client_id):
             self.listener.deliver_to_client(client_id, frame)
