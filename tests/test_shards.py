@@ -6,10 +6,13 @@ processes as far as Redis can tell (their own connections and node ids).
 """
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -73,13 +76,18 @@ class RedisServer:
             await r.aclose()
 
 
-@pytest.fixture
-async def shards() -> AsyncIterator[list[RedisServer]]:
-    """Three redis-servers of this test's own."""
+def needs_redis_server() -> None:
+    """Skip (in CI: fail) without a redis-server to start."""
     if shutil.which("redis-server") is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail("redis-server is not installed")
         pytest.skip("redis-server is not installed: install it to run the shard tests")
+
+
+@pytest.fixture
+async def shards() -> AsyncIterator[list[RedisServer]]:
+    """Three redis-servers of this test's own."""
+    needs_redis_server()
     servers = [RedisServer() for _ in range(3)]
     try:
         for server in servers:
@@ -329,3 +337,20 @@ def test_copies_from_several_shards_are_handed_on_once():
     for n in range(SEEN + 10):
         relay.deliver_control(tagged(str(n).encode())[1])
     assert len(relay._seen) == SEEN
+
+
+def test_the_shard_load_test_runs_and_delivers_everything(tmp_path):
+    """bench/shards.py, shrunk: every publication reaches every subscriber (figures are not
+    asserted: they belong to docs/scaling.md)."""
+    needs_redis_server()
+    out = tmp_path / "shards.json"
+    subprocess.run(
+        [sys.executable, "bench/shards.py", "--shards", "2", "--processes", "2",
+         "--channels", "4", "--fanout", "3", "--rate", "100", "--seconds", "1",
+         "--json", str(out)],
+        cwd=Path(__file__).resolve().parent.parent, check=True, timeout=120,
+        capture_output=True,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    assert result["published"] > 0
+    assert result["deliveries"] == result["expected"] == result["published"] * 3
