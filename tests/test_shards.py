@@ -354,3 +354,33 @@ def test_the_shard_load_test_runs_and_delivers_everything(tmp_path):
     result = json.loads(out.read_text())
     assert result["published"] > 0
     assert result["deliveries"] == result["expected"] == result["published"] * 3
+
+
+async def test_a_process_starts_while_a_shard_is_down(apps, shards):
+    """A shard that does not answer at start: the process starts anyway, serves the other
+    shards' channels, refuses that shard's, and serves them once it answers."""
+    urls = [server.url for server in shards]
+    shards[1].kill()
+    url_a, plugin_a = await apps()
+    assert plugin_a.broker.down == (urls[1],)
+    dead, alive = named_on(urls, 1, "s"), named_on(urls, 2, "s")
+    received: list[Message] = []
+    async with Client(url_a, call_timeout=DEADLINE) as client:
+        await client.subscribe(alive, received.append)
+        with pytest.raises(Unavailable):
+            await client.subscribe(dead, received.append)
+        await plugin_a.publish(alive, "say", 1)
+        await shards[1].start()
+        await eventually(lambda: not plugin_a.broker.down, "the shard reached")
+        await client.subscribe(dead, received.append)
+        await plugin_a.publish(dead, "say", 2)
+        await eventually(lambda: [m.data for m in received] == [1, 2], "both")
+
+
+async def test_no_shard_answering_fails_the_start(shards):
+    """With every shard down a sharded broker does not start: Unavailable naming them."""
+    for server in shards:
+        server.kill()
+    broker = ShardedRedisBroker([server.url for server in shards])
+    with pytest.raises(Unavailable, match="cannot reach any broker shard"):
+        await broker.start()

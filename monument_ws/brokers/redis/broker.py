@@ -71,10 +71,14 @@ class RedisBroker(Broker):
             backoff_max=backoff_max,
         )
 
-    async def start(self) -> None:
-        """Connect (Unavailable if Redis does not answer), then start reading and refreshing."""
-        await self._connection.open()
-        await self._subscriber.start()
+    async def start(self, *, require: bool = True) -> None:
+        """Connect (Unavailable if Redis does not answer), then start reading and refreshing.
+
+        ``require`` False starts even when Redis does not answer: the broker is unhealthy and
+        its subscriber keeps trying to connect, as after an outage (a sharded broker starts
+        its shards so, so that a process starts while one shard is down)."""
+        answered = await self._connection.open(require=require)
+        await self._subscriber.start(connect=answered)
         self._registry.start()
 
     async def stop(self) -> None:

@@ -22,7 +22,8 @@ succeeds when one shard took it and raises ``Unavailable`` only when none did.
 queue or a client whose id hashes there -- is refused at once with ``Unavailable`` while its
 broker is unhealthy (its subscription connection lost, or back but not yet recovered), never
 acknowledged and lost; the others go on. :attr:`healthy` stays True while any shard is, and
-:attr:`down` names the shards that are not (readiness reports them).
+:attr:`down` names the shards that are not (readiness reports them). A process starts
+while a shard is down (:meth:`start`).
 """
 
 from __future__ import annotations
@@ -130,13 +131,17 @@ class ShardedRedisBroker(Broker):
         return shard
 
     async def start(self) -> None:
-        """Connect every shard; a shard that does not answer fails the start (Unavailable),
-        as a single Redis does: a process starts only with all its shards reachable."""
+        """Connect every shard. A shard that does not answer starts unhealthy and keeps trying
+        (its channels are refused until it answers), so a process starts, and serves the
+        other shards' channels, while one shard is down; Unavailable when none answers."""
         started: list[RedisBroker] = []
         try:
             for shard in self.shards:
-                await shard.start()
+                await shard.start(require=False)
                 started.append(shard)
+            if not self.healthy:
+                urls = ", ".join(redacted(url) for url in self.urls)
+                raise Unavailable(f"cannot reach any broker shard ({urls})")
         except BaseException:
             for shard in started:
                 await shard.stop()
