@@ -32,7 +32,6 @@ from monument_ws.client import Client, Message
 from monument_ws.protocol.errors import ConfigError
 from tests.conftest import DEADLINE, Peer, eventually, welcomed
 from tests.test_cli import free_port
-from tests.test_kick import close_of
 
 
 class RedisServer:
@@ -255,13 +254,26 @@ async def test_send_to_kick_and_broadcast_across_shards(apps, shards):
         await plugin_b.broadcast("news", "all")
         assert await peers[1].recv() == {"event": "news", "data": "all"}
         assert await peers[2].recv() == {"event": "news", "data": "all"}
-        # one copy only: the next frame is the ping's answer
-        await peers[1].send({"event": "ws:ping", "id": "fence"})
-        assert (await peers[1].recv())["event"] == "ws:ping"
+        await plugin_b.broadcast("news", "not you", exclude=peers[2].client_id)
+        assert await peers[1].recv() == {"event": "news", "data": "not you"}
+        # one copy each, and none for the excluded client: the next frame answers the ping
+        for peer in (peers[1], peers[2]):
+            await peer.send({"event": "ws:ping", "id": "fence"})
+            assert (await peer.recv())["event"] == "ws:ping"
         with pytest.raises(Unavailable):  # its registry entry is on the dead shard
             await plugin_b.send_to(peers[2].client_id, "hello")
         await plugin_b.kick(client_id=peers[1].client_id, reason="bye")
         assert await close_of(peers[1]) == (4409, "bye")
+
+
+async def close_of(peer: Peer) -> tuple[int, str]:
+    """Read until the close frame; its code and reason as the frame says them (the socket's
+    own close_code can read 1006 when the server hangs up before the client's reply)."""
+    while True:
+        msg = await peer.ws.receive(timeout=DEADLINE)
+        if msg.type is aiohttp.WSMsgType.CLOSE:
+            return int(msg.data), str(msg.extra)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
 
 
 async def registered(server: RedisServer, key: str) -> None:
