@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -66,6 +67,10 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def signal(self, number: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(number)
 
     async def keys(self, pattern: str = "*") -> set[str]:
         r = aioredis.from_url(self.url)
@@ -396,3 +401,30 @@ async def test_no_shard_answering_fails_the_start(shards):
     broker = ShardedRedisBroker([server.url for server in shards])
     with pytest.raises(Unavailable, match="cannot reach any broker shard"):
         await broker.start()
+
+
+async def test_a_hanging_shard_is_reported_and_refused_until_it_answers(shards):
+    """A shard that hangs (SIGSTOP: connections stay open, nothing answers) is noticed by the
+    pings: reported down, its channels refused at once while the others work; after SIGCONT
+    it serves again."""
+    urls = [server.url for server in shards]
+    broker = ShardedRedisBroker(urls, probe_interval=0.2, probe_timeout=2.0)
+    stuck, fine = named_on(urls, 0, "h"), named_on(urls, 1, "h")
+    await broker.start()
+    try:
+        shards[0].signal(signal.SIGSTOP)
+        await eventually(lambda: broker.down == (urls[0],), "the hang noticed")
+        assert broker.healthy
+        with pytest.raises(Unavailable, match="shard"):
+            await broker.publish(stuck, "e", 1, history_size=10, history_ttl=60)
+        assert await broker.publish(fine, "e", 1, history_size=10, history_ttl=60) == (
+            1,
+            (await broker.history(fine, 0, None)).epoch,
+        )
+        shards[0].signal(signal.SIGCONT)
+        await eventually(lambda: broker.down == (), "answering again")
+        offset, _ = await broker.publish(stuck, "e", 2, history_size=10, history_ttl=60)
+        assert offset == 1
+    finally:
+        shards[0].signal(signal.SIGCONT)
+        await broker.stop()

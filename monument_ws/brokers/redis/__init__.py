@@ -14,7 +14,8 @@ The only package that imports redis (``pip install 'monument-ws[redis]'``).
 * :mod:`.presence` -- presence members with their expiry;
 * :mod:`.queues` -- peer queues;
 * :mod:`.sharded` -- :class:`ShardedRedisBroker`, one :class:`RedisBroker` per shard
-  composed into one broker, and :mod:`.ring` -- which shard holds a name.
+  composed into one broker, :mod:`.ring` -- which shard holds a name, and :mod:`.probe` --
+  which shards answer.
 
 **One order everywhere.** A Lua script assigns the offset, appends to the
 stream and publishes, atomically, so every subscriber on every process sees

@@ -94,6 +94,10 @@ class RedisBroker(Broker):
     def reconnects(self) -> int:
         return self._subscriber.reconnects
 
+    async def ping(self) -> None:
+        """Ask Redis to answer (Unavailable when it cannot), through the command pool."""
+        await self._connection.call(self._connection.redis.ping())
+
     # --- channels -----------------------------------------------------------
 
     async def publish(

@@ -20,8 +20,11 @@ succeeds when one shard took it and raises ``Unavailable`` only when none did.
 
 **A shard down.** A request that needs it -- subscribe, publish, history, presence, a peer
 queue or a client whose id hashes there -- is refused at once with ``Unavailable`` while its
-broker is unhealthy (its subscription connection lost, or back but not yet recovered), never
-acknowledged and lost; the others go on. :attr:`healthy` stays True while any shard is, and
+broker is unhealthy (its subscription connection lost, or back but not yet recovered) or it
+does not answer its pings (it hangs: :mod:`.probe`), never acknowledged and lost; the others
+go on. A command already sent to a shard that then hangs fails after the 5-second socket
+timeout (``Unavailable``: not acknowledged; Redis may still run it when it resumes, which an
+idempotency key makes safe to retry). :attr:`healthy` stays True while any shard is, and
 :attr:`down` names the shards that are not (readiness reports them). A process starts
 while a shard is down (:meth:`start`).
 """
@@ -37,6 +40,7 @@ from typing import Any, Final
 from ...protocol.errors import Unavailable
 from ..base import Broker, History, HistoryPage, Idempotency, Listener, Publication
 from .broker import RedisBroker
+from .probe import Probe
 from .ring import pick, redacted
 
 #: How many broadcast/control ids a process remembers to drop a message's other copies.
@@ -106,10 +110,20 @@ class _Relay:
 
 
 class ShardedRedisBroker(Broker):
-    """Several Redis servers as one broker; ``urls`` are the shards (at least two, distinct),
-    the other arguments are every shard's :class:`RedisBroker`'s."""
+    """Several Redis servers as one broker; ``urls`` are the shards (at least two, distinct);
+    ``probe_interval`` and ``probe_timeout`` are how often each shard is pinged and how long
+    it may take to answer before it counts as down (:mod:`.probe`); the other arguments are
+    every shard's :class:`RedisBroker`'s."""
 
-    def __init__(self, urls: Sequence[str], *, prefix: str = "monument_ws", **options: Any) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        prefix: str = "monument_ws",
+        probe_interval: float = 1.0,
+        probe_timeout: float = 3.0,
+        **options: Any,
+    ) -> None:
         super().__init__()
         self.urls = [url.strip() for url in urls]
         if len(self.urls) < 2 or len(set(self.urls)) != len(self.urls):
@@ -118,15 +132,21 @@ class ShardedRedisBroker(Broker):
         relay: Listener = _Relay(self)
         for shard in self.shards:
             shard.attach(relay)
+        self._probe = Probe(self.shards, interval=probe_interval, timeout=probe_timeout)
 
     def shard_of(self, name: str) -> RedisBroker:
         """The shard that holds ``name`` (a channel, client id or box), healthy or not."""
         return self.shards[pick(self.urls, name)]
 
+    def _up(self, index: int) -> bool:
+        """Whether shard ``index`` serves: connected, recovered and answering its pings."""
+        return self.shards[index].healthy and self._probe.answers(index)
+
     def _serving(self, name: str) -> RedisBroker:
-        """The shard of ``name``; Unavailable at once while it is down or recovering."""
-        shard = self.shard_of(name)
-        if not shard.healthy:
+        """The shard of ``name``; Unavailable at once while it is down, hangs or recovers."""
+        index = pick(self.urls, name)
+        shard = self.shards[index]
+        if not self._up(index):
             raise Unavailable(f"the broker shard {redacted(shard.url)} is unavailable")
         return shard
 
@@ -146,19 +166,21 @@ class ShardedRedisBroker(Broker):
             for shard in started:
                 await shard.stop()
             raise
+        self._probe.start()
 
     async def stop(self) -> None:
+        await self._probe.stop()
         for shard in self.shards:
             await shard.stop()
 
     @property
     def healthy(self) -> bool:
         """True while any shard serves: the others' channels keep working (see :attr:`down`)."""
-        return any(shard.healthy for shard in self.shards)
+        return any(self._up(i) for i in range(len(self.shards)))
 
     @property
     def down(self) -> tuple[str, ...]:
-        return tuple(redacted(shard.url) for shard in self.shards if not shard.healthy)
+        return tuple(redacted(s.url) for i, s in enumerate(self.shards) if not self._up(i))
 
     @property
     def reconnects(self) -> int:
@@ -224,7 +246,7 @@ class ShardedRedisBroker(Broker):
     async def _everywhere(self, send: Any) -> None:
         """``send`` on every healthy shard at once (all of them when none looks healthy);
         Unavailable only when no shard took it."""
-        shards = [shard for shard in self.shards if shard.healthy] or self.shards
+        shards = [s for i, s in enumerate(self.shards) if self._up(i)] or self.shards
         results = await asyncio.gather(*(send(shard) for shard in shards), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
         if len(failures) == len(results):
@@ -280,10 +302,7 @@ class ShardedRedisBroker(Broker):
         await self.shard_of(client_id).unregister_client(client_id)
 
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
-        shard = self.shard_of(client_id)
-        if shard.holds(client_id):  # here: no Redis needed
+        if self.shard_of(client_id).holds(client_id):  # here: no Redis needed
             self.listener.deliver_to_client(client_id, frame)
             return True
-        if not shard.healthy:
-            raise Unavailable(f"the broker shard {redacted(shard.url)} is unavailable")
-        return await shard.send_to_client(client_id, frame)
+        return await self._serving(client_id).send_to_client(client_id, frame)
