@@ -428,3 +428,38 @@ async def test_a_hanging_shard_is_reported_and_refused_until_it_answers(shards):
     finally:
         shards[0].signal(signal.SIGCONT)
         await broker.stop()
+
+
+async def test_adding_a_shard_moves_a_channel_whose_recovery_then_says_not_recovered(shards):
+    """Two shards, then the same two and a third: a channel that hashes onto the new one
+    starts again there (offset 1, a new epoch); a recovery from its old position is not
+    complete (recovered: false once); a channel that stays keeps its history."""
+    urls = [server.url for server in shards]
+    moving = next(f"m-{n}" for n in range(1000) if pick(urls, f"m-{n}") == 2)
+    staying = next(f"s-{n}" for n in range(1000) if pick(urls, f"s-{n}") != 2)
+    before = ShardedRedisBroker(urls[:2])
+    await before.start()
+    try:
+        positions = {}
+        for channel in (moving, staying):
+            for data in (1, 2):
+                positions[channel] = await before.publish(
+                    channel, "e", data, history_size=10, history_ttl=60
+                )
+    finally:
+        await before.stop()
+    after = ShardedRedisBroker(urls)
+    await after.start()
+    try:
+        offset, epoch = positions[moving]
+        assert not (await after.history(moving, offset, epoch)).complete
+        assert await after.publish(moving, "e", 3, history_size=10, history_ttl=60) == (
+            1,
+            (await after.history(moving, 0, None)).epoch,
+        )
+        offset, epoch = positions[staying]
+        assert (await after.history(staying, offset, epoch)).complete
+        assert (await after.publish(staying, "e", 3, history_size=10, history_ttl=60))[0] == 3
+        assert f"monument_ws:stream:{moving}" in await shards[pick(urls[:2], moving)].keys()
+    finally:
+        await after.stop()
