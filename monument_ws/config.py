@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from .protocol.errors import ConfigError
 
@@ -188,6 +189,37 @@ def parse_str(value: object) -> str:
     if isinstance(value, str):
         return value
     raise ValueError(f"expected a string, got {value!r}")
+
+
+_BROKER_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+
+
+def parse_broker(value: object) -> str:
+    """A broker URL, or several Redis URLs separated by commas (shards): each checked for
+    its scheme and port, none empty or twice; returned with the spaces around each removed.
+    A list may also be given as a list of strings."""
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        value = ",".join(value)
+    text = parse_str(value)
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) == 1 and (parts[0] == "memory" or parts[0].startswith("memory://")):
+        return parts[0]
+    for part in parts:
+        if not part.startswith(_BROKER_SCHEMES):
+            where = f" in the list {text!r}" if len(parts) > 1 else ""
+            raise ValueError(
+                f"unknown broker URL {part!r}{where}: use memory://, redis://host:6379/0, or "
+                "several redis:// URLs separated by commas"
+            )
+        try:
+            port = urlsplit(part).port  # raises for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"bad broker URL {part!r}: {exc}") from None
+        if port == 0:
+            raise ValueError(f"bad broker URL {part!r}: port 0")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"bad broker URL list {text!r}: a shard is listed twice")
+    return ",".join(parts)
 
 
 def parse_str_list(value: object) -> tuple[str, ...]:
@@ -500,8 +532,9 @@ class Config:
         "memory://",
         "Where channels, history, presence and the client registry live: memory:// "
         "(one process) or redis://[:password@]host:6379/db (rediss:// for TLS) to join "
-        "many processes.",
-        parse_str,
+        "many processes. Several Redis URLs separated by commas spread the channels over "
+        "that many Redis servers (shards), by a hash of each channel's name.",
+        parse_broker,
         group="brokers",
         metavar="URL",
     )

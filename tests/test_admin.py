@@ -90,7 +90,7 @@ async def test_admin_socket_shows_live_sockets_channels_presence_and_errors(
     (error,) = live["errors"]
     assert error["code"] == "bad_json"
     assert error["socket_id"] in {s["id"] for s in live["sockets"]}
-    assert live["broker"] == {"healthy": True, "reconnects": 0}
+    assert live["broker"] == {"healthy": True, "reconnects": 0, "down": []}
 
     await bob.close()
     await eventually(lambda: len(ws.hub) == 1, "bob gone")

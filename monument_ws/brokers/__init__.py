@@ -1,7 +1,9 @@
 """Brokers join server processes: publish/subscribe, history, presence, client registry.
 
-``memory://`` (the default) serves one process; ``redis://`` joins many. Pick
-one with :func:`monument_ws.brokers.from_url` or pass an instance.
+``memory://`` (the default) serves one process; ``redis://`` joins many; several Redis
+URLs separated by commas spread the channels over several Redis servers (shards, see
+:mod:`monument_ws.brokers.redis.sharded`). Pick one with :func:`monument_ws.brokers.from_url`
+or pass an instance.
 """
 
 from __future__ import annotations
@@ -16,9 +18,28 @@ from .memory import MemoryBroker
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
+def shard_urls(url: str) -> list[str]:
+    """The URLs of a comma-separated list, each stripped: one for a single broker."""
+    return [part.strip() for part in url.split(",")]
+
+
 def check_url(url: str) -> None:
     """Raise what :func:`from_url` would for ``url``, without building a broker: ValueError
-    for an unknown scheme, MissingExtra for a Redis URL without the redis extra."""
+    for an unknown scheme or a bad list of shards, MissingExtra for a Redis URL without the
+    redis extra."""
+    parts = shard_urls(url)
+    if len(parts) > 1:
+        if not all(part.startswith(REDIS_SCHEMES) for part in parts):
+            raise ValueError(
+                f"bad broker URL list {url!r}: shards are Redis URLs separated by commas, "
+                "e.g. redis://h1:6379/0,redis://h2:6379/0"
+            )
+        if len(set(parts)) != len(parts):
+            raise ValueError(f"bad broker URL list {url!r}: a shard is listed twice")
+        for part in parts:
+            check_url(part)
+        return
+    url = parts[0]
     if url == "memory" or url.startswith("memory://"):
         return
     if url.startswith(REDIS_SCHEMES):
@@ -35,9 +56,16 @@ def from_url(url: str, *, prefix: str = "monument_ws") -> Broker:
 
     Redis URLs carry the password and database as redis-py reads them
     (``redis://:secret@host:6379/2``, ``rediss://`` for TLS); ``prefix``
-    namespaces the keys so several apps share one Redis.
+    namespaces the keys so several apps share one Redis. Several Redis URLs separated by
+    commas make a :class:`~monument_ws.brokers.redis.ShardedRedisBroker`.
     """
     check_url(url)
+    parts = shard_urls(url)
+    if len(parts) > 1:
+        from .redis import ShardedRedisBroker
+
+        return ShardedRedisBroker(parts, prefix=prefix)
+    url = parts[0]
     if url.startswith(REDIS_SCHEMES):
         from .redis import RedisBroker
 
@@ -53,4 +81,5 @@ __all__ = [
     "Publication",
     "check_url",
     "from_url",
+    "shard_urls",
 ]

@@ -162,6 +162,12 @@ class Broker(abc.ABC):
         return True
 
     @property
+    def down(self) -> tuple[str, ...]:
+        """The parts of the broker that cannot serve right now, by name (a sharded Redis
+        broker's shard URLs, passwords hidden); empty when all can. Readiness reports them."""
+        return ()
+
+    @property
     def reconnects(self) -> int:
         """Times the broker lost its connection and got it back (metrics and the admin page
         read it); an embedded broker never does."""

@@ -92,7 +92,11 @@ async def snapshot(plugin: MonumentWS) -> dict[str, Any]:
         "server": f"monument_ws/{__version__}",
         "time": time.time(),
         "draining": plugin.draining,
-        "broker": {"healthy": plugin.broker.healthy, "reconnects": plugin.broker.reconnects},
+        "broker": {
+            "healthy": plugin.broker.healthy,
+            "reconnects": plugin.broker.reconnects,
+            "down": list(plugin.broker.down),
+        },
         "totals": {
             "sockets": len(hub),
             "channels": len(counts),

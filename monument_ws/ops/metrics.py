@@ -29,6 +29,7 @@ monument_ws_broker_publish_duration_seconds hist.
 monument_ws_broker_publish_errors_total     counter
 monument_ws_broker_reconnects_total         counter
 monument_ws_broker_up                       gauge
+monument_ws_broker_shards_down              gauge    (shards of a sharded Redis broker down)
 monument_ws_send_queue_dropped_total        counter  (frames discarded from overflowing queues)
 monument_ws_slow_consumers_total            counter  (sockets closed with 4008)
 monument_ws_draining                        gauge    (1 during a graceful shutdown)
@@ -205,6 +206,11 @@ class PluginCollector(Collector):
         )
         yield GaugeMetricFamily(
             f"{PREFIX}_broker_up", "1 while the broker is connected.", value=int(broker.healthy)
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_broker_shards_down",
+            "Shards of a sharded Redis broker that cannot serve (their channels fail).",
+            value=len(broker.down),
         )
 
     def _overload_and_shutdown(self) -> Iterator[Metric]:

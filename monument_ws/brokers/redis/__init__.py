@@ -12,7 +12,10 @@ The only package that imports redis (``pip install 'monument-ws[redis]'``).
   recovering what each channel missed;
 * :mod:`.registry` -- which process holds which client, and sending to a client;
 * :mod:`.presence` -- presence members with their expiry;
-* :mod:`.queues` -- peer queues.
+* :mod:`.queues` -- peer queues;
+* :mod:`.sharded` -- :class:`ShardedRedisBroker`, one :class:`RedisBroker` per shard
+  composed into one broker, :mod:`.ring` -- which shard holds a name, and :mod:`.probe` --
+  which shards answer.
 
 **One order everywhere.** A Lua script assigns the offset, appends to the
 stream and publishes, atomically, so every subscriber on every process sees
@@ -27,5 +30,6 @@ Every step is logged (logger ``monument_ws.redis``). Local sockets keep being se
 """
 
 from .broker import RedisBroker
+from .sharded import ShardedRedisBroker
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "ShardedRedisBroker"]

@@ -71,10 +71,14 @@ class RedisBroker(Broker):
             backoff_max=backoff_max,
         )
 
-    async def start(self) -> None:
-        """Connect (Unavailable if Redis does not answer), then start reading and refreshing."""
-        await self._connection.open()
-        await self._subscriber.start()
+    async def start(self, *, require: bool = True) -> None:
+        """Connect (Unavailable if Redis does not answer), then start reading and refreshing.
+
+        ``require`` False starts even when Redis does not answer: the broker is unhealthy and
+        its subscriber keeps trying to connect, as after an outage (a sharded broker starts
+        its shards so, so that a process starts while one shard is down)."""
+        answered = await self._connection.open(require=require)
+        await self._subscriber.start(connect=answered)
         self._registry.start()
 
     async def stop(self) -> None:
@@ -89,6 +93,10 @@ class RedisBroker(Broker):
     @property
     def reconnects(self) -> int:
         return self._subscriber.reconnects
+
+    async def ping(self) -> None:
+        """Ask Redis to answer (Unavailable when it cannot), through the command pool."""
+        await self._connection.call(self._connection.redis.ping())
 
     # --- channels -----------------------------------------------------------
 
@@ -196,6 +204,10 @@ class RedisBroker(Broker):
 
     async def unregister_client(self, client_id: str) -> None:
         await self._registry.unregister(client_id)
+
+    def holds(self, client_id: str) -> bool:
+        """Whether this process registered ``client_id`` with this broker."""
+        return self._registry.holds(client_id)
 
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if self._registry.holds(client_id):

@@ -33,8 +33,10 @@ class Connection:
         self._redis: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
 
-    async def open(self) -> None:
-        """Make the pool and check that Redis answers; Unavailable when it does not."""
+    async def open(self, *, require: bool = True) -> bool:
+        """Make the pool and check that Redis answers: Unavailable when it does not, or with
+        ``require`` False keep the pool (its connections are made on first use) and return
+        False. True when Redis answered."""
         # A blocking pool: a burst of commands (e.g. hundreds of clients resubscribing after
         # another process drained) waits for a free connection instead of failing at once
         # with "Too many connections", as the default pool does beyond its size.
@@ -49,10 +51,15 @@ class Connection:
         try:
             await client.ping()
         except (RedisError, OSError) as exc:
-            await client.aclose()
-            raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+            if require:
+                await client.aclose()
+                raise Unavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+            self._redis = client
+            self._scripts = {}
+            return False
         self._redis = client
         self._scripts = {}
+        return True
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -86,10 +86,13 @@ class Subscriber:
         self._epochs: dict[str, str] = {}  # the epoch those offsets belong to
         self.reconnects = 0
 
-    async def start(self) -> None:
-        self._pubsub = self._connection.redis.pubsub()
-        await self._pubsub.subscribe(*self._always)
-        self._connected.set()
+    async def start(self, *, connect: bool = True) -> None:
+        """Subscribe and start reading; ``connect`` False (Redis did not answer the broker's
+        start): start reading with the reconnect loop, unhealthy until it succeeds."""
+        if connect:
+            self._pubsub = self._connection.redis.pubsub()
+            await self._pubsub.subscribe(*self._always)
+            self._connected.set()
         self._reader = asyncio.get_running_loop().create_task(self._read())
 
     async def stop(self) -> None:
@@ -104,12 +107,16 @@ class Subscriber:
     async def subscribe(self, channel: str) -> None:
         # Remembered first: if Redis is unreachable now, the reconnect subscribes it.
         self._channels.add(channel)
+        if self._pubsub is None:  # never connected yet: the reconnect subscribes it
+            raise Unavailable("the broker has not reached Redis yet")
         await self._connection.call(self._pubsub.subscribe(self._keys.pubsub(channel)))
 
     async def unsubscribe(self, channel: str) -> None:
         self._channels.discard(channel)
         self._delivered.pop(channel, None)
         self._epochs.pop(channel, None)
+        if self._pubsub is None:  # never connected: nothing subscribed in Redis
+            return
         with contextlib.suppress(RedisError, OSError):
             await self._pubsub.unsubscribe(self._keys.pubsub(channel))
 
@@ -134,6 +141,8 @@ class Subscriber:
     # --- reading ------------------------------------------------------------------
 
     async def _read(self) -> None:
+        if self._pubsub is None:  # started while Redis did not answer
+            await self._reconnect_until_back()
         while True:
             try:
                 async for message in self._pubsub.listen():
