@@ -258,7 +258,7 @@ async function rpc(adapter) {
 
 /** `sockets` subscribers; one extra socket asks the server to send `count` messages to them.
  * With `spec.mix` (adapter names) the subscribers speak those formats in turn (socket i the
- * format i % n), the trigger goes over the first; every socket must get all `count` messages,
+ * format i % n); every socket must get all `count` messages,
  * and the result says how many each format got. */
 async function fanout(adapter) {
   const mix = (spec.mix ?? [spec.server]).map((name) => ADAPTERS[name]);
@@ -266,7 +266,7 @@ async function fanout(adapter) {
     ({ ws, i }) => ({ ws, adapter: mix[i % mix.length], format: (spec.mix ?? [spec.server])[i % mix.length], got: 0 }),
   );
   await Promise.all(sockets.map(({ ws, adapter }) => ask(adapter, ws, adapter.subscribe(), "s")));
-  const control = await open(mix[0], spec.host);
+  const control = await open(adapter, spec.host); // the trigger goes in the server's own format
   const expected = spec.sockets * spec.count;
   let received = 0;
   let start = 0;
@@ -284,7 +284,7 @@ async function fanout(adapter) {
   }
   console.log("go");
   start = performance.now();
-  control.send(mix[0].trigger(spec.count));
+  control.send(adapter.trigger(spec.count));
   const deadline = sleep(spec.timeout * 1000).then(() => "timeout");
   const outcome = await Promise.race([finished, deadline]);
   const wall = (performance.now() - start) / 1000;
