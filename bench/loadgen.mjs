@@ -76,9 +76,78 @@ const ADAPTERS = {
       return {};
     },
   },
+  // The three formats endpoints speak (docs/protocol.md, "Endpoints and codecs"), served by the
+  // monument server with endpoints on (bench/servers.py, monument+formats). Fan-out only.
+  "serverless-sockets": {
+    path: "/ss",
+    binary: true, // every frame binary: [u32 BE whole length][type][event length][event][JSON]
+    handshake: async () => {}, // no welcome in this format
+    subscribe: () => ssFrame("ws:subscribe", { channel: "bench" }),
+    decode(buf) {
+      const type = buf[4];
+      const end = 6 + buf[5];
+      const event = buf.toString("utf8", 6, end);
+      const payload = buf.length > end ? JSON.parse(buf.toString("utf8", end)) : null;
+      if (type === SS_BROADCAST && payload?.channel !== undefined && payload.offset !== undefined)
+        return { delivery: payload.data };
+      if (type === SS_MESSAGE && event === "ws:subscribe") return { reply: "s" };
+      return {};
+    },
+  },
+  "super-scaled-sockets": {
+    path: "/sss",
+    // BEGIN once after the socket opens, answered with BEGIN; heartbeats are off (`h` answered anyway).
+    handshake: async (ws, next) => {
+      ws.send(JSON.stringify({ sys: SSS_BEGIN }));
+      while (JSON.parse(await next()).sys !== SSS_BEGIN);
+    },
+    subscribe: () => JSON.stringify({ sys: SSS_SUBSCRIBE, channel: "bench", query: null, id: "s" }),
+    decode(text, ws) {
+      if (text === "h") {
+        ws.send("h");
+        return {};
+      }
+      const frame = JSON.parse(text);
+      if (frame.sys === SSS_FEED) return { delivery: frame.msg };
+      if (frame.sys === SSS_SUBSCRIBE && frame.result === true) return { reply: frame.id };
+      return {};
+    },
+  },
+  owlmeans: {
+    path: "/owl",
+    // The first envelope is the welcome: {type: "system", event: "welcome"}.
+    handshake: (ws, next) => next(),
+    subscribe: () =>
+      JSON.stringify({ type: "call", id: "s", method: "ws:subscribe", payload: [{ channel: "bench" }], timeout: 0 }),
+    decode(text) {
+      const envelope = JSON.parse(text);
+      if (envelope.type === "event" && envelope.offset !== undefined) return { delivery: envelope.payload };
+      if (envelope.type === "result") return { reply: envelope.id };
+      return {};
+    },
+  },
 };
 const SUB_ACK = 900000001;
 const FANOUT_ACK = 900000002;
+const SS_MESSAGE = 0;
+const SS_BROADCAST = 1;
+const SSS_SUBSCRIBE = 1;
+const SSS_BEGIN = 3;
+const SSS_FEED = 8;
+
+/** One serverless-sockets client frame: a request under `event` with a JSON payload. */
+function ssFrame(event, payload) {
+  const name = Buffer.from(event);
+  const body = Buffer.from(JSON.stringify(payload));
+  const head = Buffer.alloc(6);
+  head.writeUInt32BE(6 + name.length + body.length, 0);
+  head[4] = SS_MESSAGE;
+  head[5] = name.length;
+  return Buffer.concat([head, name, body]);
+}
+
+/** What an adapter's decode takes: the bytes for a binary format, else the text. */
+const wire = (adapter, data) => (adapter.binary ? data : data.toString());
 
 async function open(adapter, host) {
   const ws = new WebSocket(`ws://${host}${adapter.path}`, { perMessageDeflate: false });
@@ -104,14 +173,16 @@ async function open(adapter, host) {
   return ws;
 }
 
-/** Open `n` sockets, at most `parallel` handshakes at a time. */
+/** Open `n` sockets, at most `parallel` handshakes at a time. `adapter` may be a function of
+ * the socket's number (0 to n-1) giving its adapter; then `{ws, i}` pairs come back. */
 async function openMany(adapter, host, n, parallel = 100) {
   const sockets = [];
   let next = 0;
   async function worker() {
     while (next < n) {
-      next++;
-      sockets.push(await open(adapter, host));
+      const i = next++;
+      if (typeof adapter === "function") sockets.push({ ws: await open(adapter(i), host), i });
+      else sockets.push(await open(adapter, host));
     }
   }
   await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
@@ -122,7 +193,7 @@ async function openMany(adapter, host, n, parallel = 100) {
 function ask(adapter, ws, frame, id) {
   return new Promise((resolve) => {
     const listener = (data) => {
-      if (adapter.decode(data.toString(), ws).reply === id) {
+      if (adapter.decode(wire(adapter, data), ws).reply === id) {
         ws.off("message", listener);
         resolve();
       }
@@ -185,20 +256,27 @@ async function rpc(adapter) {
   for (const ws of sockets) ws.terminate();
 }
 
-/** `sockets` subscribers; one extra socket asks the server to send `count` messages to them. */
+/** `sockets` subscribers; one extra socket asks the server to send `count` messages to them.
+ * With `spec.mix` (adapter names) the subscribers speak those formats in turn (socket i the
+ * format i % n); every socket must get all `count` messages,
+ * and the result says how many each format got. */
 async function fanout(adapter) {
-  const sockets = await openMany(adapter, spec.host, spec.sockets);
-  await Promise.all(sockets.map((ws) => ask(adapter, ws, adapter.subscribe(), "s")));
-  const control = await open(adapter, spec.host);
+  const mix = (spec.mix ?? [spec.server]).map((name) => ADAPTERS[name]);
+  const sockets = (await openMany((i) => mix[i % mix.length], spec.host, spec.sockets)).map(
+    ({ ws, i }) => ({ ws, adapter: mix[i % mix.length], format: (spec.mix ?? [spec.server])[i % mix.length], got: 0 }),
+  );
+  await Promise.all(sockets.map(({ ws, adapter }) => ask(adapter, ws, adapter.subscribe(), "s")));
+  const control = await open(adapter, spec.host); // the trigger goes in the server's own format
   const expected = spec.sockets * spec.count;
   let received = 0;
   let start = 0;
   const latencies = [];
   let finish;
   const finished = new Promise((resolve) => (finish = resolve));
-  for (const ws of sockets) {
-    ws.on("message", (data) => {
-      if (adapter.decode(data.toString(), ws).delivery === undefined) return;
+  for (const sub of sockets) {
+    sub.ws.on("message", (data) => {
+      if (sub.adapter.decode(wire(sub.adapter, data), sub.ws).delivery === undefined) return;
+      sub.got++;
       received++;
       latencies.push(performance.now() - start);
       if (received === expected) finish();
@@ -210,8 +288,19 @@ async function fanout(adapter) {
   const deadline = sleep(spec.timeout * 1000).then(() => "timeout");
   const outcome = await Promise.race([finished, deadline]);
   const wall = (performance.now() - start) / 1000;
-  report({ operations: received, expected, wall_s: wall, timed_out: outcome === "timeout", ...summary(latencies) });
-  for (const ws of [...sockets, control]) ws.terminate();
+  const result = { operations: received, expected, wall_s: wall, timed_out: outcome === "timeout", ...summary(latencies) };
+  if (spec.mix) {
+    result.per_format = {};
+    result.sockets_per_format = {};
+    for (const { format, got } of sockets) {
+      result.per_format[format] = (result.per_format[format] ?? 0) + got;
+      result.sockets_per_format[format] = (result.sockets_per_format[format] ?? 0) + 1;
+    }
+    // Sockets that did not get exactly `count` messages (the runner fails the run on any).
+    result.incomplete = sockets.filter(({ got }) => got !== spec.count).length;
+  }
+  report(result);
+  for (const ws of [...sockets.map((s) => s.ws), control]) ws.terminate();
 }
 
 /** Open `sockets` and hold them until stdin closes; the runner reads the server's memory. */

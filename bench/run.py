@@ -14,6 +14,9 @@ Scenarios:
 
 * ``rpc``: N sockets each keep one acked echo request in flight (100 and 1,000 sockets);
 * ``fanout``: 1,000 subscribers, the server sends 200 messages of 64 bytes to all;
+* ``fanout-mixed``: the same with the subscribers spread over the four wire formats
+  (native, serverless-sockets, super-scaled-sockets, @owlmeans/socket: 250 each), against
+  1,000 native subscribers in the same run;
 * ``idle``: 10,000 open sockets; server RSS growth per socket;
 * ``redis``: two server processes through Redis, 100 subscribers on one, a
   publisher on the other at 100 messages/s (10,000 deliveries/s): publish->deliver
@@ -54,6 +57,7 @@ LABELS = {
     "monument": "monument_ws",
     "monument+demo": "monument_ws demo app (monument-ws run)",
     "monument+hook": "monument_ws + outgoing hook",
+    "monument+formats": "monument_ws, a quarter of the subscribers per wire format",
     "monument+bare": "floor: bare protocol path, handler inline",
     "monument+bare-task": "floor: bare protocol path, a task per request",
     "aiohttp": "raw aiohttp",
@@ -73,6 +77,12 @@ class Scenario:
     redis: bool = False
     #: more server kinds this scenario runs, e.g. monument_ws with an outgoing frame hook
     extra: tuple[str, ...] = ()
+    #: which of the compared servers (--servers) it runs; None: all of them
+    servers: tuple[str, ...] | None = None
+    #: the server kind every figure is divided by in the tables
+    base: str = "aiohttp"
+    #: names of server kinds in this scenario's table, where LABELS's would not say enough
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 def scenarios(quick: bool) -> list[Scenario]:
@@ -85,6 +95,9 @@ def scenarios(quick: bool) -> list[Scenario]:
             Scenario(
                 "fanout", "fan-out, 1,000 subscribers", "deliveries", fanout(20, 10), extra=HOOK
             ),
+            Scenario(
+                "fanout-mixed", "fan-out across wire formats", "deliveries", fanout(40, 10), **MIXED
+            ),
             Scenario("idle", "10,000 idle sockets", "sockets", idle(50)),
             Scenario("redis", "two processes through Redis", "deliveries", redis_(5, 20, 1), True),
         ]
@@ -94,6 +107,8 @@ def scenarios(quick: bool) -> list[Scenario]:
                  extra=RPC),
         Scenario("fanout", "fan-out of 200 messages to 1,000 subscribers", "deliveries",
                  fanout(1000, 200), extra=HOOK),
+        Scenario("fanout-mixed", "fan-out of 200 messages to 1,000 subscribers of four wire "
+                 "formats", "deliveries", fanout(1000, 200), **MIXED),
         Scenario("idle", "10,000 idle sockets", "sockets", idle(10_000)),
         Scenario("redis", "two processes through Redis at 10,000 deliveries/s", "deliveries",
                  redis_(100, 100, 5), True),
@@ -103,6 +118,19 @@ def scenarios(quick: bool) -> list[Scenario]:
 #: Fan-out also runs monument_ws with an outgoing hook stamping sender/dt on every frame:
 #: what frame middleware costs when frames are encoded once for all subscribers.
 HOOK = ("monument+hook",)
+#: Fan-out across wire formats: monument_ws with endpoints on (bench/servers.py, ENDPOINTS), its
+#: subscribers speaking FORMATS in turn, beside plain monument_ws with native subscribers only.
+MIXED: dict[str, Any] = {
+    "servers": ("monument",),
+    "extra": ("monument+formats",),
+    "base": "monument",
+    "labels": (
+        ("monument", "monument_ws, native subscribers only"),
+        ("monument+formats", "monument_ws, a quarter of the subscribers per wire format"),
+    ),
+}
+#: The wire formats of monument+formats's subscribers, as bench/loadgen.mjs names its adapters.
+FORMATS = ("monument", "serverless-sockets", "super-scaled-sockets", "owlmeans")
 #: Request/response also runs the floor: this protocol's request path with nothing else,
 #: handlers inline and with a task per request (bench/servers.py, bare_app).
 BARE = ("monument+bare", "monument+bare-task")
@@ -230,6 +258,9 @@ def finish(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
 
 def measure(scenario: Scenario, kind: str, redis_url: str | None) -> dict[str, Any]:
     spec = dict(scenario.spec, server=kind.split("+")[0])  # the wire format to speak
+    if "monument+formats" in scenario.extra:
+        # Every socket's deliveries are counted, the native-only run's too.
+        spec["mix"] = FORMATS if kind == "monument+formats" else (spec["server"],)
     if scenario.redis:
         assert redis_url, "the redis scenario needs --redis"
         prefix = f"bench{os.getpid()}{time.monotonic_ns()}:"
@@ -246,7 +277,13 @@ def measure(scenario: Scenario, kind: str, redis_url: str | None) -> dict[str, A
         spec["host"] = f"127.0.0.1:{port}"
         if scenario.spec["scenario"] == "idle":
             return run_idle(spec, pid)
-        return run_load(spec, [pid])
+        result = run_load(spec, [pid])
+    if "mix" in spec and (result["incomplete"] or result["operations"] != result["expected"]):
+        raise RuntimeError(
+            f"{scenario.name} on {kind}: {result['incomplete']} sockets missed deliveries "
+            f"({result['operations']} of {result['expected']}; per format: {result['per_format']})"
+        )
+    return result
 
 
 def forget(redis_url: str, prefix: str) -> None:
@@ -340,24 +377,34 @@ def tables(results: dict[str, dict[str, list[dict[str, Any]]]], chosen: list[Sce
             continue
         out.append(
             f"Median of {reps} runs. {scenario.unit.capitalize()} per server CPU-second (and "
-            "relative to raw aiohttp's), per wall second, and latency (ms).\n"
+            f"relative to {'raw aiohttp' if scenario.base == 'aiohttp' else 'the first row'}'s), "
+            "per wall second, and latency (ms).\n"
         )
         out.append(
-            f"| server | {scenario.unit}/CPU-s | x raw aiohttp | {scenario.unit}/s | p50 | p99 |"
+            f"| server | {scenario.unit}/CPU-s | x {LABELS[scenario.base]} | {scenario.unit}/s "
+            "| p50 | p99 |"
         )
         out.append("|---|---:|---:|---:|---:|---:|")
-        base = median(runs.get("aiohttp", []), "per_cpu_s")
+        labels = {**LABELS, **dict(scenario.labels)}
+        base = median(runs.get(scenario.base, []), "per_cpu_s")
         for kind, rows in runs.items():
             value = median(rows, "per_cpu_s") or 0
-            ratio = f"{value / base:.2f}x" if base and value and kind != "aiohttp" else "-"
+            ratio = f"{value / base:.2f}x" if base and value and kind != scenario.base else "-"
             p50, p99 = median(rows, "p50_ms"), median(rows, "p99_ms")
             out.append(
-                f"| {LABELS[kind]} | {value:,.0f} | {ratio} | {median(rows, 'per_s') or 0:,.0f} | "
+                f"| {labels[kind]} | {value:,.0f} | {ratio} | {median(rows, 'per_s') or 0:,.0f} | "
                 f"{p50:.2f} | {p99:.2f} |"
                 if p50 is not None and p99 is not None
-                else f"| {LABELS[kind]} | {value:,.0f} | {ratio} | - | - | - |"
+                else f"| {labels[kind]} | {value:,.0f} | {ratio} | - | - | - |"
             )
         out.append("")
+        for kind, rows in runs.items():
+            if rows and "per_format" in rows[0]:
+                row = rows[0]  # the same in every run: a run where a socket missed any fails
+                out.append(f"Deliveries per format in each run of {labels[kind]}: " + ", ".join(
+                    f"{name} {n:,} to {row['sockets_per_format'][name]:,} sockets"
+                    for name, n in sorted(row["per_format"].items())
+                ) + "; every socket got every message.\n")  # fmt: skip
     return "\n".join(out)
 
 
@@ -416,7 +463,7 @@ def chart(
         runs = results.get(scenario.name, {})
         key = "bytes_per_socket" if scenario.spec["scenario"] == "idle" else "per_cpu_s"
         base = median(runs.get("aiohttp", []), key)
-        if not base:
+        if not base or scenario.base != "aiohttp":
             continue
         names.append(textwrap.fill(scenario.title, 24))
         for kind in kinds:
@@ -502,7 +549,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             publish(args.section, saved["environment"], text, results, chosen)
         return saved
     for scenario in chosen:
-        order = [*kinds, *(k for k in scenario.extra if "monument" in kinds)]
+        own = [k for k in kinds if scenario.servers is None or k in scenario.servers]
+        order = [*own, *(k for k in scenario.extra if "monument" in kinds)]
         runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in order}
         for rep in range(args.reps):
             for kind in order:
@@ -527,6 +575,10 @@ def publish(
     chosen: list[Scenario],
 ) -> None:
     image = "benchmarks.png" if section == "main" else f"benchmarks-{section}.png"
+    if not any(s.base == "aiohttp" and results.get(s.name, {}).get("aiohttp") for s in chosen):
+        # Nothing the chart draws (it shows figures relative to raw aiohttp's): tables only.
+        write_docs(section, f"Run on {environment}.\n\n{text}")
+        return
     write_docs(section, f"Run on {environment}.\n\n{text}\n![chart]({image})\n")
     chart(results, chosen, ROOT / "docs" / image)
 

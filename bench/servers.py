@@ -5,7 +5,8 @@
 Besides them, variants measured in some scenarios: ``monument+demo`` (the demo
 app exactly as ``monument-ws run`` serves it, with :data:`LOAD_TEST_FLAGS`;
 its ``echo`` is a plain function, so it runs inline), ``monument+hook`` (with an
-outgoing frame hook) and the floor of the request path, ``monument+bare``
+outgoing frame hook), ``monument+formats`` (with endpoints for the three other wire
+formats, :data:`ENDPOINTS`) and the floor of the request path, ``monument+bare``
 (handlers run inline) and ``monument+bare-task`` (a task per request), which
 speak monument_ws's wire format with none of its features (:func:`bare_app`).
 
@@ -57,7 +58,17 @@ def hooked_app(redis: str | None, prefix: str) -> web.Application:
     return app
 
 
-def monument_app(redis: str | None, prefix: str) -> web.Application:
+#: The endpoints of ``monument+formats``: every wire format monument_ws speaks besides its own
+#: (docs/protocol.md, "Endpoints and codecs"), at the paths bench/loadgen.mjs uses.
+ENDPOINTS = {"/ss": "serverless-sockets", "/sss": "super-scaled-sockets", "/owl": "owlmeans"}
+
+
+def formats_app(redis: str | None, prefix: str) -> web.Application:
+    """monument_ws with the three endpoints on, so one channel has subscribers of four formats."""
+    return monument_app(redis, prefix, endpoints=ENDPOINTS)
+
+
+def monument_app(redis: str | None, prefix: str, **settings: Any) -> web.Application:
     import monument_ws
 
     app = web.Application()
@@ -73,6 +84,7 @@ def monument_app(redis: str | None, prefix: str) -> web.Application:
         max_sockets_per_ip=100_000,
         heartbeat=0,
         channels={CHANNEL: {"publish": "anyone"}},
+        **settings,
     )
 
     @ws.handler("echo")
@@ -255,6 +267,7 @@ def socketio_app(redis: str | None, prefix: str) -> web.Application:
 APPS = {
     "monument": monument_app,
     "monument+hook": hooked_app,
+    "monument+formats": formats_app,
     "monument+bare": bare_app(inline=True),
     "monument+bare-task": bare_app(inline=False),
     "aiohttp": aiohttp_app,

@@ -3,7 +3,8 @@
 Figures are not asserted (they belong to docs/benchmarks.md, measured by hand);
 what is asserted are counts: every request answered, every fan-out message and
 every publication through Redis delivered to every subscriber, every idle socket
-opened, for monument_ws, raw aiohttp and python-socketio alike.
+opened, for monument_ws, raw aiohttp and python-socketio alike; and in the fan-out
+across wire formats, every message delivered to every socket of each format.
 """
 
 from __future__ import annotations
@@ -35,7 +36,18 @@ def test_quick_suite_delivers_everything(tmp_path: Path) -> None:
         cwd=ROOT, check=True, timeout=300, capture_output=True,
     )  # fmt: skip
     results = json.loads(out.read_text())["results"]
-    assert set(results) == {"rpc-100", "fanout", "idle", "redis"}
+    assert set(results) == {"rpc-100", "fanout", "fanout-mixed", "idle", "redis"}
+    mixed = results.pop("fanout-mixed")
+    assert set(mixed) == {"monument", "monument+formats"}
+    formats = {"monument", "serverless-sockets", "super-scaled-sockets", "owlmeans"}
+    for server, (row,) in mixed.items():
+        # 40 subscribers (10 per format in the mixed run), 10 messages each, every one counted
+        assert row["incomplete"] == 0, server
+        assert row["operations"] == row["expected"] == 400, server
+        want = formats if server == "monument+formats" else {"monument"}
+        assert set(row["per_format"]) == want, server
+        assert sum(row["sockets_per_format"].values()) == 40, server
+        assert all(n == 400 // len(want) for n in row["per_format"].values()), server
     for scenario, runs in results.items():
         extra = {
             "fanout": {"monument+hook"},
