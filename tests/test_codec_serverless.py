@@ -335,6 +335,7 @@ async def test_an_endpoint_on_the_main_path_is_refused():
 class _FakeSender:
     def __init__(self, codec: Any) -> None:
         self.codec = codec
+        self.wire_format = None if codec is None else codec.codec
 
     def gather(self) -> bool:
         return False

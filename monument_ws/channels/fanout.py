@@ -144,7 +144,12 @@ class Fanout:
                     continue
                 outbound = socket.outbound
                 sender = outbound.sender
-                theirs = wire if sender.codec is None else coded(sender.codec, frame, cache)
+                # coded() inlined: this loop runs once per subscriber of every publication
+                fmt = sender.wire_format
+                theirs = wire if fmt is None else cache.get(fmt)
+                if theirs is None:
+                    assert fmt is not None
+                    theirs = cache[fmt] = fmt.encode_shared(frame)
                 if theirs:
                     if not first and sender.gather():
                         gathering.append(socket)

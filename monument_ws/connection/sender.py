@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Protocol
 from ..protocol.writer import text_frame
 
 if TYPE_CHECKING:
-    from ..protocol.codecs import CodecSession
+    from ..protocol.codecs import Codec, CodecSession
     from .stats import Stats
 
 
@@ -156,8 +156,10 @@ class Sender:
         self.peak_writers = 0
 
     #: the socket's wire format when it is not the native protocol: None here, a session in
-    #: :class:`CodecSender` (fan-out reads it to encode a frame once per format)
+    #: :class:`CodecSender`
     codec: CodecSession | None = None
+    #: that session's codec (None here): fan-out encodes a frame once per codec, keyed by it
+    wire_format: Codec | None = None
 
     @property
     def queued(self) -> int:
@@ -337,7 +339,7 @@ class CodecSender(Sender):
     in that format already (fan-out asks the codec). Native sockets use :class:`Sender`, whose
     path has no codec test at all."""
 
-    __slots__ = ("_encode", "codec")
+    __slots__ = ("_encode", "codec", "wire_format")
 
     def __init__(
         self,
@@ -351,6 +353,7 @@ class CodecSender(Sender):
     ) -> None:
         super().__init__(transport, flow, max_frames=max_frames, max_bytes=max_bytes, stats=stats)
         self.codec = codec
+        self.wire_format = codec.codec
         self._encode = codec.encode
 
     def offer(self, payload: bytes, wire: bytes | None = None) -> bool:
