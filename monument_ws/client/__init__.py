@@ -20,8 +20,9 @@ ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
 ``dispatch`` (where each incoming frame goes), ``auth`` (staged auth), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
 frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
-objects), ``status`` (state, welcome, close code) and ``tasks``; ``people`` holds the
-methods about presence and the user and session channels.
+objects), ``status`` (state, welcome, close code) and ``tasks``; ``channel_methods`` and
+``people`` hold the Client's methods about channels (subscribe, publish, history) and about
+presence and the user and session channels.
 
 **SYNC.** Frames carrying ``"sync": "full" | "patch"`` are applied to the
 current object kept per event; listeners, calls and streams receive the whole
@@ -94,6 +95,7 @@ from ..protocol.errors import MonumentWSError
 from ..protocol.frames import Queued
 from .auth import Auth
 from .calls import DEFAULT, Calls, frame_of
+from .channel_methods import ChannelMethods
 from .channels import Channels, Message, Subscription
 from .connection import Connection
 from .dispatch import Dispatch
@@ -149,10 +151,11 @@ class Periodic:
         return self._task.done()
 
 
-class Client(People):
+class Client(ChannelMethods, People):
     """A monument_ws connection that reconnects, resumes, and keeps what it sends while offline.
 
-    Its presence and user/session channel methods come from :class:`.people.People`."""
+    Its channel methods come from :class:`.channel_methods.ChannelMethods`, its presence and
+    user/session channel methods from :class:`.people.People`."""
 
     #: Every server URL this client may use; ``url`` is the one in use (or tried) now.
     urls = _Part[list[str]]("_connection", "urls")
@@ -398,74 +401,6 @@ class Client(People):
     def enqueued(self) -> int:
         """How many peer-queue messages wait in the inbox for :meth:`consume`."""
         return len(self._inbox)
-
-    # --- channels -----------------------------------------------------------
-
-    async def subscribe(
-        self,
-        channel: str,
-        handler: Callable[[Message], Any],
-        *,
-        query: Any = None,
-        label: Any = None,
-        meta: Any = None,
-    ) -> Subscription:
-        """Subscribe to ``channel``; ``handler(Message)`` gets each publication, in offset order.
-
-        After every reconnect the client resubscribes by itself with ``since``,
-        so missed publications are replayed (see :class:`Subscription`). ``label`` and
-        ``meta`` describe this client in the channel's presence. Raises the server's error
-        (e.g. Forbidden) if the subscription is refused.
-        """
-        subscription = Subscription(self, channel, handler, query, label=label, meta=meta)
-        return await self._channels.subscribe(subscription)
-
-    async def unsubscribe(self, channel: str) -> None:
-        await self._channels.unsubscribe(channel)
-
-    async def publish(
-        self,
-        channel: str,
-        event: str,
-        data: Any = None,
-        *,
-        exclude_self: bool = False,
-        idempotency_key: str | None = None,
-    ) -> int:
-        """Publish to ``channel`` (where its namespace lets clients); returns the offset.
-        ``exclude_self=True``: this client (its client id) does not get it, live or replayed.
-
-        ``idempotency_key`` (1 to 64 characters, e.g. ``uuid4().hex`` made once per message):
-        when a publish fails without an answer (``Timeout``, ``Unavailable``, a lost
-        connection) it may still have been published; retrying with the same key publishes
-        once and returns the first offset (the server remembers a key per channel for its
-        ``idempotency_window``)."""
-        return await self._channels.publish(channel, event, data, exclude_self, idempotency_key)
-
-    async def history(
-        self,
-        channel: str,
-        *,
-        before: int | None = None,
-        after: int | None = None,
-        limit: int | None = None,
-        epoch: str | None = None,
-        query: Any = None,
-    ) -> dict[str, Any]:
-        """One page of ``channel``'s history window (the protocol's ``ws:history``):
-        ``{"channel", "epoch", "offset", "publications": [{"event", "data", "offset"}, …],
-        "more"}``, oldest first; the latest ``limit`` (server default 50, at most 100), or
-        those ``before`` / ``after`` an offset. Go on with
-        ``before=page["publications"][0]["offset"]`` (or ``after=`` the last one) and the
-        first page's ``epoch`` while ``more``. ``query`` goes to the namespace's subscribe
-        policy, as for :meth:`subscribe`; no subscription is needed. Raises the server's
-        error (Forbidden, BadFrame)."""
-        page = {"before": before, "after": after, "limit": limit, "epoch": epoch, "query": query}
-        return await self._channels.history(channel, page)
-
-    @property
-    def subscriptions(self) -> dict[str, Subscription]:
-        return self._channels.subscriptions
 
     # --- listeners and middleware -------------------------------------------
 
