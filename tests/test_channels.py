@@ -96,6 +96,7 @@ async def test_subscribe_policy_function_sees_the_query(make_server, connect: Co
     "data",
     [None, "news", {}, {"channel": ""}, {"channel": "bad name"}, {"channel": "x" * 201},
      {"channel": "ok", "since": {"offset": -1, "epoch": "e"}},
+     {"channel": "ok", "since": {"offset": 2**63, "epoch": "e"}},
      {"channel": "ok", "since": {"offset": 1}}, {"channel": "ok", "since": 5}],
 )  # fmt: skip
 async def test_bad_subscribe_requests_get_bad_frame(make_server, connect: Connect, data):
@@ -239,6 +240,7 @@ class FlakySubscribeBroker(MemoryBroker):
         super().__init__()
         self.fail_next = False
         self.subscribes = 0
+        self.unsubscribed: list[str] = []
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -249,6 +251,13 @@ class FlakySubscribeBroker(MemoryBroker):
             self.fail_next = False
             raise monument_ws.Unavailable("the broker is away")
         await super().subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self.unsubscribed.append(channel)
+        await super().unsubscribe(channel)
+
+    def subscribed(self, channel: str) -> bool:
+        return channel in self._subscribed
 
 
 async def test_a_failed_broker_subscribe_leaves_nothing_behind(
@@ -265,6 +274,7 @@ async def test_a_failed_broker_subscribe_leaves_nothing_behind(
     answer = await peer.request({"event": "ws:subscribe", "id": 1, "data": {"channel": "feed"}})
     assert answer["error"]["code"] == "unavailable", answer
     assert ws.hub.channels() == {}
+    assert broker.unsubscribed == ["feed"]  # what a broker remembered of it is forgotten
     await subscribe(peer, "feed")
     assert broker.subscribes == 2
     await ws.publish("feed", "item", "x")
@@ -296,6 +306,39 @@ async def test_subscribers_arriving_while_the_broker_subscribes_wait_for_it(
     assert broker.subscribes == 1
     assert opened == ["feed"]
     assert ws.hub.channels() == {"feed": 2}
+
+
+async def test_a_subscriber_arriving_while_the_last_one_leaves_keeps_the_channel_subscribed(
+    aiohttp_client, connect: Connect, bus: monument_ws.EventBus
+):
+    """The last subscriber leaves and, while CHANNEL_CLOSED's receiver still runs, a new one
+    subscribes: it waits for the close to finish, then subscribes the broker again -- the
+    close's broker unsubscribe cannot undo its subscribe -- and gets the publications."""
+    broker = FlakySubscribeBroker()
+    app = web.Application()
+    ws = monument_ws.setup(app, websocket=True, bus=bus, broker=broker)
+    closing = asyncio.Event()
+    release = asyncio.Event()
+
+    @bus.on(signals.CHANNEL_CLOSED)
+    async def on_closed(event: str, channel: str, **_: Any) -> None:
+        closing.set()
+        await release.wait()
+
+    client = await aiohttp_client(app)
+    first, second = await connect(client), await connect(client)
+    await subscribe(first, "feed")
+    await first.send({"event": "ws:unsubscribe", "id": "u", "data": {"channel": "feed"}})
+    await asyncio.wait_for(closing.wait(), 10)
+    await second.send({"event": "ws:subscribe", "id": "s", "data": {"channel": "feed"}})
+    await asyncio.sleep(0.05)  # the subscribe is now waiting for the close
+    release.set()
+    assert (await first.recv())["id"] == "u"  # the close has finished, broker unsubscribe too
+    assert (await second.recv())["event"] == "ws:subscribe"
+    assert broker.subscribed("feed")
+    assert ws.hub.channels() == {"feed": 1}
+    await ws.publish("feed", "item", "after")
+    assert (await second.recv())["data"] == "after"
 
 
 async def test_encode_once_for_a_thousand_subscribers(make_server, connect: Connect, monkeypatch):

@@ -467,3 +467,11 @@ async def test_resync_on_another_process_over_redis(make_server, redis_prefix: s
     assert answer["result"] == {"news": True}
     assert [r["msg"] for r in answer["records"]] == [0, 1]
     assert [since(r["uid"])[1] for r in answer["records"]] == [2, 3]  # type: ignore[index]
+
+
+def test_a_uid_with_an_offset_past_63_bits_names_no_place() -> None:
+    """A lastUid is the client's: one with thousands of digits (int() would raise on it) or
+    past 63 bits is no place at all (a resync reports false for it), never an exception."""
+    assert since("e1:" + "9" * 5000) is None
+    assert since("e1:" + "9" * 20) is None
+    assert since("e1:9223372036854775807") == ("e1", 2**63 - 1)

@@ -152,6 +152,8 @@ async def test_limits_and_bad_input_are_bad_frames(make_server, connect: Connect
         {"channel": "news:x", "limit": "5"},
         {"channel": "news:x", "before": 3, "after": 1},
         {"channel": "news:x", "before": -1},
+        {"channel": "news:x", "before": 2**63},  # past what the store and Redis can hold
+        {"channel": "news:x", "after": 2**70},
         {"channel": "news:x", "after": 1.5},
         {"channel": "news:x", "after": False},
         {"channel": "news:x", "epoch": 7},

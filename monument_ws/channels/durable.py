@@ -141,5 +141,8 @@ class Durable:
             except Unavailable as exc:
                 log.warning("retention skipped a round: %s", exc)
                 continue
+            except Exception:  # the next round may do better; retention must not stop
+                log.exception("retention failed a round")
+                continue
             if deleted:
                 log.info("retention deleted %d stored publications", deleted)

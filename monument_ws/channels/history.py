@@ -40,6 +40,9 @@ DEFAULT_LIMIT: Final = 50
 #: The most publications one page may ask for; a larger ``limit`` is refused (bad_frame for a
 #: socket, ValueError for the server API), so one request never reads a whole large window.
 MAX_LIMIT: Final = 100
+#: The largest offset a client may name (a signed 64-bit integer, as the store and Redis keep
+#: them): a larger one is refused before it reaches either.
+MAX_OFFSET: Final = 2**63 - 1
 
 
 class HistorySource(Protocol):
@@ -56,8 +59,8 @@ def check_page(before: object, after: object, limit: object, epoch: object) -> s
     for name, value in (("before", before), ("after", after)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             return f"{name!r} must be an offset (an integer >= 0)"
-        if isinstance(value, int) and value < 0:
-            return f"{name!r} must be an offset (an integer >= 0)"
+        if isinstance(value, int) and not 0 <= value <= MAX_OFFSET:
+            return f"{name!r} must be an offset (an integer from 0 to 2**63 - 1)"
     if before is not None and after is not None:
         return "give 'before' or 'after', not both"
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:

@@ -36,6 +36,7 @@ the socket's send buffer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -76,8 +77,8 @@ class Subscriptions:
         #: every channel's local subscribers, live or recovering (the table the fan-out reads)
         self.members: Members = {}
         self._of_socket: dict[Socket, set[str]] = {}
-        #: channels whose broker subscribe is under way: later subscribers wait for it
-        self._opening: dict[str, asyncio.Future[None]] = {}
+        #: channels whose broker subscription is being opened or closed: subscribers wait
+        self._changing: dict[str, asyncio.Future[None]] = {}
 
     def __len__(self) -> int:
         """How many sockets have at least one subscription."""
@@ -135,27 +136,40 @@ class Subscriptions:
     async def _open(self, channel: str) -> dict[Socket, list[Publication] | None]:
         """The channel's subscriber table, subscribing the broker first when it has none.
 
-        One subscriber at a time opens a channel; the others wait for it. The table exists
-        only once the broker is subscribed, so a failed broker subscribe (raised to the
-        socket that tried) leaves nothing behind and the next subscriber tries again.
+        One change of a channel's broker subscription at a time: a subscriber that finds the
+        channel being opened or closed (:meth:`unsubscribe`) waits for that first. The table
+        exists only once the broker is subscribed and CHANNEL_OPENED announced; a broker
+        subscribe that fails, or an opening abandoned half-way (its socket closed), leaves
+        nothing behind -- the broker is told to forget the channel -- and the next subscriber
+        tries again.
         """
-        while True:
-            opening = self._opening.get(channel)
-            if opening is None:
-                break
-            await asyncio.shield(opening)
+        await self._settled(channel)
         subs = self.members.get(channel)
         if subs is not None:
             return subs
-        opening = self._opening[channel] = asyncio.get_running_loop().create_future()
+        opening = self._changing[channel] = asyncio.get_running_loop().create_future()
         try:
             await self._broker.subscribe(channel)
-            subs = self.members[channel] = {}
             await announce(self._bus, CHANNEL_OPENED, channel=channel)
+            subs = self.members[channel] = {}
             return subs
+        except BaseException:
+            # A broker may remember a channel whose subscribe failed (to resubscribe it after
+            # an outage): nothing here will ever unsubscribe it, so forget it now.
+            with contextlib.suppress(Exception):
+                await self._broker.unsubscribe(channel)
+            raise
         finally:
-            del self._opening[channel]
+            del self._changing[channel]
             opening.set_result(None)
+
+    async def _settled(self, channel: str) -> None:
+        """Wait until no opening or closing of ``channel`` is under way."""
+        while True:
+            changing = self._changing.get(channel)
+            if changing is None:
+                return
+            await asyncio.shield(changing)
 
     def go_live(self, socket: Socket, channel: str, after: int) -> None:
         """End ``socket``'s recovery on ``channel``: flush buffered publications newer than ``after``."""
@@ -195,10 +209,15 @@ class Subscriptions:
             subs.pop(socket, None)
             if not subs:
                 del self.members[channel]
-                # Announced before the broker's unsubscribe, which may wait: a new first
-                # subscriber's CHANNEL_OPENED, which waits for the broker's subscribe, follows it.
-                await announce(self._bus, CHANNEL_CLOSED, channel=channel)
-                await self._broker.unsubscribe(channel)
+                # A subscriber arriving now waits (_open) until the broker has let go, so its
+                # broker subscribe cannot be undone by this unsubscribe.
+                closing = self._changing[channel] = asyncio.get_running_loop().create_future()
+                try:
+                    await announce(self._bus, CHANNEL_CLOSED, channel=channel)
+                    await self._broker.unsubscribe(channel)
+                finally:
+                    del self._changing[channel]
+                    closing.set_result(None)
         return True
 
     async def leave_all(self, socket: Socket) -> list[str]:

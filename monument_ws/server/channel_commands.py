@@ -35,7 +35,7 @@ from typing import Any
 
 from .. import protocol
 from ..bus import EventBus
-from ..channels.history import DEFAULT_LIMIT, check_page
+from ..channels.history import DEFAULT_LIMIT, MAX_OFFSET, check_page
 from ..channels.hub import Hub
 from ..channels.namespaces import allows
 from ..channels.peer_queues import QUEUE_EVENT
@@ -130,10 +130,10 @@ class ChannelCommands:
         if (
             isinstance(offset, bool)
             or not isinstance(offset, int)
-            or offset < 0
+            or not 0 <= offset <= MAX_OFFSET
             or not isinstance(epoch, str)
         ):
-            raise BadFrame("'since' must be {'offset': <int >= 0>, 'epoch': <str>}")
+            raise BadFrame("'since' must be {'offset': <int from 0 to 2**63 - 1>, 'epoch': <str>}")
         return offset, epoch
 
     async def _admit(

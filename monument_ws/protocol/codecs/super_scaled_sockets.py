@@ -124,7 +124,8 @@ def since(last_uid: Any) -> tuple[str, int] | None:
     if not isinstance(last_uid, str):
         return None
     epoch, colon, offset = last_uid.rpartition(":")
-    if not colon or not epoch or not offset.isascii() or not offset.isdigit():
+    # 19 digits at most: an offset fits 63 bits, and int() of a very long digit string raises
+    if not colon or not epoch or not offset.isascii() or not offset.isdigit() or len(offset) > 19:
         return None
     return epoch, int(offset)
 
