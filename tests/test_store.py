@@ -707,3 +707,19 @@ async def test_idempotent_publishes_to_a_persisted_channel_are_written_once(
         (first[0], "k1"),
         *sorted([(burst[0][0], "k2"), (burst[20][0], None)]),
     ]
+
+
+def test_only_a_database_that_cannot_be_reached_marks_the_store_unhealthy() -> None:
+    """A statement refused (an error answer, arguments the driver cannot encode, e.g. an
+    offset past 64 bits) is Unavailable for its caller alone; readiness turns 503 only for a
+    database that cannot be reached or used."""
+    from asyncpg.exceptions._base import DataError as ArgumentError
+
+    from monument_ws.stores.postgres.store import _database_down
+
+    assert _database_down(OSError("connection refused"))
+    assert _database_down(TimeoutError())
+    assert _database_down(asyncpg.PostgresConnectionError("gone"))
+    assert _database_down(asyncpg.exceptions.AdminShutdownError("shutting down"))
+    assert not _database_down(ArgumentError("value out of int64 range"))
+    assert not _database_down(asyncpg.exceptions.UniqueViolationError("duplicate key"))

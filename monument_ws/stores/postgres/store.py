@@ -42,6 +42,17 @@ Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 FAILURES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
+def _database_down(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or used, rather than that it refused
+    one statement (an error in its answer, or arguments the driver could not encode): only the
+    former marks the store unhealthy, so no request can take a node out of readiness."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(
+            exc, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+        )
+    return not isinstance(exc, ValueError)  # the driver's DataError: arguments, not the database
+
+
 class PostgresStore(Store):
     """Persisted channels in the tables of :mod:`~monument_ws.stores.postgres.schema`."""
 
@@ -117,9 +128,10 @@ class PostgresStore(Store):
             async with self._pool.acquire(timeout=self._timeout) as connection:
                 yield connection
         except FAILURES as exc:
-            if self._healthy:
-                log.warning("the store's database failed: %s", exc)
-            self._healthy = False
+            if _database_down(exc):
+                if self._healthy:
+                    log.warning("the store's database failed: %s", exc)
+                self._healthy = False
             raise Unavailable(f"the store's database failed: {exc}") from exc
         self._healthy = True
 
