@@ -235,13 +235,13 @@ class Subscriptions:
         is asked to resubscribe only if history does not hold them.
         """
         if after is not None and restarted is None:
-            subs = self.members.get(channel)
-            if not subs:
-                return
             buffers: dict[Socket, list[Publication]] = {}
+            subs = self.members.get(channel, {})
             for socket, buffer in subs.items():
                 if buffer is None:  # live; one recovering already has its own buffer
                     buffers[socket] = subs[socket] = []
+            if not buffers:
+                return
             task = asyncio.get_running_loop().create_task(self._refill(channel, after, buffers))
             self._refills.add(task)
             task.add_done_callback(self._refills.discard)
