@@ -48,7 +48,9 @@ class Recorder:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         self.ephemeral.append((channel, frame))
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
         self.gaps.append(channel)
         self.restarts.append(restarted)
 

@@ -723,3 +723,81 @@ def test_only_a_database_that_cannot_be_reached_marks_the_store_unhealthy() -> N
     assert _database_down(asyncpg.exceptions.AdminShutdownError("shutting down"))
     assert not _database_down(ArgumentError("value out of int64 range"))
     assert not _database_down(asyncpg.exceptions.UniqueViolationError("duplicate key"))
+
+
+async def test_a_publication_the_broker_was_not_handed_still_reaches_live_subscribers_in_order(
+    make_server, connect, pg_schema, redis_prefix
+):
+    """A publish committed to the store whose announcement to Redis failed is acknowledged; the
+    next one announced shows the gap to every process, which fills it from the store: live
+    subscribers on both processes get 1, 2, 3, 4 once each, in order, and no resubscribe."""
+    from monument_ws.brokers.redis import RedisBroker
+    from monument_ws.protocol.errors import Unavailable
+    from tests.conftest import REDIS_URL
+
+    settings = persisted(pg_schema)
+    servers = [
+        await make_server(broker=RedisBroker(REDIS_URL, prefix=redis_prefix), **settings)
+        for _ in range(2)
+    ]
+    peers = [await connect(client) for client, _ in servers]
+    for peer in peers:
+        await subscribe(peer, "log:g")
+    ws = servers[0][1]
+    assert ws.durable is not None
+    broker = ws.durable.broker
+    assert await ws.publish("log:g", "line", 1) == 1
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise Unavailable("Redis did not answer")
+
+    broker.publish_at = down
+    assert await ws.publish("log:g", "line", 2) == 2  # committed, acknowledged, not announced
+    del broker.publish_at  # the class's again
+    assert await ws.publish("log:g", "line", 3) == 3
+    assert await ws.publish("log:g", "line", 4) == 4
+    for peer in peers:
+        frames = [await peer.recv() for _ in range(4)]
+        assert [(f["event"], f["offset"], f["data"]) for f in frames] == [
+            ("line", n, n) for n in range(1, 5)
+        ]
+    assert await ws.publish("log:g", "line", 5) == 5
+    for peer in peers:
+        assert (await peer.recv())["offset"] == 5  # nothing twice, no ws:resubscribe between
+
+
+async def test_a_gap_the_store_no_longer_holds_asks_live_subscribers_to_resubscribe(
+    make_server, connect, pg_schema, redis_prefix
+):
+    """The publication the broker was not handed is gone from the store too (retention) when
+    the gap shows: the live subscriber gets what follows, then a ws:resubscribe."""
+    from monument_ws.brokers.redis import RedisBroker
+    from monument_ws.protocol.errors import Unavailable
+    from tests.conftest import REDIS_URL
+
+    client, ws = await make_server(
+        broker=RedisBroker(REDIS_URL, prefix=redis_prefix), **persisted(pg_schema)
+    )
+    peer = await connect(client)
+    await subscribe(peer, "log:h")
+    assert ws.durable is not None
+    broker = ws.durable.broker
+    assert await ws.publish("log:h", "line", 1) == 1
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise Unavailable("Redis did not answer")
+
+    broker.publish_at = down
+    assert await ws.publish("log:h", "line", 2) == 2
+    del broker.publish_at
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await connection.execute(
+            f'DELETE FROM "{pg_schema}".publications WHERE channel = $1 AND "offset" = 2', "log:h"
+        )
+    finally:
+        await connection.close()
+    assert await ws.publish("log:h", "line", 3) == 3
+    frames = [await peer.recv() for _ in range(3)]
+    assert [f.get("offset") for f in frames[:2]] == [1, 3]
+    assert frames[2] == {"event": "ws:resubscribe", "data": {"channel": "log:h"}}

@@ -119,9 +119,18 @@ class Listener(Protocol):
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         """A channel frame without offset or history (join/leave)."""
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
         """History could not supply what ``channel`` missed during an outage: its subscribers
         must resubscribe (and learn ``recovered: false``).
+
+        ``after``: the broker received a publication of ``channel`` whose offset is more than
+        one above ``after``, the last one it delivered (a publication numbered elsewhere, by a
+        store, that the broker was never handed). It delivers that publication right after
+        this call. The listener first tries to fill the gap for its live subscribers itself
+        from the channel's history (for a persisted channel, the store) and asks them to
+        resubscribe only where that history does not hold the missed publications.
 
         ``restarted``: the channel's history was lost and started again in this epoch, and
         the broker delivers every publication of it from offset 1 right after this call (they
@@ -341,7 +350,9 @@ class _Nobody:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         pass
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
         pass
 
     def deliver_control(self, message: bytes) -> None:

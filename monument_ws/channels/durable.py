@@ -5,7 +5,10 @@ For such a channel the store is the authority (see :mod:`monument_ws.stores.base
 * a publish is written to the store, which numbers it (epoch and offset) and commits it; only
   then is it handed to the broker with those numbers (:meth:`Broker.publish_at`), so it reaches
   subscribers on every process and the broker's history as any publication does, and only then
-  is the publish acknowledged;
+  is the publish acknowledged (if the broker does not take it, it is acknowledged all the same:
+  the channel's next publication the broker takes arrives one offset too far, and every
+  process fills that gap for its live subscribers from the store, see
+  :mod:`monument_ws.channels.recovery`);
 * a subscribe reads the channel's epoch and offset, and with ``since`` what it missed, from the
   store (:meth:`Durable.history`), so a recovery reaches back as far as the store keeps, also
   across a broker that lost its data;

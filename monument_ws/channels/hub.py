@@ -118,5 +118,7 @@ class Hub:
     def deliver_control(self, message: bytes) -> None:
         self._registry.deliver_control(message)
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
-        self._subscriptions.resubscribe_all(channel, restarted)
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
+        self._subscriptions.resubscribe_all(channel, restarted, after)

@@ -10,6 +10,12 @@ Guarantees (docs/protocol.md):
 * When the broker lost publications of a channel that history cannot supply
   (an outage), every local subscriber of the channel is asked to resubscribe
   (a ``ws:resubscribe`` push, :meth:`Subscriptions.resubscribe_all`).
+* When the broker receives a channel's publication more than one offset above the last one
+  it delivered (a persisted channel's publication committed by the store but never handed to
+  the broker), the live subscribers are not served across the gap: they buffer, the missed
+  publications are read from history (the store's) and sent, then the buffer is flushed --
+  the recovery sequence below, run by the server for them -- so they get every publication
+  once, in order. Only when history does not hold them are they asked to resubscribe.
 
 For a persisted channel (a namespace with ``persist``) the position and what was missed come
 from the store instead of the broker (the ``history`` given to :class:`Subscriptions`, see
@@ -37,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,6 +55,8 @@ from ..connection.socket import Socket
 from ..connection.stats import OUT_PUBLICATION
 from ..signals import CHANNEL_CLOSED, CHANNEL_OPENED, announce
 from .fanout import Members, shared_frame
+
+log = logging.getLogger("monument_ws")
 
 
 class Subscriptions:
@@ -79,6 +88,8 @@ class Subscriptions:
         self._of_socket: dict[Socket, set[str]] = {}
         #: channels whose broker subscription is being opened or closed: subscribers wait
         self._changing: dict[str, asyncio.Future[None]] = {}
+        #: gaps being filled (:meth:`resubscribe_all` with ``after``)
+        self._refills: set[asyncio.Task[None]] = set()
 
     def __len__(self) -> int:
         """How many sockets have at least one subscription."""
@@ -227,17 +238,69 @@ class Subscriptions:
             await self.unsubscribe(socket, channel)
         return left
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
         """Ask every local subscriber of ``channel`` to resubscribe (history could not fill a gap).
 
         With ``restarted`` (the channel's new epoch, whose publications the broker delivers
         next from offset 1) the push says ``"epoch": restarted, "offset": 0`` instead: the
         client takes that position and stays subscribed, so it gets every publication since
         the restart once, in order, without a subscribe that could miss some meanwhile.
+
+        With ``after`` (the broker skipped offsets after ``after`` and delivers the next one
+        right after this call) the live subscribers buffer from now on while the missed
+        publications are read from history and sent to them (:meth:`_refill`); a subscriber
+        is asked to resubscribe only if history does not hold them.
         """
+        if after is not None and restarted is None:
+            buffers: dict[Socket, list[Publication]] = {}
+            subs = self.members.get(channel, {})
+            for socket, buffer in subs.items():
+                if buffer is None:  # live; one recovering already has its own buffer
+                    buffers[socket] = subs[socket] = []
+            if not buffers:
+                return
+            task = asyncio.get_running_loop().create_task(self._refill(channel, after, buffers))
+            self._refills.add(task)
+            task.add_done_callback(self._refills.discard)
+            return
+        self._push_resubscribe(self.subscribers(channel), channel, restarted)
+
+    async def _refill(
+        self, channel: str, after: int, buffers: dict[Socket, list[Publication]]
+    ) -> None:
+        """Send ``buffers``' sockets what ``channel`` published after ``after``, from history,
+        then flush what they buffered meanwhile; a push to resubscribe where history lacks it."""
+        history: History | None = None
+        try:
+            # The epoch of the publications delivered so far is the channel's current one
+            # (a broker or store that lost it drops the connection first): read it, then read.
+            position = await self._history(channel, after, None)
+            history = await self._history(channel, after, position.epoch)
+        except Exception as exc:  # the subscribers are asked to resubscribe instead
+            log.warning("reading %r to fill a gap after %d failed: %s", channel, after, exc)
+        subs = self.members.get(channel)
+        if subs is None:
+            return
+        # Still subscribed, and not resubscribed meanwhile (a subscribe gives a new buffer).
+        sockets = [socket for socket, buffer in buffers.items() if subs.get(socket) is buffer]
+        if history is None or not history.complete:
+            for socket in sockets:
+                self.go_live(socket, channel, after)
+            self._push_resubscribe(sockets, channel, None)
+            return
+        for socket in sockets:
+            last = after
+            for publication in history.publications:
+                self._send(socket, publication)
+                last = publication.offset
+            self.go_live(socket, channel, last)
+
+    def _push_resubscribe(self, sockets: list[Socket], channel: str, restarted: str | None) -> None:
         data: dict[str, Any] = {"channel": channel}
         if restarted is not None:
             data.update(epoch=restarted, offset=0)
         frame = protocol.push("ws:resubscribe", data)
-        for socket in self.subscribers(channel):
+        for socket in sockets:
             socket.send_raw_nowait(frame)

@@ -100,8 +100,10 @@ class _Relay:
     def deliver_ephemeral(self, channel: str, frame: bytes) -> None:
         self._owner.listener.deliver_ephemeral(channel, frame)
 
-    def resubscribe_all(self, channel: str, restarted: str | None = None) -> None:
-        self._owner.listener.resubscribe_all(channel, restarted)
+    def resubscribe_all(
+        self, channel: str, restarted: str | None = None, after: int | None = None
+    ) -> None:
+        self._owner.listener.resubscribe_all(channel, restarted, after)
 
     def deliver_control(self, message: bytes) -> None:
         tag, message = untagged(message)

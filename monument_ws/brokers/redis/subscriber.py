@@ -18,6 +18,13 @@ missed publications were dropped) it calls
 :meth:`~monument_ws.brokers.base.Listener.resubscribe_all` for that channel.
 Local sockets keep being served throughout.
 
+**A gap in live messages.** A channel's offsets arrive one by one, as Redis numbers them
+(or as a store numbered them, :meth:`~monument_ws.brokers.base.Broker.publish_at`). A live
+publication more than one above the last offset delivered here means the ones between were
+never handed to Redis (a store committed them, then announcing them failed): the reader calls
+``resubscribe_all(channel, after=<last delivered>)`` before delivering it, and the listener
+fills the gap from the channel's history -- for a persisted channel the store, which has them.
+
 **A restarted Redis** (it lost its data: the channel's epoch in Redis is not the
 one delivered here) started each channel again at offset 1, and other processes
 may have published to it before this one resubscribed. The reader then reads
@@ -178,8 +185,21 @@ class Subscriber:
             return
         number, _, excluded = head.partition(b"/")  # "<offset>[/<hex of excluded client>]"
         offset = int(number)
-        if offset <= self._delivered.get(channel, 0):
-            return  # already delivered by a recovery
+        last = self._delivered.get(channel)
+        if last is not None:
+            if offset <= last:
+                return  # already delivered by a recovery
+            if offset > last + 1:
+                # Offsets after ``last`` were never announced (a store committed them but
+                # handing them to Redis failed): the listener fills the gap from history
+                # before its subscribers see this one.
+                log.warning(
+                    "%r skipped from offset %d to %d; filling the gap from history",
+                    channel,
+                    last,
+                    offset,
+                )
+                self._broker.listener.resubscribe_all(channel, after=last)
         self._delivered[channel] = offset
         self._broker.listener.deliver(Publication(channel, offset, frame, decode_exclude(excluded)))
 

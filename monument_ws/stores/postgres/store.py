@@ -179,7 +179,7 @@ class PostgresStore(Store):
                 for pending, publication, epoch in published:
                     try:
                         await self.announce(publication, epoch)
-                    except Exception as exc:  # committed: recoverable from the store
+                    except Exception as exc:  # committed: the next announced fills the gap
                         log.warning("announcing %r failed: %s", publication.channel, exc)
                     if not pending.done.done():
                         pending.done.set_result((publication.offset, epoch))
