@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from monument_ws import presence
 from monument_ws.brokers import MemoryBroker
 from monument_ws.client import Client
-from tests.conftest import REDIS_URL, Connect, FakeClock, Peer, eventually
+from tests.conftest import REDIS_URL, Connect, FakeClock, Peer, eventually, frames_until
 from tests.test_cluster import Server
 
 
@@ -167,6 +167,120 @@ async def test_unsubscribe_removes_at_once(presence_server, connect: Connect):
     await join(peer, "room:2")
     await peer.request({"event": "ws:unsubscribe", "id": "u", "data": {"channel": "room:2"}})
     assert [e[0] for e in events] == ["client.connected", "client.removed"]
+
+
+class HeldBroker(MemoryBroker):
+    """A memory broker whose next presence read (or compare-and-set), once ``hold()`` is
+    called, waits until the event it returns is set: a slow broker at the worst moment."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gates: dict[str, asyncio.Event] = {}
+        self.entered = asyncio.Event()
+
+    def hold(self, method: str = "presence_get") -> asyncio.Event:
+        gate = self._gates[method] = asyncio.Event()
+        self.entered.clear()
+        return gate
+
+    async def _wait(self, method: str) -> None:
+        gate = self._gates.pop(method, None)
+        if gate is not None:
+            self.entered.set()
+            await gate.wait()
+
+    async def presence_get(self, channel: str) -> dict[str, dict[str, Any]]:
+        await self._wait("presence_get")
+        return await super().presence_get(channel)
+
+    async def presence_replace(
+        self,
+        channel: str,
+        client_id: str,
+        expected: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        ttl: float,
+    ) -> bool:
+        await self._wait("presence_replace")
+        return await super().presence_replace(channel, client_id, expected, new, ttl)
+
+
+async def test_unsubscribe_during_a_heartbeat_leaves_no_ghost(make_server, bus, connect: Connect):
+    """ws:heartbeat reads the member's record; ws:unsubscribe removes the member before that
+    read comes back: the heartbeat writes nothing back -- no member left with no socket, no
+    client.reconnected, no ws:member push."""
+    clock = FakeClock()
+    events: list[str] = []
+    for name in (presence.CONNECTED, presence.DISCONNECTED, presence.RECONNECTED, presence.REMOVED):
+        bus.on(name, lambda event, **_: events.append(event))
+    broker = HeldBroker(clock=clock)
+    client, ws = await make_server(
+        broker=broker,
+        clock=clock,
+        channels={"room:*": {"presence": True, "presence_events": True}},
+        presence_sync=3600,
+    )
+    watcher, peer = await connect(client), await connect(client)
+    await join(watcher, "room:g")
+    await join(peer, "room:g")
+    assert events == ["client.connected", "client.connected"]
+    gate = broker.hold()
+    await peer.send({"event": "ws:heartbeat", "id": "h", "data": {}})
+    await asyncio.wait_for(broker.entered.wait(), 10)  # the heartbeat's read is held
+    left = await peer.request({"event": "ws:unsubscribe", "id": "u", "data": {"channel": "room:g"}})
+    assert left["data"] == {}
+    gate.set()
+    while (beat := await peer.recv()).get("id") != "h":
+        pass  # the held heartbeat's answer: it has finished
+    assert beat["data"] == {}
+    frames = await frames_until(watcher, "fence")
+    listed = await members(watcher, "room:g")
+    assert [m["client_id"] for m in listed["members"]] == [watcher.client_id]
+    assert events == ["client.connected", "client.connected", "client.removed"]
+    pushed = [f["data"]["state"] for f in frames if f.get("event") == "ws:member"]
+    assert "reconnected" not in pushed
+    assert ws.presence.local_members() == 1
+
+
+async def test_unsubscribe_during_a_heartbeats_write_leaves_no_ghost(
+    make_server, bus, connect: Connect
+):
+    """A member removed for its silence, still subscribed, heartbeats; it unsubscribes while
+    the heartbeat's write (putting it back) is on its way, so leave() reads no record and
+    does nothing: the heartbeat takes its write back, and says nothing."""
+    clock = FakeClock()
+    events: list[str] = []
+    for name in (presence.CONNECTED, presence.DISCONNECTED, presence.RECONNECTED, presence.REMOVED):
+        bus.on(name, lambda event, **_: events.append(event))
+    broker = HeldBroker(clock=clock)
+    client, ws = await make_server(
+        broker=broker,
+        clock=clock,
+        channels={"room:*": {"presence": True}},
+        presence_sync=3600,
+        presence_disconnect=60,
+        presence_removal=120,
+    )
+    peer = await connect(client)
+    await join(peer, "room:w")
+    await ws.presence.sweep()
+    clock.now += 61
+    await ws.presence.sweep()  # disconnected
+    clock.now += 121
+    await ws.presence.sweep()  # removed, still subscribed
+    assert events == ["client.connected", "client.disconnected", "client.removed"]
+    gate = broker.hold("presence_replace")
+    await peer.send({"event": "ws:heartbeat", "id": "h", "data": {}})
+    await asyncio.wait_for(broker.entered.wait(), 10)  # the heartbeat's write is held
+    left = await peer.request({"event": "ws:unsubscribe", "id": "u", "data": {"channel": "room:w"}})
+    assert left["data"] == {}
+    gate.set()
+    while (beat := await peer.recv()).get("id") != "h":
+        pass
+    assert beat["data"] == {}
+    assert await broker.presence_get("room:w") == {}
+    assert events == ["client.connected", "client.disconnected", "client.removed"]
+    assert ws.presence.local_members() == 0
 
 
 async def test_label_meta_count_and_pages(presence_server, connect: Connect):

@@ -430,6 +430,42 @@ async def test_a_hanging_shard_is_reported_and_refused_until_it_answers(shards):
         await broker.stop()
 
 
+async def test_a_client_on_a_hanging_shard_is_registered_without_a_command_to_it(shards):
+    """A client whose id hashes onto a shard that hangs connects without a registry write
+    to it (which would only wait for the socket timeout): the shard counts it, and writes it
+    once it answers again; the entry of one that leaves meanwhile is left to expire."""
+    urls = [server.url for server in shards]
+    broker = ShardedRedisBroker(urls, probe_interval=0.2, probe_timeout=2.0)
+    staying, leaving = named_on(urls, 0, "c"), named_on(urls, 0, "d")
+    await broker.start()
+    stuck = broker.shards[0]
+    sent: list[str] = []
+    redis = stuck._connection.redis
+    execute = redis.execute_command
+
+    async def counted(*args: Any, **options: Any) -> Any:
+        sent.append(str(args[0]).upper())
+        return await execute(*args, **options)
+
+    redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        shards[0].signal(signal.SIGSTOP)
+        await eventually(lambda: broker.down == (urls[0],), "the hang noticed")
+        await broker.register_client(staying)
+        await broker.register_client(leaving)
+        await broker.unregister_client(leaving)
+        assert [c for c in sent if c != "PING"] == []
+        assert stuck.holds(staying)
+        assert not stuck.holds(leaving)
+        shards[0].signal(signal.SIGCONT)
+        await eventually(lambda: broker.down == (), "answering again")
+        await registered(shards[0], f"monument_ws:client:{staying}")
+        assert f"monument_ws:client:{leaving}" not in await shards[0].keys()
+    finally:
+        shards[0].signal(signal.SIGCONT)
+        await broker.stop()
+
+
 async def test_adding_a_shard_moves_a_channel_whose_recovery_then_says_not_recovered(shards):
     """Two shards, then the same two and a third: a channel that hashes onto the new one
     starts again there (offset 1, a new epoch); a recovery from its old position is not

@@ -224,6 +224,8 @@ class Presence:
             if channels is not None and channel not in channels:
                 continue
             old = (await self.broker.presence_get(channel)).get(client_id)
+            if not self._holds(channel, client_id, local):
+                continue  # it left while we read (ws:unsubscribe, close): nothing to refresh
             local.frames_seen = sum(s.frames_in for s in local.sockets)
             await self._refresh(channel, client_id, local, old, now)
 
@@ -237,12 +239,23 @@ class Presence:
     ) -> None:
         """A local member was heard from at ``now``: write ``last_seen``, and bring it back
         (``client.reconnected``) when its record ``old`` says disconnected or is gone (removed).
-        A lost compare-and-set means another process moved it: the next pass looks again."""
+        A lost compare-and-set means another process moved it: the next pass looks again.
+
+        Only while this process still holds the member: one that left (its last socket here
+        unsubscribed or closed) while ``old`` was being read is not written back, or it would
+        stay listed as connected with no socket anywhere (a ghost)."""
+        if not self._holds(channel, client_id, local):
+            return
         base = old if old is not None else local.last
         if base is None:
             return  # never written: join() has not finished
         fresh = {**base, "state": "connected", "last_seen": now}
         if not await self._replace(channel, client_id, old, fresh):
+            return
+        if not self._holds(channel, client_id, local):
+            # It left while the write was on its way, and leave() may have read the record
+            # before it: put back what was there, and tell nobody.
+            await self._replace(channel, client_id, fresh, old)
             return
         local.written, local.last = now, fresh
         if old is None or old["state"] != "connected":
@@ -272,12 +285,25 @@ class Presence:
             # Local members the broker no longer lists were removed for their silence while
             # still subscribed here: heard from since, they come back.
             for (name, client_id), local in list(self._local.items()):
-                if name == channel and client_id not in members and self._heard(local):
+                if (
+                    name == channel
+                    and client_id not in members
+                    and self._holds(name, client_id, local)  # not left since the list
+                    and self._heard(local)
+                ):
                     await self._refresh(channel, client_id, local, None, now)
+
+    def _holds(self, channel: str, client_id: str, local: _Local) -> bool:
+        """Whether ``local`` is still this process's record of the member, with a socket: a
+        snapshot taken before an await is stale once leave() has dropped it."""
+        return self._local.get((channel, client_id)) is local and bool(local.sockets)
 
     @staticmethod
     def _heard(local: _Local) -> bool:
-        """Whether ``local``'s sockets sent any frame since the last look (and note them)."""
+        """Whether ``local``'s sockets sent any frame since the last look (and note them); a
+        member with no socket left (it left meanwhile) is not heard."""
+        if not local.sockets:
+            return False
         frames = sum(s.frames_in for s in local.sockets)
         heard = frames != local.frames_seen
         local.frames_seen = frames

@@ -199,11 +199,19 @@ class RedisBroker(Broker):
 
     # --- client registry --------------------------------------------------------
 
-    async def register_client(self, client_id: str) -> None:
-        await self._registry.register(client_id)
+    async def register_client(self, client_id: str, *, write: bool = True) -> None:
+        """``write`` False counts the client without a command to Redis (which a sharded
+        broker knows does not answer): :meth:`refresh_clients` writes it later."""
+        await self._registry.register(client_id, write=write)
 
-    async def unregister_client(self, client_id: str) -> None:
-        await self._registry.unregister(client_id)
+    async def unregister_client(self, client_id: str, *, write: bool = True) -> None:
+        """``write`` False forgets the client without a command to Redis: the entry expires."""
+        await self._registry.unregister(client_id, write=write)
+
+    async def refresh_clients(self) -> None:
+        """Write every client held here to the registry, with a fresh expiry (Unavailable when
+        Redis does not take it)."""
+        await self._connection.call(self._registry.refresh())
 
     def holds(self, client_id: str) -> bool:
         """Whether this process registered ``client_id`` with this broker."""

@@ -5,7 +5,9 @@ at once (:mod:`.subscriber`). One that hangs -- paused, swapping, stuck on a slo
 network that drops packets without resetting connections -- keeps its connections open and
 looks healthy, while every command on it waits for the 5-second socket timeout. The probe
 notices it within ``interval + timeout`` and the sharded broker then refuses that shard's
-requests at once with ``unavailable`` and reports it down, until a PING is answered again.
+requests at once with ``unavailable`` and reports it down, until a PING is answered again;
+then the probe writes the shard's client registry again (clients that connected meanwhile
+were only counted, :meth:`.RedisBroker.refresh_clients`).
 """
 
 from __future__ import annotations
@@ -66,3 +68,9 @@ class Probe:
         if index in self._silent:
             log.warning("broker shard %s answers again", redacted(shard.url))
             self._silent.discard(index)
+            try:
+                await asyncio.wait_for(shard.refresh_clients(), self._timeout)
+            except Exception as exc:  # the periodic refresh tries again
+                log.warning(
+                    "rewriting the client registry on %s failed: %r", redacted(shard.url), exc
+                )

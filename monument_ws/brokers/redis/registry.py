@@ -5,8 +5,11 @@ start) holding that client. It expires ``ttl`` seconds after its last refresh,
 so a process that died without unregistering drops out by itself: every
 process refreshes its own entries every ``ttl / 3`` while the subscription
 connection is up, and all of them at once after an outage (the
-:mod:`.subscriber` calls :meth:`ClientRegistry.refresh`). A client registered
-while Redis is unreachable is counted here and written by that refresh.
+:mod:`.subscriber` calls :meth:`ClientRegistry.refresh`) or a hang (a sharded
+broker's :mod:`.probe` does, when the shard answers again). A client registered
+while Redis is unreachable is counted here and written by that refresh; so is
+one registered with ``write=False`` (a sharded broker's shard that hangs: the
+write would only wait for the socket timeout).
 
 A frame for a client held by another process is published on that process's
 ``{p}:node:{node}`` channel as ``<client id>\\n<frame>``.
@@ -67,15 +70,17 @@ class ClientRegistry:
         """Whether this process holds a socket of ``client_id``."""
         return client_id in self._held
 
-    async def register(self, client_id: str) -> None:
-        if self._held.add(client_id):
+    async def register(self, client_id: str, *, write: bool = True) -> None:
+        """Hold ``client_id``; ``write`` False only counts it (the next refresh writes it)."""
+        if self._held.add(client_id) and write:
             key = self._keys.client(client_id)
             with contextlib.suppress(Unavailable):  # refreshed when Redis is back
                 await self._connection.call(self._connection.redis.sadd(key, self._node))
                 await self._connection.call(self._connection.redis.expire(key, int(self._ttl)))
 
-    async def unregister(self, client_id: str) -> None:
-        if self._held.remove(client_id):
+    async def unregister(self, client_id: str, *, write: bool = True) -> None:
+        """Stop holding ``client_id``; ``write`` False leaves its entry to expire."""
+        if self._held.remove(client_id) and write:
             key = self._keys.client(client_id)
             with contextlib.suppress(Unavailable):  # the entry expires by itself
                 await self._connection.call(self._connection.redis.srem(key, self._node))

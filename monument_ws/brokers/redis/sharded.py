@@ -22,8 +22,9 @@ succeeds when one shard took it and raises ``Unavailable`` only when none did.
 queue or a client whose id hashes there -- is refused at once with ``Unavailable`` while its
 broker is unhealthy (its subscription connection lost, or back but not yet recovered) or it
 does not answer its pings (it hangs: :mod:`.probe`), never acknowledged and lost; the others
-go on. A command already sent to a shard that then hangs fails after the 5-second socket
-timeout (``Unavailable``: not acknowledged; Redis may still run it when it resumes, which an
+go on. A client whose id hashes there is still accepted: its registry entry is not written
+while the shard is down, and is written when the shard is back. A command already sent to a
+shard that then hangs fails after the 5-second socket timeout (``Unavailable``: not acknowledged; Redis may still run it when it resumes, which an
 idempotency key makes safe to retry). :attr:`healthy` stays True while any shard is, and
 :attr:`down` names the shards that are not (readiness reports them). A process starts
 while a shard is down (:meth:`start`).
@@ -297,11 +298,17 @@ class ShardedRedisBroker(Broker):
     # --- client registry --------------------------------------------------------
 
     async def register_client(self, client_id: str) -> None:
-        # Not refused while the shard is down: its registry writes the entry once it is back.
-        await self.shard_of(client_id).register_client(client_id)
+        # Not refused while the shard is down, and not written either (on a shard that hangs
+        # the write would only wait for the socket timeout, holding up the connect): the
+        # shard counts the client and writes it once it is back -- its subscriber after an
+        # outage, the probe after a hang (:meth:`RedisBroker.refresh_clients`).
+        index = pick(self.urls, client_id)
+        await self.shards[index].register_client(client_id, write=self._up(index))
 
     async def unregister_client(self, client_id: str) -> None:
-        await self.shard_of(client_id).unregister_client(client_id)
+        # Likewise not written while the shard is down: the entry expires by itself.
+        index = pick(self.urls, client_id)
+        await self.shards[index].unregister_client(client_id, write=self._up(index))
 
     async def send_to_client(self, client_id: str, frame: bytes) -> bool:
         if self.shard_of(client_id).holds(client_id):  # here: no Redis needed
