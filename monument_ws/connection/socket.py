@@ -58,7 +58,7 @@ from .commands import InlineCommand
 from .outbound import Outbound, OutgoingHooks
 from .requests import RequestTable
 from .sender import CodecSender, Sender
-from .stats import OUT_PUSH, OUT_REPLY
+from .stats import OUT_PUSH, OUT_REPLY, Stats
 
 log = logging.getLogger("monument_ws")
 
@@ -97,6 +97,28 @@ class _SocketLog(logging.LoggerAdapter[logging.Logger]):
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
         kwargs["extra"] = self.extra
         return msg, kwargs
+
+
+def _sender(
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    config: Config,
+    stats: Stats,
+    codec: CodecSession | None,
+) -> Sender:
+    """The bounded send path of a new socket: a :class:`CodecSender` for another wire format
+    (its frames are written as its codec made them), else the native :class:`Sender`."""
+    limits: dict[str, int] = {
+        "max_frames": config.send_buffer_frames,
+        "max_bytes": config.send_buffer_bytes,
+    }
+    if codec is not None:
+        return CodecSender(request.transport, request.writer, **limits, stats=stats, codec=codec)
+    # deflate state lives in aiohttp's writer: with compression every frame goes there
+    write_frame = (
+        functools.partial(ws.send_frame, opcode=WSMsgType.TEXT) if config.compression else None
+    )
+    return Sender(request.transport, request.writer, **limits, stats=stats, write_frame=write_frame)
 
 
 class Socket:
@@ -154,28 +176,7 @@ class Socket:
         self._log: _SocketLog | None = None  # made on first use: most sockets never log
         transport = request.transport
         reads.small_reads(transport)
-        sender: Sender
-        if codec is None:
-            sender = Sender(
-                transport,
-                request.writer,
-                max_frames=config.send_buffer_frames,
-                max_bytes=config.send_buffer_bytes,
-                stats=dispatch.stats,
-                # deflate state lives in aiohttp's writer: with compression every frame goes there
-                write_frame=functools.partial(ws.send_frame, opcode=WSMsgType.TEXT)
-                if config.compression
-                else None,
-            )
-        else:  # another wire format: its frames are written as its codec made them
-            sender = CodecSender(
-                transport,
-                request.writer,
-                max_frames=config.send_buffer_frames,
-                max_bytes=config.send_buffer_bytes,
-                stats=dispatch.stats,
-                codec=codec,
-            )
+        sender = _sender(request, ws, config, dispatch.stats, codec)
         table = RequestTable(config.max_inflight, config.max_waiting)
         #: the way out: hooks, counters, the bounded send path
         self.outbound = Outbound(
