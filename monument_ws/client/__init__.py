@@ -19,8 +19,8 @@ aiohttp's client and orjson, and logs everything as ``monument_ws.client``.
 ordered frames not yet sent), ``calls`` (requests waiting for answers, streams),
 ``dispatch`` (where each incoming frame goes), ``auth`` (staged auth), ``channels`` (subscriptions and
 their recovery), ``inbox`` (the peer queue), ``listeners`` (``on``, ``listen``,
-frame middleware), ``performers`` (answers to server calls), ``sync`` (SYNC
-objects), ``status`` (state, welcome, close code) and ``tasks``; ``channel_methods`` and
+frame middleware), ``performers`` (answers to server calls), ``periodic`` (``every``), ``sync``
+(SYNC objects), ``status`` (state, welcome, close code) and ``tasks``; ``channel_methods`` and
 ``people`` hold the Client's methods about channels (subscribe, publish, history) and about
 presence and the user and session channels.
 
@@ -91,7 +91,6 @@ import aiohttp
 
 from .. import protocol
 from ..protocol.backoff import Backoff
-from ..protocol.errors import MonumentWSError
 from ..protocol.frames import Queued
 from .auth import Auth
 from .calls import DEFAULT, Calls, frame_of
@@ -104,10 +103,11 @@ from .listeners import FrameHook, Listener, Listeners
 from .outbox import Outbox
 from .people import People
 from .performers import Performers
+from .periodic import Periodic, repeat
 from .renamed import Renamed, renamed_options, warn_renamed
 from .status import Status
 from .sync import Synced
-from .tasks import Tasks, maybe_await
+from .tasks import Tasks
 
 __all__ = ["Client", "FrameHook", "Listener", "Message", "Periodic", "Queued", "Subscription"]
 
@@ -135,20 +135,6 @@ class _Part(Generic[T]):
 
     def __set__(self, client: Client, value: T) -> None:
         setattr(getattr(client, self._part), self._name, value)
-
-
-class Periodic:
-    """A running :meth:`Client.every`; ``cancel()`` stops it (closing the client does too)."""
-
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
-
-    def cancel(self) -> None:
-        self._task.cancel()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._task.done()
 
 
 class Client(ChannelMethods, People):
@@ -453,18 +439,5 @@ class Client(ChannelMethods, People):
         ``on_result`` the request is a call and its reply is passed to it.
         Stops when cancelled or when the client closes.
         """
-
-        async def loop() -> None:
-            while True:
-                await asyncio.sleep(interval)
-                payload = data() if callable(data) else data
-                if on_result is None:
-                    self.tell(event, payload)
-                else:
-                    try:
-                        result: Any = await self.call(event, payload)
-                    except MonumentWSError as exc:
-                        result = exc
-                    await maybe_await(on_result(result))
-
-        return Periodic(self._tasks.spawn(loop()))
+        send = self.tell if on_result is None else self.call
+        return Periodic(self._tasks.spawn(repeat(interval, event, data, send, on_result)))
