@@ -39,22 +39,15 @@ from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
+from servers import LOAD_TEST_FLAGS  # bench/servers.py: this script's folder is on sys.path
 
 from monument_ws.publisher import Publisher
 
 TICK = os.sysconf("SC_CLK_TCK")
 
-#: ``monument-ws run`` flags of a load test: limits raised out of the way of one machine's
-#: sockets, heartbeats off (as bench/servers.py does).
-FLAGS = (
-    "--upgrade-rate", "0",
-    "--rate-limit", "1000000",
-    "--rate-burst", "1000000",
-    "--max-sockets-per-ip", "100000",
-    "--max-connections-per-ip", "100000",
-    "--heartbeat", "0",
-    "--secret", "bench",
-)  # fmt: skip
+#: ``monument-ws run`` flags of a load test: the suite's (limits raised out of the way of one
+#: machine's sockets, heartbeats off), and one workers' secret for the four processes.
+FLAGS = (*LOAD_TEST_FLAGS, "--secret", "bench")
 
 
 def free_port() -> int:
